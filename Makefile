@@ -1,0 +1,40 @@
+# spanscope: `make run` starts the stack on loopback, `make test` installs what it needs and tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast bench lint dashboards system-deps clean
+
+$(STAMP): exporter/pyproject.toml demo/pyproject.toml requirements-test.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e exporter[fast] -e demo -r requirements-test.txt
+	@touch $@
+
+run: $(STAMP)
+	$(PY) scripts/run_stack.py
+
+system-deps:
+	bash scripts/system-deps.sh
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+dashboards: $(STAMP)
+	$(PY) grafana/generate.py
+
+lint: $(STAMP) system-deps
+	promtool check config prometheus/prometheus.yml
+	promtool check rules --lint=all --lint-fatal prometheus/rules/*.yml
+	amtool check-config alertmanager/alertmanager.yml
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,105 @@
+"""Wiring: builds the pipeline from a Config and runs the three listeners on one event loop."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from . import receiver_grpc, receiver_http, web as web_endpoint
+from .aggregate import Store
+from .catalogue import Metrics
+from .config import Config
+from .ingest import Ingest
+from .pricing import Pricing, load_table
+from .recorder import Recorder
+from .traces import Assembler
+
+log = logging.getLogger("spanscope")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class Exporter:
+    """The pipeline (receive → decode → interpret → aggregate → expose) and its listeners."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.store = Store(config["limits.max_series_per_metric"])
+        self.metrics = Metrics(self.store, config["histograms.duration_buckets"])
+        self.pricing = Pricing(load_table(config["pricing.file"]))
+        self.recorder = Recorder(self.metrics, self.pricing, config["components.names"],
+                                 config["limits.tenant_values"], config["limits.label_value_length"])
+        self.assembler = Assembler(config["traces.finish_delay"], config["traces.timeout"],
+                                   config["traces.max_pending"], config["traces.max_spans"])
+        self.ingest = Ingest(self.metrics, self.recorder, self.assembler, config["components.span_names"],
+                             config["limits.ingest_queue"], config["limits.retry_after"],
+                             config["limits.series_ttl"])
+        self.state: dict = {"ready": False, "before_scrape": []}
+        self.web_app = web_endpoint.make_app(self.metrics, self.state)
+        self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"])
+        self._runners: list[web.AppRunner] = []
+        self._tasks: list[asyncio.Task] = []
+        self._grpc = None
+        self.stopping = asyncio.Event()
+
+    @staticmethod
+    def check(config: Config) -> None:
+        """Load everything a start would load from files, raising ConfigError on a problem."""
+        load_table(config["pricing.file"])
+        config.bearer_token()
+
+    async def _serve(self, app: web.Application, address: str, what: str) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = split_address(address)
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(f"cannot listen on {address} ({what}): {exc.strerror}") from None
+        self._runners.append(runner)
+
+    async def start(self) -> None:
+        c = self.config
+        self._tasks.append(asyncio.create_task(self.ingest.consume(), name="ingest"))
+        interval = min(max(c["traces.finish_delay"] / 2, 0.01), 0.5)
+        self._tasks.append(asyncio.create_task(self.ingest.housekeeping(interval), name="housekeeping"))
+        await self._serve(self.web_app, c["listen.web"], "web")
+        await self._serve(self.http_app, c["listen.otlp_http"], "OTLP/HTTP")
+        self._grpc = receiver_grpc.make_server(self.ingest, c["listen.otlp_grpc"], c["limits.max_grpc_message_bytes"])
+        await self._grpc.start()
+        self.state["ready"] = True
+        log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
+                 c["listen.otlp_grpc"], c["listen.otlp_http"], c["listen.web"])
+
+    async def stop(self) -> None:
+        """Stop accepting spans, process what was accepted, finish every trace, then close the web."""
+        self.state["ready"] = False
+        if self._grpc is not None:
+            await self._grpc.stop(grace=2)
+        for runner in self._runners[1:]:  # the OTLP/HTTP listener
+            await runner.cleanup()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ingest.drain(), timeout=10)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._runners[0].cleanup()  # the web endpoint answers until the end
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("shutting down: draining the ingest queue and finishing pending traces")
+            await self.stop()

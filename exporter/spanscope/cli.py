@@ -1,0 +1,81 @@
+"""`spanscope-exporter`: run the exporter, or check a configuration and exit."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import ConfigError, load
+
+FLAG_ENV = {  # flag -> (environment variable, config path)
+    "--otlp-grpc": ("SPANSCOPE_OTLP_GRPC", "listen.otlp_grpc"),
+    "--otlp-http": ("SPANSCOPE_OTLP_HTTP", "listen.otlp_http"),
+    "--web": ("SPANSCOPE_WEB", "listen.web"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spanscope-exporter",
+        description="OpenTelemetry spans in (OTLP gRPC/HTTP), Prometheus metrics out, for LLM and RAG pipelines.",
+        epilog="Every option of the config file can also be set with --set PATH=VALUE or the environment "
+               "variable SPANSCOPE__PATH (parts joined by __), e.g. SPANSCOPE__LIMITS__SERIES_TTL=10m.",
+    )
+    p.add_argument("--config", default=os.environ.get("SPANSCOPE_CONFIG"),
+                   help="YAML config file (env SPANSCOPE_CONFIG); embedded defaults when absent")
+    for flag, (env, path) in FLAG_ENV.items():
+        p.add_argument(flag, metavar="HOST:PORT", default=os.environ.get(env),
+                       help=f"listen address, config {path} (env {env})")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override one config option (repeatable)")
+    p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--log-level", default=os.environ.get("SPANSCOPE_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--version", action="version", version=f"spanscope-exporter {__version__}")
+    return p
+
+
+def build_config(args):
+    overrides = [f"{path}={getattr(args, flag[2:].replace('-', '_'))}"
+                 for flag, (_, path) in FLAG_ENV.items() if getattr(args, flag[2:].replace('-', '_'))]
+    return load(args.config, overrides + args.set)
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = build_config(args)
+        from .app import Exporter  # imported late: --check-config needs no network stack
+        if args.check_config:
+            Exporter.check(config)
+            print(f"configuration OK{' (' + args.config + ')' if args.config else ' (embedded defaults)'}")
+            return 0
+    except ConfigError as exc:
+        print(f"spanscope-exporter: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop  # a faster event loop when installed (the `fast` extra)
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+
+    async def serve():
+        await Exporter(config).run()
+
+    try:
+        run(serve())
+    except ConfigError as exc:
+        print(f"spanscope-exporter: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"spanscope-exporter: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

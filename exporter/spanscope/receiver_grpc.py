@@ -1,0 +1,57 @@
+"""OTLP/gRPC receiver: the TraceService on grpc.aio, sharing the event loop with the web server.
+
+Overload answers UNAVAILABLE with a google.rpc.RetryInfo detail, which the OpenTelemetry SDK's
+exporter honours as the delay before its retry.
+"""
+from __future__ import annotations
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from .ingest import Ingest, Overloaded
+
+
+def _unavailable(message: str, retry_after: float) -> grpc.Status:
+    retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=int(retry_after),
+                                                             nanos=int(retry_after % 1 * 1e9)))
+    detail = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+    detail.details.add().Pack(retry)
+
+    class _Status(grpc.Status):
+        code = grpc.StatusCode.UNAVAILABLE
+        details = message
+        trailing_metadata = (("grpc-status-details-bin", detail.SerializeToString()),)
+
+    return _Status()
+
+
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, ingest: Ingest):
+        self.ingest = ingest
+
+    async def Export(self, request, context):  # noqa: N802 - the gRPC method name
+        m = self.ingest.m
+        try:
+            result = await self.ingest.submit(request, "grpc")
+        except Overloaded as exc:
+            m.export_requests.inc(("grpc", "UNAVAILABLE"))
+            await context.abort_with_status(_unavailable(str(exc), exc.retry_after))
+        m.export_requests.inc(("grpc", "OK"))
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if result.rejected:
+            response.partial_success.rejected_spans = result.rejected
+            response.partial_success.error_message = result.message
+        return response
+
+
+def make_server(ingest: Ingest, address: str, max_message_bytes: int) -> grpc.aio.Server:
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ])
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(ingest), server)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address} (OTLP/gRPC)")
+    return server

@@ -1,0 +1,153 @@
+"""Trace assembly and the per-request latency breakdown (self time, critical path).
+
+Spans are buffered by trace id. A trace is finished `finish_delay` seconds after its local root
+arrives (children usually arrive first: they end first), or flushed `timeout` seconds after its
+first span when no root comes. The buffer is bounded: the oldest trace is evicted beyond
+`max_pending`. Times are integer nanoseconds, so the critical-path pieces of a request add up to its
+duration exactly.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+
+from .contract import SpanRecord
+
+
+class Trace:
+    __slots__ = ("trace_id", "spans", "root", "first_seen", "dropped")
+
+    def __init__(self, trace_id: str, now: float):
+        self.trace_id = trace_id
+        self.spans: list[SpanRecord] = []
+        self.root: SpanRecord | None = None
+        self.first_seen = now
+        self.dropped = 0
+
+
+class Assembler:
+    """Buffers spans per trace and hands out finished traces."""
+
+    def __init__(self, finish_delay: float, timeout: float, max_pending: int, max_spans: int):
+        self.finish_delay = finish_delay
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self.max_spans = max_spans
+        self.pending: OrderedDict[str, Trace] = OrderedDict()  # insertion order = first seen
+        self.due: dict[str, float] = {}                        # trace id -> finish time (root seen)
+        self.evicted = 0
+        self.dropped_spans = 0
+
+    def add(self, rec: SpanRecord, now: float) -> None:
+        trace = self.pending.get(rec.trace_id)
+        if trace is None:
+            if len(self.pending) >= self.max_pending:
+                old_id, _ = self.pending.popitem(last=False)
+                self.due.pop(old_id, None)
+                self.evicted += 1
+            trace = self.pending[rec.trace_id] = Trace(rec.trace_id, now)
+        if len(trace.spans) >= self.max_spans:
+            trace.dropped += 1
+            self.dropped_spans += 1
+            return
+        trace.spans.append(rec)
+        if rec.is_root and trace.root is None:
+            trace.root = rec
+            self.due[rec.trace_id] = now + self.finish_delay
+
+    def take_finished(self, now: float, everything: bool = False) -> list[tuple[Trace, str]]:
+        """Traces whose time has come, with the reason (`root` or `timeout`)."""
+        out = []
+        for trace_id in [t for t, at in self.due.items() if everything or at <= now]:
+            del self.due[trace_id]
+            out.append((self.pending.pop(trace_id), "root"))
+        cutoff = now - self.timeout
+        while self.pending:
+            trace_id, trace = next(iter(self.pending.items()))
+            if not everything and trace.first_seen > cutoff:
+                break
+            self.pending.popitem(last=False)
+            self.due.pop(trace_id, None)
+            out.append((trace, "root" if trace.root else "timeout"))
+        return out
+
+
+# --- breakdown ---------------------------------------------------------------------------------
+
+def _children_index(spans: list[SpanRecord], root: SpanRecord) -> dict[bytes, list[SpanRecord]]:
+    """Parent span id -> children. The first of duplicate span ids wins; orphans (their parent
+    never arrived) hang from the root so their time is not lost."""
+    by_id: dict[bytes, SpanRecord] = {}
+    for s in spans:
+        by_id.setdefault(s.span_id, s)
+    children: dict[bytes, list[SpanRecord]] = defaultdict(list)
+    for s in by_id.values():
+        if s is root:
+            continue
+        parent = s.parent_id if s.parent_id in by_id and s.parent_id != s.span_id else root.span_id
+        children[parent].append(s)
+    return children
+
+
+def _union_length(intervals: list[tuple[int, int]]) -> int:
+    total, cur_start, cur_end = 0, None, None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        elif end > cur_end:
+            cur_end = end
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def breakdown(spans: list[SpanRecord], root: SpanRecord):
+    """Per component: (critical-path ns, self ns), and per feature critical-path ns.
+
+    Critical path as Jaeger draws it: from the root's end walk backwards; among the current span's
+    children (clipped to its window) that end at or before t, take the one ending last; the gap
+    after it belongs to the current span; descend into the child; continue before its start.
+    Self time: duration minus the union of the children's intervals clipped to the span.
+    """
+    children = _children_index(spans, root)
+    critical: dict[str, int] = defaultdict(int)
+    self_time: dict[str, int] = defaultdict(int)
+    by_feature: dict[str, int] = defaultdict(int)
+    visited: set[bytes] = set()
+
+    def credit(span: SpanRecord, ns: int) -> None:
+        if ns > 0:
+            critical[span.component] += ns
+            if span.feature:
+                by_feature[span.feature] += ns
+
+    # Self time: iterate over every span reachable from the root (cycles cannot recur: visited).
+    stack = [root]
+    while stack:
+        span = stack.pop()
+        if span.span_id in visited:
+            continue
+        visited.add(span.span_id)
+        kids = children.get(span.span_id, ())
+        clipped = [(max(k.start, span.start), min(k.end, span.end)) for k in kids]
+        covered = _union_length([(a, b) for a, b in clipped if b > a])
+        self_time[span.component] += max(span.duration_ns - covered, 0)
+        stack.extend(k for k in kids if k.span_id not in visited)
+
+    # Critical path, iteratively: frames of (span, window start, window end, t).
+    frames = [(root, root.start, root.end, root.end)]
+    while frames:
+        span, lo, hi, t = frames.pop()
+        best, best_start, best_end = None, 0, 0
+        for k in children.get(span.span_id, ()):
+            k_start, k_end = max(k.start, lo), min(k.end, hi)
+            if k_end <= t and k_end > k_start and (best is None or k_end > best_end):
+                best, best_start, best_end = k, k_start, k_end
+        if best is None:
+            credit(span, t - lo)
+            continue
+        credit(span, t - best_end)
+        frames.append((span, lo, hi, best_start))  # continue in this span before the child
+        frames.append((best, best_start, best_end, best_end))
+    return critical, self_time, by_feature

@@ -1,0 +1,116 @@
+"""Self time and critical path on hand-constructed traces (docs: DESIGN definitions)."""
+import os
+
+import pytest
+
+from spanscope.contract import read_span
+from spanscope.traces import breakdown
+
+from protospans import span, tree
+
+MS = 1_000_000
+
+
+def records(spans):
+    return [read_span(s, "svc", []) for s in spans]
+
+
+def run(spans):
+    recs = records(spans)
+    root = next(r for r in recs if r.is_root)
+    critical, self_time, by_feature = breakdown(recs, root)
+    return root, {k: v / MS for k, v in critical.items() if v}, {k: v / MS for k, v in self_time.items() if v}, by_feature
+
+
+DESIGN_EXAMPLE = ("gateway", 0, 1000, {}, [
+    ("cache_lookup", 0, 10),
+    ("intent_classification", 10, 60),
+    ("rag_lookup", 60, 260, {"pipeline.feature": "weather_rag"}),
+    ("rag_lookup", 60, 360, {"pipeline.feature": "sports_rag"}),
+    ("llm_inference", 360, 860),
+    ("response_assembly", 860, 900),
+])
+
+
+def test_design_example_parallel_rag():
+    root, critical, self_time, by_feature = run(tree(DESIGN_EXAMPLE))
+    assert critical == {"gateway": 100, "response_assembly": 40, "llm_inference": 500, "rag_lookup": 300,
+                        "intent_classification": 50, "cache_lookup": 10}
+    assert sum(critical.values()) == 1000
+    # rag self time counts both parallel spans in full; the gateway keeps only the uncovered 100 ms
+    assert self_time["rag_lookup"] == 500 and self_time["gateway"] == 100
+    # only the slower RAG source is on the critical path
+    assert by_feature == {"sports_rag": 300 * MS}
+
+
+def test_sequential_sum_is_exact():
+    spec = ("gateway", 0, 123.456789, {}, [("a", 1.000001, 50.5), ("b", 50.5, 99.999999, {}, [("c", 60, 70)])])
+    root, critical, _, _ = run(tree(spec))
+    total_ns = sum(v * MS for v in critical.values())
+    assert abs(total_ns - root.duration_ns) < 1e-3 * MS  # < 1 µs
+    assert critical["c"] == pytest.approx(10)
+
+
+def test_children_outliving_parent_are_clipped():
+    spec = ("gateway", 0, 100, {}, [("worker", 50, 400, {}, [("late", 350, 500)])])
+    root, critical, self_time, _ = run(tree(spec))
+    assert critical == {"gateway": 50, "worker": 50}
+    assert sum(critical.values()) == 100
+    assert self_time["gateway"] == 50 and self_time["worker"] == 300  # worker's own window, late clipped
+
+
+def test_missing_parent_orphans_hang_from_root():
+    spans = tree(("gateway", 0, 200, {}, [("mid", 10, 150, {}, [("leaf", 20, 140)])]))
+    without_mid = [s for s in spans if s.name != "mid"]
+    root, critical, _, _ = run(without_mid)
+    assert critical == {"gateway": 80, "leaf": 120}
+    assert sum(critical.values()) == 200
+
+
+def test_parallel_overlapping_children_take_the_last_finishing_chain():
+    spec = ("gateway", 0, 600, {}, [("a", 0, 500), ("b", 400, 600)])
+    _, critical, self_time, _ = run(tree(spec))
+    assert critical == {"b": 200, "gateway": 400}  # a ends after b starts: not on the path (Jaeger)
+    assert self_time.get("gateway", 0) == 0
+
+
+def test_duplicate_span_ids_and_self_parent_do_not_break_the_sum():
+    tid = os.urandom(16)
+    root = span(tid, "gateway", 0, 100, attrs={"pipeline.component": "gateway"})
+    dup_id = b"\x00" * 7 + b"\x09"
+    a = span(tid, "a", 10, 50, root.span_id, {"pipeline.component": "a"}, span_id=dup_id)
+    a2 = span(tid, "a2", 20, 90, root.span_id, {"pipeline.component": "a2"}, span_id=dup_id)
+    selfish = span(tid, "loop", 60, 70, b"\x00" * 7 + b"\x0a", {"pipeline.component": "loop"},
+                   span_id=b"\x00" * 7 + b"\x0a")
+    _, critical, _, _ = run([root, a, a2, selfish])
+    assert sum(critical.values()) == 100
+    assert "a2" not in critical  # the first of duplicate ids wins
+
+
+def test_cyclic_parents_unreachable_from_root_are_ignored():
+    tid = os.urandom(16)
+    root = span(tid, "gateway", 0, 100, attrs={"pipeline.component": "gateway"})
+    x_id, y_id = b"\x00" * 7 + b"\x21", b"\x00" * 7 + b"\x22"
+    x = span(tid, "x", 10, 20, y_id, {"pipeline.component": "x"}, span_id=x_id)
+    y = span(tid, "y", 30, 40, x_id, {"pipeline.component": "y"}, span_id=y_id)
+    _, critical, self_time, _ = run([root, x, y])
+    assert critical == {"gateway": 100}
+    assert self_time == {"gateway": 100}
+
+
+def test_deep_chain_of_ten_thousand_levels():
+    tid = os.urandom(16)
+    spans, parent = [], b""
+    for i in range(10_000):
+        s = span(tid, "n", i * 0.01, 200 - i * 0.01, parent, {"pipeline.component": f"level{i % 3}"})
+        spans.append(s)
+        parent = s.span_id
+    root, critical, _, _ = run(spans)
+    assert abs(sum(v * MS for v in critical.values()) - root.duration_ns) < 1e-3 * MS
+
+
+def test_zero_length_children_and_root():
+    _, critical, _, _ = run(tree(("gateway", 5, 5, {}, [("a", 5, 5)])))
+    assert critical == {}
+    _, critical, _, _ = run(tree(("gateway", 0, 10, {}, [("a", 3, 3), ("b", 4, 6)])))
+    assert critical == {"gateway": 8, "b": 2}

@@ -1,0 +1,84 @@
+"""Span sources for tests: the real OpenTelemetry SDK and its OTLP exporters.
+
+`emit(tracer, tree)` builds one trace with explicit timestamps from a nested spec, so tests know
+every duration exactly without sleeping:
+
+    ("gateway", 0, 1000, {"pipeline.component": "gateway"}, [
+        ("cache", 0, 10, {...}, []), ...])
+
+times in milliseconds from a base; attributes and children optional.
+"""
+from __future__ import annotations
+
+import time
+import urllib.request
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+from prometheus_client.parser import text_string_to_metric_families
+
+MS = 1_000_000
+
+
+def http_exporter(base_url: str, **kwargs):
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter(endpoint=base_url + "/v1/traces", **kwargs)
+
+
+def grpc_exporter(address: str, **kwargs):
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter(endpoint=address, insecure=True, **kwargs)
+
+
+def json_exporter(base_url: str, **kwargs):
+    from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter(endpoint=base_url + "/v1/traces", **kwargs)
+
+
+def provider(exporter, service: str = "rag-service", batch: bool = False) -> TracerProvider:
+    tp = TracerProvider(resource=Resource.create({"service.name": service}))
+    tp.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
+    return tp
+
+
+def emit(tracer, tree, base_ns: int | None = None, parent=None, events=None):
+    """Create the spans of `tree` (children first ended, as real code does); returns the root span."""
+    base_ns = time.time_ns() - 5_000 * MS if base_ns is None else base_ns
+    name, start_ms, end_ms, *rest = tree
+    attrs = rest[0] if rest else {}
+    children = rest[1] if len(rest) > 1 else []
+    ctx = trace.set_span_in_context(parent) if parent is not None else None
+    span = tracer.start_span(name, context=ctx, start_time=base_ns + int(start_ms * MS),
+                             attributes={k: v for k, v in attrs.items() if not k.startswith("_")})
+    for ev_name, ev_attrs in attrs.get("_events", []):
+        span.add_event(ev_name, ev_attrs)
+    if attrs.get("_error"):
+        span.set_status(Status(StatusCode.ERROR, "failed"))
+    for child in children:
+        emit(tracer, child, base_ns, span)
+    span.end(end_time=base_ns + int(end_ms * MS))
+    return span
+
+
+def trace_id_hex(span) -> str:
+    return format(span.get_span_context().trace_id, "032x")
+
+
+def scrape(web_url: str) -> dict:
+    """Parsed /metrics: {sample name: {frozenset(labels.items()): value}}."""
+    with urllib.request.urlopen(web_url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    samples: dict = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, {})[frozenset(s.labels.items())] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
+    want = set(labels.items())
+    return sum(v for k, v in samples.get(name, {}).items() if want <= k)

@@ -10,8 +10,13 @@ from aiohttp import web
 
 from . import receiver_grpc, receiver_http, web as web_endpoint
 from .aggregate import Store
+from .api import Api, add_routes, api_errors, auth_middleware
 from .catalogue import Metrics
 from .config import Config
+from .experiments import Experiments
+from .features import Features, load_catalogue
+from .feedback import Feedback, RecentRequests
+from .impact import Impact
 from .ingest import Ingest
 from .pricing import Pricing, load_table
 from .recorder import Recorder
@@ -40,8 +45,21 @@ class Exporter:
         self.ingest = Ingest(self.metrics, self.recorder, self.assembler, config["components.span_names"],
                              config["limits.ingest_queue"], config["limits.retry_after"],
                              config["limits.series_ttl"])
-        self.state: dict = {"ready": False, "before_scrape": []}
-        self.web_app = web_endpoint.make_app(self.metrics, self.state)
+        # Features, experiments and feedback read finished requests (sinks of the recorder).
+        self.features = Features(load_catalogue(config["features.file"]), config["features.state_file"])
+        self.impact = Impact(self.features, config["features.window"])
+        self.experiments = Experiments(self.metrics)
+        self.recent = RecentRequests()
+        self.feedback = Feedback(self.metrics, self.recent, config["feedback.retention"])
+        self.recorder.component_features = self.features.component_features()
+        self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe]
+        scenarios = config["features.scenarios"]
+        self.state: dict = {"ready": False,
+                            "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios)]}
+        token = config.bearer_token()
+        self.web_app = web_endpoint.make_app(self.metrics, self.state,
+                                             middlewares=[api_errors, auth_middleware(lambda: token)])
+        add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
         self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"])
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
@@ -52,6 +70,7 @@ class Exporter:
     def check(config: Config) -> None:
         """Load everything a start would load from files, raising ConfigError on a problem."""
         load_table(config["pricing.file"])
+        load_catalogue(config["features.file"])
         config.bearer_token()
 
     async def _serve(self, app: web.Application, address: str, what: str) -> None:

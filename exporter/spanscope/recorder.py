@@ -77,6 +77,7 @@ class Recorder:
         self.breakers: dict[tuple, str] = {}
         self.miss_cost: dict[str, tuple[Decimal, int, str, str]] = {}  # service -> (total, n, provider, model)
         self.sinks: list = []
+        self.component_features: dict[str, str] = {}  # component -> feature, for spans without pipeline.feature
 
     def clip(self, value: str) -> str:
         return value if len(value) <= self.label_length else value[:self.label_length]
@@ -99,6 +100,8 @@ class Recorder:
             self._new_service(svc)
         comp = self.clip(r.component)
         r.component = comp
+        if r.feature is None:
+            r.feature = self.component_features.get(comp)
         duration = r.duration_ns * NS
         status = "error" if r.error else "ok"
         m.component_duration.observe((svc, comp, status), duration, r.trace_id)

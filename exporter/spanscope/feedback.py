@@ -1,0 +1,93 @@
+"""User feedback: validation of ratings, the trace context they are labelled with, metrics."""
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .recorder import RequestSummary
+
+TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+MAX_COMMENT = 2000
+UNKNOWN = ("unknown", "unknown", "unknown")
+
+
+class FeedbackError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Rating:
+    interaction_id: str
+    rating: int
+    comment: str | None
+
+
+def validate(doc) -> Rating:
+    """A Rating from a JSON body, or FeedbackError(400) naming the bad field."""
+    if not isinstance(doc, dict):
+        raise FeedbackError(400, "body: expected a JSON object with interaction_id and rating")
+    unknown = sorted(set(doc) - {"interaction_id", "rating", "comment"})
+    if unknown:
+        raise FeedbackError(400, f"{unknown[0]}: unknown field (expected interaction_id, rating, comment)")
+    iid = doc.get("interaction_id")
+    if not isinstance(iid, str) or not TRACE_ID.fullmatch(iid) or set(iid) == {"0"}:
+        raise FeedbackError(400, "interaction_id: expected the trace id as 32 hex characters")
+    rating = doc.get("rating")
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise FeedbackError(400, f"rating: expected an integer from 1 to 5, got {rating!r}")
+    comment = doc.get("comment")
+    if comment is not None:
+        if not isinstance(comment, str):
+            raise FeedbackError(400, "comment: expected a string")
+        if len(comment) > MAX_COMMENT:
+            raise FeedbackError(400, f"comment: at most {MAX_COMMENT} characters, got {len(comment)}")
+    return Rating(iid.lower(), rating, comment)
+
+
+class RecentRequests:
+    """Trace id -> (service, mode, model) of recently finished requests, bounded (a sink)."""
+
+    def __init__(self, capacity: int = 100_000):
+        self.capacity = capacity
+        self.by_trace: OrderedDict[str, tuple] = OrderedDict()
+
+    def observe(self, r: RequestSummary) -> None:
+        self.by_trace[r.trace_id] = (r.service, r.mode, r.model or "unknown")
+        if len(self.by_trace) > self.capacity:
+            self.by_trace.popitem(last=False)
+
+    def labels(self, trace_id: str) -> tuple:
+        return self.by_trace.get(trace_id, UNKNOWN)
+
+
+class Feedback:
+    """Accepts ratings: one per interaction within the retention window; counts them as metrics."""
+
+    def __init__(self, metrics, recent: RecentRequests, retention: float, clock=time.time, capacity=1_000_000):
+        self.metrics = metrics
+        self.recent = recent
+        self.retention = retention
+        self.clock = clock
+        self.capacity = capacity
+        self.rated: OrderedDict[str, float] = OrderedDict()
+
+    def submit(self, rating: Rating) -> dict:
+        now = self.clock()
+        while self.rated and (next(iter(self.rated.values())) < now - self.retention
+                              or len(self.rated) >= self.capacity):
+            self.rated.popitem(last=False)
+        if rating.interaction_id in self.rated:
+            raise FeedbackError(409, f"interaction {rating.interaction_id} was already rated")
+        self.rated[rating.interaction_id] = now
+        labels = self.recent.labels(rating.interaction_id)
+        self.metrics.feedback_rating.observe(labels, rating.rating, rating.interaction_id)
+        if rating.rating <= 2:
+            self.metrics.feedback_low.inc(labels)
+        else:
+            self.metrics.feedback_low.touch(labels)
+        return {"interaction_id": rating.interaction_id, "rating": rating.rating,
+                "service": labels[0], "mode": labels[1], "model": labels[2]}

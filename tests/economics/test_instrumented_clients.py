@@ -1,0 +1,93 @@
+"""Real openai/anthropic clients, instrumented by OpenLLMetry, exporting to a running exporter."""
+import uuid
+from decimal import Decimal
+from importlib import resources
+
+import anthropic
+import openai
+import pytest
+import yaml
+from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+from fake_llm import ANTHROPIC_USAGE, OPENAI_USAGE, FakeLLM
+from processes import start_exporter, wait_until
+from sdk import http_exporter, provider, scrape, value
+
+M = Decimal(1_000_000)
+
+
+def table_price(model: str) -> dict:
+    doc = yaml.safe_load(resources.files("spanscope").joinpath("defaults", "pricing.yaml").read_text())
+    return {k: Decimal(str(v)) / M for k, v in doc["models"][model].items() if k != "provider"}
+
+
+@pytest.fixture(scope="module")
+def exporter(tmp_path_factory):
+    proc = start_exporter(tmp_path_factory.mktemp("econ"), {"traces": {"finish_delay": 0.05}})
+    yield proc
+    proc.stop()
+
+
+def test_openai_and_anthropic_tokens_and_cost_match_the_pricing_table(exporter):
+    service = f"llm-{uuid.uuid4().hex[:6]}"
+    tp = provider(http_exporter(exporter.urls["http"]), service)
+    OpenAIInstrumentor().instrument(tracer_provider=tp)
+    AnthropicInstrumentor().instrument(tracer_provider=tp)
+    try:
+        with FakeLLM() as llm:
+            oa = openai.OpenAI(base_url=llm.url + "/v1", api_key="test-key", max_retries=0)
+            for _ in range(3):
+                oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])
+            an = anthropic.Anthropic(base_url=llm.url, api_key="test-key", max_retries=0)
+            an.messages.create(model="claude-3-5-haiku-20241022", max_tokens=100,
+                               messages=[{"role": "user", "content": "hi"}])
+    finally:
+        OpenAIInstrumentor().uninstrument()
+        AnthropicInstrumentor().uninstrument()
+        tp.shutdown()
+
+    def ready():
+        s = scrape(exporter.urls["web"])
+        return s if value(s, "gen_ai_client_operation_duration_seconds_count", gen_ai_provider_name="anthropic") else None
+
+    s = wait_until(ready, what="LLM spans recorded")
+    # Recognised as llm_inference with no pipeline.* attribute at all
+    assert value(s, "pipeline_component_duration_seconds_count", service=service, component="llm_inference") == 4
+
+    oa_model = dict(service=service, provider="openai", model="gpt-4o-mini-2024-07-18")
+    u = OPENAI_USAGE
+    cached = u["prompt_tokens_details"]["cached_tokens"]
+    assert value(s, "llm_tokens_total", token_type="input", **oa_model) == 3 * u["prompt_tokens"]
+    assert value(s, "llm_tokens_total", token_type="cache_read", **oa_model) == 3 * cached
+    assert value(s, "llm_tokens_total", token_type="output", **oa_model) == 3 * u["completion_tokens"]
+    p = table_price("gpt-4o-mini")
+    expected = {
+        "input": 3 * (u["prompt_tokens"] - cached) * p["input"],
+        "cache_read": 3 * cached * p["cache_read"],
+        "output": 3 * u["completion_tokens"] * p["output"],
+    }
+    for token_type, usd in expected.items():
+        assert Decimal(str(value(s, "llm_cost_usd_total", token_type=token_type, **oa_model))) == usd
+    saved = value(s, "llm_cost_saved_usd_total", source="prompt_cache", **oa_model)
+    assert Decimal(str(saved)) == 3 * cached * (p["input"] - p["cache_read"])
+
+    an_model = dict(service=service, provider="anthropic", model="claude-3-5-haiku-20241022")
+    a = ANTHROPIC_USAGE
+    p = table_price("claude-3-5-haiku")
+    assert value(s, "llm_tokens_total", token_type="cache_creation", **an_model) == a["cache_creation_input_tokens"]
+    expected = {
+        "input": a["input_tokens"] * p["input"],  # the uncached part only
+        "cache_read": a["cache_read_input_tokens"] * p["cache_read"],
+        "cache_creation": a["cache_creation_input_tokens"] * p["cache_write"],
+        "output": a["output_tokens"] * p["output"],
+    }
+    for token_type, usd in expected.items():
+        assert Decimal(str(value(s, "llm_cost_usd_total", token_type=token_type, **an_model))) == usd
+    # the semconv histograms, labelled as OpenTelemetry GenAI metrics are
+    assert value(s, "gen_ai_client_token_usage_sum", gen_ai_provider_name="openai", gen_ai_token_type="input",
+                 gen_ai_request_model="gpt-4o-mini", gen_ai_response_model="gpt-4o-mini-2024-07-18") == 3 * 1200
+    assert value(s, "gen_ai_client_token_usage_bucket", gen_ai_provider_name="openai", gen_ai_token_type="output",
+                 le="256.0") == 0
+    assert value(s, "gen_ai_client_token_usage_bucket", gen_ai_provider_name="openai", gen_ai_token_type="output",
+                 le="1024.0") == 3

@@ -1,0 +1,171 @@
+"""Feature API: toggles, required features, persistence, what-if and breakdown on known traces."""
+import uuid
+
+import pytest
+
+from http_helpers import call
+from processes import start_exporter, wait_until
+from sdk import emit, http_exporter, provider, scrape, value
+
+MISS = ("gateway", 0, 1000, {"pipeline.component": "gateway"}, [
+    ("cache", 0, 10, {"pipeline.component": "cache_lookup", "pipeline.cache.name": "l1",
+                      "pipeline.cache.result": "miss"}),
+    ("context", 10, 210, {"pipeline.component": "context", "pipeline.feature": "conversation_context"}),
+    ("weather", 210, 230, {"pipeline.component": "rag_lookup", "pipeline.feature": "weather_rag"}),
+    ("llm", 230, 900, {"pipeline.component": "llm_inference"}),
+    ("assembly", 900, 1000, {"pipeline.component": "response_assembly"}),
+])
+HIT = ("gateway", 0, 100, {"pipeline.component": "gateway"}, [
+    ("cache", 0, 10, {"pipeline.component": "cache_lookup", "pipeline.cache.name": "l1",
+                      "pipeline.cache.result": "hit"}),
+    ("assembly", 10, 100, {"pipeline.component": "response_assembly"}),
+])
+
+
+def start(tmp_path, **extra):
+    return start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, **extra})
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    """An exporter that has seen 4 cache misses (1000 ms) and 4 hits (100 ms)."""
+    proc = start(tmp_path_factory.mktemp("features"))
+    service = f"feat-{uuid.uuid4().hex[:6]}"
+    tp = provider(http_exporter(proc.urls["http"]), service)
+    tracer = tp.get_tracer("t")
+    for _ in range(4):
+        emit(tracer, MISS)
+        emit(tracer, HIT)
+    tp.shutdown()
+    wait_until(lambda: value(scrape(proc.urls["web"]), "pipeline_requests_total", service=service) == 8)
+    yield proc
+    proc.stop()
+
+
+def api(proc, path, method="GET", body=None, **kw):
+    return call(method, proc.urls["web"] + path, body, **kw)
+
+
+def test_features_are_listed_by_category_with_contribution_and_hit_rate(fed):
+    status, doc = api(fed, "/api/features")
+    assert status == 200
+    assert set(doc["categories"]) == {"processing", "rag", "optimization", "integration"}
+    by_name = {f["name"]: f for f in doc["features"]}
+    assert len(by_name) == 11 and by_name["intent_classification"]["required"] is True
+    assert by_name["conversation_context"]["avg_latency_ms"] == pytest.approx(100)
+    assert by_name["weather_rag"]["avg_latency_ms"] == pytest.approx(10)
+    assert by_name["redis_caching"]["avg_latency_ms"] == pytest.approx(10)  # cache_lookup is its component
+    assert by_name["redis_caching"]["hit_rate"] == pytest.approx(0.5)
+    assert doc["current_latency_ms"] == pytest.approx(550)
+
+
+def test_what_if_from_measured_averages(fed):
+    status, doc = api(fed, "/api/what-if?disable=conversation_context")
+    assert status == 200
+    assert doc["current_latency_ms"] == pytest.approx(550)
+    assert doc["projected_latency_ms"] == pytest.approx(450)
+    assert doc["delta_ms"] == pytest.approx(-100)
+    # turning the cache off removes its 10 ms and adds back hit ratio × (miss − hit) = 0.5 × 900 ms
+    status, doc = api(fed, "/api/what-if?disable=redis_caching")
+    assert doc["projected_latency_ms"] == pytest.approx(550 - 10 + 450)
+    status, doc = api(fed, "/api/what-if?disable=redis_caching,conversation_context")
+    assert doc["projected_latency_ms"] == pytest.approx(890)
+    status, doc = api(fed, "/api/what-if?disable=intent_classification")
+    assert doc["projected_latency_ms"] == pytest.approx(550) and "required" in doc["steps"][0]["note"]
+    assert api(fed, "/api/what-if?disable=nope")[0] == 404
+
+
+def test_breakdown_sums_to_the_mean_latency(fed):
+    status, doc = api(fed, "/api/breakdown")
+    assert status == 200 and doc["requests_in_window"] == 8
+    parts = {c["component"]: c["mean_ms"] for c in doc["components"]}
+    assert sum(parts.values()) == pytest.approx(doc["total_ms"]) == pytest.approx(550)
+    assert parts["llm_inference"] == pytest.approx(670 * 4 / 8)
+    assert sum(c["share_percent"] for c in doc["components"]) == pytest.approx(100)
+
+
+def test_impact_table_and_gauges(fed):
+    status, doc = api(fed, "/api/features/impact")
+    assert doc["features"][0]["name"] == "conversation_context"
+    assert doc["features"][0]["percent_of_total"] == pytest.approx(100 / 550 * 100)
+    s = scrape(fed.urls["web"])
+    assert value(s, "feature_latency_contribution_seconds", feature="conversation_context") == pytest.approx(0.1)
+    assert value(s, "feature_cache_hit_ratio", feature="redis_caching") == pytest.approx(0.5)
+    assert value(s, "feature_enabled", feature="intent_classification", category="processing", required="true") == 1
+    assert value(s, "feature_whatif_projected_latency_seconds", scenario="current") == pytest.approx(0.55)
+    assert value(s, "feature_whatif_projected_latency_seconds", scenario="no_caching") == pytest.approx(0.99)
+    # no_rag turns off weather/sports/airport: only weather ran (10 ms)
+    assert value(s, "feature_whatif_projected_latency_seconds", scenario="no_rag") == pytest.approx(0.54)
+
+
+def test_toggles_required_unknown_and_invalid(tmp_path):
+    proc = start(tmp_path)
+    try:
+        status, doc = api(proc, "/api/features/conversation_context", "PUT", {"enabled": False})
+        assert status == 200 and doc["enabled"] is False
+        status, doc = api(proc, "/api/features/intent_classification", "PUT", {"enabled": False})
+        assert status == 409 and "required" in doc["error"]
+        assert api(proc, "/api/features/nope", "PUT", {"enabled": False})[0] == 404
+        assert api(proc, "/api/features/nope")[0] == 404
+        status, doc = api(proc, "/api/features/weather_rag", "PUT", {"rollout_percentage": 150})
+        assert status == 400 and doc["error"].startswith("rollout_percentage")
+        assert api(proc, "/api/features/weather_rag", "PUT", {"enabled": "no"})[0] == 400
+        status, doc = api(proc, "/api/features/weather_rag", "PUT", {"rollout_percentage": 25})
+        assert doc["rollout_percentage"] == 25
+        s = scrape(proc.urls["web"])
+        assert value(s, "feature_rollout_ratio", feature="weather_rag") == 0.25
+        assert value(s, "feature_enabled", feature="conversation_context") == 0
+    finally:
+        proc.stop()
+
+
+def test_rollout_schedules_advance_roll_back_and_emergency(tmp_path):
+    proc = start(tmp_path)
+    try:
+        path = "/api/features/mlx_backend/rollout"
+        status, doc = api(proc, path, "POST", {"strategy": "exponential", "step": 1})
+        assert status == 200 and doc["rollout_percentage"] == 1 and doc["enabled"] is True
+        assert doc["rollout"]["schedule"] == [1, 2, 4, 8, 16, 32, 64, 100]
+        assert api(proc, path + "/advance", "POST")[1]["rollout_percentage"] == 2
+        assert api(proc, path + "/advance", "POST")[1]["rollout_percentage"] == 4
+        assert api(proc, path + "/rollback", "POST")[1]["rollout_percentage"] == 2
+        assert api(proc, path + "/emergency-rollback", "POST")[1]["rollout_percentage"] == 0
+        assert api(proc, path + "/advance", "POST")[0] == 409  # nothing running any more
+        status, doc = api(proc, path, "POST", {"strategy": "linear", "step": 25})
+        assert doc["rollout"]["schedule"] == [25, 50, 75, 100]
+        assert api(proc, path, "POST", {"strategy": "sideways"})[0] == 400
+        assert api(proc, "/api/features/intent_classification/rollout", "POST", {"strategy": "linear"})[0] == 409
+    finally:
+        proc.stop()
+
+
+def test_state_survives_a_restart(tmp_path):
+    state = tmp_path / "features.json"
+    proc = start(tmp_path, features={"state_file": str(state)})
+    try:
+        assert api(proc, "/api/features/home_assistant", "PUT", {"enabled": True})[0] == 200
+        assert api(proc, "/api/features/weather_rag", "PUT", {"rollout_percentage": 40})[0] == 200
+    finally:
+        proc.stop()
+    proc = start(tmp_path, features={"state_file": str(state)})
+    try:
+        by_name = {f["name"]: f for f in api(proc, "/api/features")[1]["features"]}
+        assert by_name["home_assistant"]["enabled"] is True
+        assert by_name["weather_rag"]["rollout_percentage"] == 40
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("garbage", ["{not json", '{"features": {"weather_rag": {"enabled": "yes"}}}', "[]"])
+def test_corrupted_state_file_gives_defaults_and_a_clear_error(tmp_path, garbage):
+    state = tmp_path / "features.json"
+    state.write_text(garbage)
+    proc = start(tmp_path, features={"state_file": str(state)})
+    try:
+        status, doc = api(proc, "/api/features")
+        assert status == 200
+        assert str(state) in doc["state_file_error"] and "catalogue defaults" in doc["state_file_error"]
+        assert {f["name"]: f["enabled"] for f in doc["features"]}["weather_rag"] is True
+        assert str(state) in proc.log()
+    finally:
+        proc.stop()

@@ -32,7 +32,7 @@ def test_same_distribution_is_rarely_significant():
 
 def test_shifted_distribution_is_detected():
     rng = random.Random(8)
-    r = welch(stats([rng.gauss(0.30, 0.05) for _ in range(50)]), stats([rng.gauss(0.34, 0.05) for _ in range(50)]))
+    r = welch(stats([rng.gauss(0.30, 0.05) for _ in range(50)]), stats([rng.gauss(0.36, 0.05) for _ in range(50)]))
     assert r["p_value"] < 0.01 and r["t"] > 0
 
 

@@ -29,10 +29,6 @@ def any_value(v):
     return getattr(v, kind)
 
 
-def attributes(kvs) -> dict:
-    return {kv.key: any_value(kv.value) for kv in kvs}
-
-
 def first_str(attrs: dict, *names: str) -> str | None:
     for n in names:
         v = attrs.get(n)
@@ -99,15 +95,104 @@ class Usage:
         return bool(self.input or self.output or self.cache_read or self.cache_creation or self.reasoning)
 
 
+class GenAI:
+    """The GenAI facts of a span (present on LLM, embedding and tool spans)."""
+
+    __slots__ = ("provider", "operation", "request_model", "response_model", "model", "usage", "ttfc", "tool")
+
+    def __init__(self, a: dict):
+        self.provider = first_str(a, "gen_ai.provider.name", "gen_ai.system")
+        self.operation = first_str(a, "gen_ai.operation.name", "llm.request.type")
+        self.request_model = first_str(a, "gen_ai.request.model", "llm.request.model")
+        self.response_model = first_str(a, "gen_ai.response.model", "llm.response.model")
+        self.model = self.response_model or self.request_model
+        usage = Usage(a)
+        self.usage = usage if usage.any() else None
+        ttfc = first_number(a, "gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token")
+        self.ttfc = ttfc if ttfc is not None and ttfc >= 0 else None
+        self.tool = first_str(a, "gen_ai.tool.name")
+
+    def is_llm_call(self) -> bool:
+        return self.operation in LLM_OPERATIONS or self.usage is not None or (
+            self.provider is not None and self.operation is None)
+
+
+class Cache:
+    __slots__ = ("name", "result", "kind", "status", "size", "capacity", "evictions")
+
+    def __init__(self, a: dict):
+        self.name = first_str(a, "pipeline.cache.name")
+        result = first_str(a, "pipeline.cache.result")
+        self.result = result if result in ("hit", "miss") else None
+        self.kind = first_str(a, "pipeline.cache.kind") or "response"
+        status = first_str(a, "pipeline.cache.status")
+        self.status = status if status in ("hit", "miss", "none") else None
+        size, capacity = first_number(a, "pipeline.cache.size"), first_number(a, "pipeline.cache.capacity")
+        self.size = size if size is not None and size >= 0 else None
+        self.capacity = capacity if capacity is not None and capacity >= 0 else None
+        self.evictions = first_count(a, "pipeline.cache.evictions")
+
+
+class Quality:
+    __slots__ = ("score", "confidence", "citations", "degradation", "warnings")
+
+    def __init__(self, a: dict):
+        score, confidence = first_number(a, "pipeline.quality.score"), first_number(a, "pipeline.quality.confidence")
+        self.score = score if score is not None and 0 <= score <= 1 else None
+        self.confidence = confidence if confidence is not None and 0 <= confidence <= 1 else None
+        self.citations = first_count(a, "pipeline.quality.citations")
+        self.degradation = first_str(a, "pipeline.degradation.reason")
+        self.warnings = str_list(a, "pipeline.warnings")
+
+
+class Resilience:
+    """Circuit breaker, fallback and routing facts of a span."""
+
+    __slots__ = ("breaker", "state", "outcome", "fallback_from", "fallback_to", "route", "route_reason")
+
+    def __init__(self, a: dict):
+        self.breaker = first_str(a, "pipeline.circuit_breaker.name")
+        state = first_str(a, "pipeline.circuit_breaker.state")
+        self.state = state if state in BREAKER_STATES else None
+        outcome = first_str(a, "pipeline.circuit_breaker.outcome")
+        self.outcome = outcome if outcome in ("success", "failure", "not_permitted") else None
+        self.fallback_from = first_str(a, "pipeline.fallback.from")
+        self.fallback_to = first_str(a, "pipeline.fallback.to")
+        self.route = first_str(a, "pipeline.route.name")
+        self.route_reason = first_str(a, "pipeline.route.reason")
+
+
+# Attribute keys the contract reads, by the part of the record they feed. Unknown keys are skipped
+# without converting their values, which keeps spans with many attributes cheap.
+BASE, GENAI, CACHE, QUALITY, RESILIENCE = 1, 2, 4, 8, 16
+_GROUPS = {
+    BASE: ("pipeline.component", "pipeline.feature", "pipeline.mode", "tenant.id", "enduser.id", "error.type",
+           "pipeline.features.enabled", "pipeline.rag.source"),
+    GENAI: ("gen_ai.provider.name", "gen_ai.system", "gen_ai.operation.name", "llm.request.type",
+            "gen_ai.request.model", "llm.request.model", "gen_ai.response.model", "llm.response.model",
+            "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens",
+            "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens",
+            "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+            "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
+            "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens",
+            "gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token", "gen_ai.tool.name"),
+    CACHE: ("pipeline.cache.name", "pipeline.cache.result", "pipeline.cache.kind", "pipeline.cache.status",
+            "pipeline.cache.size", "pipeline.cache.capacity", "pipeline.cache.evictions"),
+    QUALITY: ("pipeline.quality.score", "pipeline.quality.confidence", "pipeline.quality.citations",
+              "pipeline.degradation.reason", "pipeline.warnings"),
+    RESILIENCE: ("pipeline.circuit_breaker.name", "pipeline.circuit_breaker.state", "pipeline.circuit_breaker.outcome",
+                 "pipeline.fallback.from", "pipeline.fallback.to", "pipeline.route.name", "pipeline.route.reason"),
+}
+KNOWN_KEYS = {key: group for group, keys in _GROUPS.items() for key in keys}
+
+
 class SpanRecord:
     """What the exporter keeps of one span: enough for per-span metrics and for the trace."""
 
     __slots__ = (
         "trace_id", "span_id", "parent_id", "is_root", "service", "name", "component", "start", "end",
-        "error", "error_type", "attrs", "feature", "mode", "tenant", "user",
-        "provider", "operation", "request_model", "response_model", "usage", "ttfc",
-        "cache_name", "cache_result", "cache_kind", "cache_status",
-        "flags", "features_enabled", "breaker_events", "cost", "model",
+        "error", "error_type", "feature", "mode", "tenant", "user", "rag_source", "features_enabled",
+        "genai", "cache", "quality", "resilience", "flags", "breaker_events", "cost",
     )
 
     @property
@@ -115,103 +200,111 @@ class SpanRecord:
         return self.end - self.start
 
 
-def component_of(name: str, attrs: dict, span_names) -> str:
+def component_of(name: str, attrs: dict, genai: GenAI | None, span_names) -> str:
     explicit = attrs.get("pipeline.component")
     if isinstance(explicit, str) and explicit:
         return explicit
     for pattern, component in span_names:
         if pattern.search(name):
             return component
-    op = first_str(attrs, "gen_ai.operation.name", "llm.request.type")
-    if op in LLM_OPERATIONS:
-        return "llm_inference"
-    if op in RAG_OPERATIONS:
-        return "rag_lookup"
-    if op == "execute_tool":
-        return "tool"
-    if op is None and first_str(attrs, "gen_ai.provider.name", "gen_ai.system") and (
-            "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.prompt_tokens" in attrs):
-        return "llm_inference"
+    if genai is not None:
+        op = genai.operation
+        if op in RAG_OPERATIONS:
+            return "rag_lookup"
+        if op == "execute_tool":
+            return "tool"
+        if op in LLM_OPERATIONS or (op is None and genai.provider and genai.usage is not None):
+            return "llm_inference"
     return name or "unknown"
 
 
-def _flag_evaluations(span: Span) -> list[tuple[str, str, str]]:
-    out = []
-    for ev in span.events:
-        if ev.name not in FLAG_EVENTS:
-            continue
-        a = attributes(ev.attributes)
-        key = first_str(a, "feature_flag.key")
-        if not key:
-            continue
-        variant = first_str(a, "feature_flag.result.variant", "feature_flag.variant")
-        if variant is None:
-            value = a.get("feature_flag.result.value")
-            variant = str(value).strip('"').lower() if value is not None else "unknown"
-        reason = "error" if a.get("error.type") else (
-            first_str(a, "feature_flag.result.reason", "feature_flag.reason") or "unknown").lower()
-        out.append((key, variant, reason))
-    return out
+def _event_attributes(ev) -> dict:
+    return {kv.key: any_value(kv.value) for kv in ev.attributes}
 
 
-def _breaker_events(span: Span) -> list[tuple[str, str, str]]:
-    out = []
+def _flag_evaluation(a: dict):
+    key = first_str(a, "feature_flag.key")
+    if not key:
+        return None
+    variant = first_str(a, "feature_flag.result.variant", "feature_flag.variant")
+    if variant is None:
+        value = a.get("feature_flag.result.value")
+        variant = str(value).strip('"').lower() if value is not None else "unknown"
+    reason = "error" if a.get("error.type") else (
+        first_str(a, "feature_flag.result.reason", "feature_flag.reason") or "unknown").lower()
+    return key, variant, reason
+
+
+def _breaker_event(a: dict):
+    name = first_str(a, "pipeline.circuit_breaker.name")
+    frm, to = first_str(a, "pipeline.circuit_breaker.from"), first_str(a, "pipeline.circuit_breaker.to")
+    if name and frm in BREAKER_STATES and to in BREAKER_STATES:
+        return name, frm, to
+    return None
+
+
+def _events(span: Span, r: SpanRecord) -> None:
     for ev in span.events:
-        if ev.name != "circuit_breaker.state_change":
-            continue
-        a = attributes(ev.attributes)
-        name = first_str(a, "pipeline.circuit_breaker.name")
-        frm, to = first_str(a, "pipeline.circuit_breaker.from"), first_str(a, "pipeline.circuit_breaker.to")
-        if name and frm in BREAKER_STATES and to in BREAKER_STATES:
-            out.append((name, frm, to))
-    return out
+        if ev.name in FLAG_EVENTS:
+            found = _flag_evaluation(_event_attributes(ev))
+            if found:
+                r.flags.append(found)
+        elif ev.name == "circuit_breaker.state_change":
+            found = _breaker_event(_event_attributes(ev))
+            if found:
+                r.breaker_events.append(found)
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def read_span(span: Span, service: str, span_names) -> SpanRecord:
     """Interpret one OTLP span. Raises ValueError for a span no metric can use."""
-    if len(span.trace_id) != 16 or len(span.span_id) != 8:
+    trace_id, span_id = span.trace_id, span.span_id
+    if len(trace_id) != 16 or len(span_id) != 8:
         raise ValueError("invalid trace or span id")
-    if span.end_time_unix_nano < span.start_time_unix_nano:
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if end < start:
         raise ValueError("end before start")
-    attrs = attributes(span.attributes)
+    a: dict = {}
+    groups = 0
+    known = KNOWN_KEYS
+    for kv in span.attributes:
+        key = kv.key
+        group = known.get(key)
+        if group is not None:
+            a[key] = any_value(kv.value)
+            groups |= group
     r = SpanRecord()
-    r.trace_id = span.trace_id.hex()
-    r.span_id = span.span_id
-    r.parent_id = span.parent_span_id if len(span.parent_span_id) == 8 else b""
-    r.is_root = not r.parent_id or (span.flags & IS_REMOTE_KNOWN and span.flags & IS_REMOTE) != 0
+    r.trace_id = trace_id.hex()
+    r.span_id = span_id
+    parent = span.parent_span_id
+    r.parent_id = parent if len(parent) == 8 else b""
+    flags = span.flags
+    r.is_root = not r.parent_id or (flags & IS_REMOTE_KNOWN != 0 and flags & IS_REMOTE != 0)
     r.service = service
     r.name = span.name
-    r.start = span.start_time_unix_nano
-    r.end = span.end_time_unix_nano
-    r.attrs = attrs
-    r.component = component_of(span.name, attrs, span_names)
-    error_type = first_str(attrs, "error.type")
+    r.start = start
+    r.end = end
+    get = a.get
+    r.genai = GenAI(a) if groups & GENAI else None
+    r.component = component_of(r.name, a, r.genai, span_names)
+    error_type = _text(get("error.type"))
     r.error = span.status.code == STATUS_ERROR or error_type is not None
     r.error_type = error_type or ("_OTHER" if r.error else None)
-    r.feature = first_str(attrs, "pipeline.feature")
-    r.mode = first_str(attrs, "pipeline.mode")
-    r.tenant = first_str(attrs, "tenant.id")
-    r.user = first_str(attrs, "enduser.id")
-    # GenAI
-    r.provider = first_str(attrs, "gen_ai.provider.name", "gen_ai.system")
-    r.operation = first_str(attrs, "gen_ai.operation.name", "llm.request.type")
-    r.request_model = first_str(attrs, "gen_ai.request.model", "llm.request.model")
-    r.response_model = first_str(attrs, "gen_ai.response.model", "llm.response.model")
-    r.model = r.response_model or r.request_model
-    usage = Usage(attrs)
-    r.usage = usage if usage.any() else None
-    ttfc = first_number(attrs, "gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token")
-    r.ttfc = ttfc if ttfc is not None and ttfc >= 0 else None
-    # Cache
-    r.cache_name = first_str(attrs, "pipeline.cache.name")
-    result = first_str(attrs, "pipeline.cache.result")
-    r.cache_result = result if result in ("hit", "miss") else None
-    r.cache_kind = first_str(attrs, "pipeline.cache.kind") or "response"
-    status = first_str(attrs, "pipeline.cache.status")
-    r.cache_status = status if status in ("hit", "miss", "none") else None
-    # Flags, features, breakers
-    r.flags = _flag_evaluations(span) if span.events else []
-    r.features_enabled = str_list(attrs, "pipeline.features.enabled")
-    r.breaker_events = _breaker_events(span) if span.events else []
+    r.feature = _text(get("pipeline.feature"))
+    r.mode = _text(get("pipeline.mode"))
+    r.tenant = _text(get("tenant.id"))
+    r.user = _text(get("enduser.id"))
+    r.rag_source = _text(get("pipeline.rag.source"))
+    r.features_enabled = str_list(a, "pipeline.features.enabled")
+    r.cache = Cache(a) if groups & CACHE else None
+    r.quality = Quality(a) if groups & QUALITY else None
+    r.resilience = Resilience(a) if groups & RESILIENCE else None
+    r.flags = []
+    r.breaker_events = []
+    if span.events:
+        _events(span, r)
     r.cost = None
     return r

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .catalogue import Metrics
-from .contract import BREAKER_STATES, LLM_OPERATIONS, RAG_OPERATIONS, SpanRecord, first_count, first_number, \
-    first_str, str_list
+from .contract import BREAKER_STATES, RAG_OPERATIONS, SpanRecord
 from .pricing import Pricing
 from .traces import Trace, breakdown
 
@@ -98,61 +97,55 @@ class Recorder:
         svc = r.service
         if svc not in self.services:
             self._new_service(svc)
-        comp = self.clip(r.component)
-        r.component = comp
+        comp = r.component
+        if len(comp) > self.label_length:
+            comp = r.component = comp[:self.label_length]
         if r.feature is None:
             r.feature = self.component_features.get(comp)
-        duration = r.duration_ns * NS
-        status = "error" if r.error else "ok"
-        m.component_duration.observe((svc, comp, status), duration, r.trace_id)
-        if r.error:
+        duration = (r.end - r.start) * NS
+        error = r.error
+        m.component_duration.observe((svc, comp, "error" if error else "ok"), duration, r.trace_id)
+        if error:
             m.component_errors.inc((svc, comp, self.clip(r.error_type)))
-        attrs = r.attrs
-        outcome = "failure" if r.error else "success"
-        if comp == "rag_lookup" or r.operation in RAG_OPERATIONS:
-            m.rag_lookups.inc((svc, self.clip(first_str(attrs, "pipeline.rag.source") or "default"), outcome))
-        if r.operation == "execute_tool":
-            m.tool_calls.inc((svc, self.clip(first_str(attrs, "gen_ai.tool.name") or "unknown"), outcome))
-        if r.provider or r.operation in LLM_OPERATIONS or r.usage is not None:
-            self._record_genai(r, svc, duration)
-        if r.cache_result or r.cache_name:
-            self._record_cache(r, svc)
+        genai = r.genai
+        if comp == "rag_lookup" or (genai is not None and genai.operation in RAG_OPERATIONS):
+            m.rag_lookups.inc((svc, self.clip(r.rag_source or "default"), "failure" if error else "success"))
+        if genai is not None:
+            if genai.operation == "execute_tool":
+                m.tool_calls.inc((svc, self.clip(genai.tool or "unknown"), "failure" if error else "success"))
+            elif genai.is_llm_call():
+                self._record_genai(r, genai, svc, duration)
+        if r.cache is not None:
+            self._record_cache(r.cache, svc)
         for flag, variant, reason in r.flags:
             m.flag_evaluations.inc((svc, self.clip(flag), self.clip(variant), self.clip(reason)))
-        if "pipeline.circuit_breaker.name" in attrs or r.breaker_events:
-            self._record_breaker(r, svc)
-        frm, to = first_str(attrs, "pipeline.fallback.from"), first_str(attrs, "pipeline.fallback.to")
-        if frm or to:
-            m.fallbacks.inc((svc, self.clip(frm or "unknown"), self.clip(to or "unknown")))
-        route = first_str(attrs, "pipeline.route.name")
-        if route:
-            m.routing.inc((svc, self.clip(route), self.clip(first_str(attrs, "pipeline.route.reason") or "unknown")))
+        if r.resilience is not None or r.breaker_events:
+            self._record_resilience(r, svc)
 
-    def _record_genai(self, r: SpanRecord, svc: str, duration: float) -> None:
-        m = self.m
-        provider = self.clip(r.provider or "unknown")
-        op = self.clip(r.operation or "chat")
-        req_model = self.clip(r.request_model or "")
-        resp_model = self.clip(r.response_model or "")
+    def _record_genai(self, r: SpanRecord, g, svc: str, duration: float) -> None:
+        m, clip = self.m, self.clip
+        provider = clip(g.provider or "unknown")
+        op = clip(g.operation or "chat")
+        req_model, resp_model = clip(g.request_model or ""), clip(g.response_model or "")
         base = (op, provider, req_model, resp_model)
-        m.genai_duration.observe(base + (self.clip(r.error_type or ""),), duration, r.trace_id)
-        if r.ttfc is not None:
-            m.genai_ttfc.observe((op, provider, req_model), r.ttfc, r.trace_id)
-        u = r.usage
+        m.genai_duration.observe(base + (clip(r.error_type or ""),), duration, r.trace_id)
+        if g.ttfc is not None:
+            m.genai_ttfc.observe((op, provider, req_model), g.ttfc, r.trace_id)
+        u = g.usage
         if u is None:
             return
         m.genai_tokens.observe(base + ("input",), u.input)
         m.genai_tokens.observe(base + ("output",), u.output)
-        model = self.clip(r.model or "unknown")
+        model = clip(g.model or "unknown")
         for token_type, n in (("input", u.input), ("output", u.output), ("cache_read", u.cache_read),
                               ("cache_creation", u.cache_creation), ("reasoning", u.reasoning)):
             if n:
                 m.tokens.inc((svc, provider, model, token_type), n)
-        price = self.pricing.price(r.model)
+        price = self.pricing.price(g.model)
         if price is None:
             m.unpriced_tokens.inc((svc, model), u.input + u.output)
-            if r.model:
-                self.pricing.warn_unpriced(r.model)
+            if g.model:
+                self.pricing.warn_unpriced(g.model)
             return
         cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation)
         for token_type, amount in (("input", cost.input), ("output", cost.output),
@@ -163,20 +156,17 @@ class Recorder:
             m.cost_saved.inc((svc, provider, model, "prompt_cache"), cost.saved)
         r.cost = cost.total
 
-    def _record_cache(self, r: SpanRecord, svc: str) -> None:
-        m, attrs = self.m, r.attrs
-        cache = self.clip(r.cache_name or "default")
-        if r.cache_result:
-            m.cache_requests.inc((svc, cache, r.cache_result))
-        size = first_number(attrs, "pipeline.cache.size")
-        if size is not None and size >= 0:
-            m.cache_size.set((svc, cache), size)
-        capacity = first_number(attrs, "pipeline.cache.capacity")
-        if capacity is not None and capacity >= 0:
-            m.cache_capacity.set((svc, cache), capacity)
-        evictions = first_count(attrs, "pipeline.cache.evictions")
-        if evictions:
-            m.cache_evictions.inc((svc, cache), evictions)
+    def _record_cache(self, c, svc: str) -> None:
+        m = self.m
+        cache = self.clip(c.name or "default")
+        if c.result:
+            m.cache_requests.inc((svc, cache, c.result))
+        if c.size is not None:
+            m.cache_size.set((svc, cache), c.size)
+        if c.capacity is not None:
+            m.cache_capacity.set((svc, cache), c.capacity)
+        if c.evictions:
+            m.cache_evictions.inc((svc, cache), c.evictions)
 
     def _set_breaker(self, svc: str, name: str, state: str) -> None:
         key = (svc, name)
@@ -186,22 +176,24 @@ class Recorder:
         for s in BREAKER_STATES:
             self.m.breaker_state.set((svc, name, s), 1.0 if s == state else 0.0)
 
-    def _record_breaker(self, r: SpanRecord, svc: str) -> None:
-        m, attrs = self.m, r.attrs
+    def _record_resilience(self, r: SpanRecord, svc: str) -> None:
+        m, clip = self.m, self.clip
         for name, frm, to in r.breaker_events:
-            name = self.clip(name)
-            m.breaker_transitions.inc((svc, name, frm, to))
-            self._set_breaker(svc, name, to)
-        name = first_str(attrs, "pipeline.circuit_breaker.name")
-        if not name:
+            m.breaker_transitions.inc((svc, clip(name), frm, to))
+            self._set_breaker(svc, clip(name), to)
+        x = r.resilience
+        if x is None:
             return
-        name = self.clip(name)
-        state = first_str(attrs, "pipeline.circuit_breaker.state")
-        if state in BREAKER_STATES and not r.breaker_events:
-            self._set_breaker(svc, name, state)
-        outcome = first_str(attrs, "pipeline.circuit_breaker.outcome")
-        if outcome in ("success", "failure", "not_permitted"):
-            m.breaker_calls.inc((svc, name, outcome))
+        if x.breaker:
+            name = clip(x.breaker)
+            if x.state and not r.breaker_events:
+                self._set_breaker(svc, name, x.state)
+            if x.outcome:
+                m.breaker_calls.inc((svc, name, x.outcome))
+        if x.fallback_from or x.fallback_to:
+            m.fallbacks.inc((svc, clip(x.fallback_from or "unknown"), clip(x.fallback_to or "unknown")))
+        if x.route:
+            m.routing.inc((svc, clip(x.route), clip(x.route_reason or "unknown")))
 
     # --- per request ---------------------------------------------------------------------------
 
@@ -227,37 +219,38 @@ class Recorder:
         for s in spans:
             if s.cost is not None:
                 cost += s.cost
-            if s.model and model is None:
-                model = self.clip(s.model)
+            g = s.genai
+            if g is not None:
+                if g.model and model is None:
+                    model = self.clip(g.model)
+                u = g.usage
+                if u is not None:
+                    tokens["input"] += u.input
+                    tokens["output"] += u.output
+                    tokens["cache_read"] += u.cache_read
+                    tokens["cache_creation"] += u.cache_creation
+                    tokens["reasoning"] += u.reasoning
             for flag, variant, _ in s.flags:
                 variants[self.clip(flag)] = self.clip(variant)
-            if s.usage is not None:
-                u = s.usage
-                tokens["input"] += u.input
-                tokens["output"] += u.output
-                tokens["cache_read"] += u.cache_read
-                tokens["cache_creation"] += u.cache_creation
-                tokens["reasoning"] += u.reasoning
-            if s.cache_result:
-                cache_lookups.append((s.cache_name or "default", s.cache_result, s.feature))
-                if s.cache_kind == "response" and response_cache != "hit":
-                    response_cache = s.cache_result
-            a = s.attrs
-            q = first_number(a, "pipeline.quality.score")
-            if q is not None and 0 <= q <= 1:
-                quality = q
-            c = first_number(a, "pipeline.quality.confidence")
-            if c is not None and 0 <= c <= 1:
-                confidence = c
-            n = first_count(a, "pipeline.quality.citations")
-            if n is not None:
-                citations = n
-            reason = first_str(a, "pipeline.degradation.reason")
-            if reason:
-                m.degraded.inc((svc, self.clip(reason)))
-            for w in str_list(a, "pipeline.warnings"):
-                m.warnings.inc((svc, self.clip(w)))
-        cache_status = root.cache_status or response_cache or "none"
+            c = s.cache
+            if c is not None and c.result:
+                cache_lookups.append((c.name or "default", c.result, s.feature))
+                if c.kind == "response" and response_cache != "hit":
+                    response_cache = c.result
+            q = s.quality
+            if q is not None:
+                if q.score is not None:
+                    quality = q.score
+                if q.confidence is not None:
+                    confidence = q.confidence
+                if q.citations is not None:
+                    citations = q.citations
+                if q.degradation:
+                    m.degraded.inc((svc, self.clip(q.degradation)))
+                for w in q.warnings:
+                    m.warnings.inc((svc, self.clip(w)))
+        root_cache = root.cache.status if root.cache is not None else None
+        cache_status = root_cache or response_cache or "none"
         status = "error" if root.error else "ok"
         key = (svc, mode, status, cache_status)
         m.requests.inc(key)
@@ -299,7 +292,7 @@ class Recorder:
     def _record_response_cache(self, svc: str, cache_status: str, cost: Decimal, spans) -> None:
         """A response-cache hit skipped the LLM: value it at the mean cost of this service's misses."""
         if cache_status == "miss" and cost:
-            llm = next((s for s in spans if s.cost is not None), None)
+            llm = next((s.genai for s in spans if s.cost is not None), None)
             total, n, provider, model = self.miss_cost.get(svc, (ZERO, 0, "unknown", "unknown"))
             if llm is not None:
                 provider, model = self.clip(llm.provider or "unknown"), self.clip(llm.model or "unknown")

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 from aiohttp import web
 
@@ -17,6 +18,9 @@ from .experiments import Experiments
 from .features import Features, load_catalogue
 from .feedback import Feedback, RecentRequests
 from .impact import Impact
+from .insights import Insights, add_routes as add_insight_routes
+from .metrics_api import MetricsApi, add_routes as add_metrics_routes
+from .rollups import Rollups
 from .ingest import Ingest
 from .pricing import Pricing, load_table
 from .recorder import Recorder
@@ -52,7 +56,9 @@ class Exporter:
         self.recent = RecentRequests()
         self.feedback = Feedback(self.metrics, self.recent, config["feedback.retention"])
         self.recorder.component_features = self.features.component_features()
-        self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe]
+        self.rollups = Rollups(config["histograms.duration_buckets"])
+        self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe,
+                                self.rollups.observe]
         scenarios = config["features.scenarios"]
         self.state: dict = {"ready": False,
                             "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios)]}
@@ -60,6 +66,10 @@ class Exporter:
         self.web_app = web_endpoint.make_app(self.metrics, self.state,
                                              middlewares=[api_errors, auth_middleware(lambda: token)])
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
+        metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time())
+        add_metrics_routes(self.web_app, metrics_api)
+        add_insight_routes(self.web_app, metrics_api,
+                           Insights(metrics_api, self.impact, self.experiments, self.features))
         self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"])
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []

@@ -21,7 +21,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spanscope-exporter",
         description="OpenTelemetry spans in (OTLP gRPC/HTTP), Prometheus metrics out, for LLM and RAG pipelines.",
-        epilog="Every option of the config file can also be set with --set PATH=VALUE or the environment "
+        epilog="`spanscope-exporter insights --url URL` prints insights and recommendations. "
+               "Every option of the config file can also be set with --set PATH=VALUE or the environment "
                "variable SPANSCOPE__PATH (parts joined by __), e.g. SPANSCOPE__LIMITS__SERIES_TTL=10m.",
     )
     p.add_argument("--config", default=os.environ.get("SPANSCOPE_CONFIG"),
@@ -45,6 +46,10 @@ def build_config(args):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["insights"]:
+        from .insights_cli import main as insights
+        return insights(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -118,7 +118,7 @@ class GenAI:
 
 
 class Cache:
-    __slots__ = ("name", "result", "kind", "status", "size", "capacity", "evictions")
+    __slots__ = ("name", "result", "kind", "status", "size", "capacity", "evictions", "miss_reason")
 
     def __init__(self, a: dict):
         self.name = first_str(a, "pipeline.cache.name")
@@ -131,6 +131,7 @@ class Cache:
         self.size = size if size is not None and size >= 0 else None
         self.capacity = capacity if capacity is not None and capacity >= 0 else None
         self.evictions = first_count(a, "pipeline.cache.evictions")
+        self.miss_reason = first_str(a, "pipeline.cache.miss_reason")  # absent, expired, evicted
 
 
 class Quality:
@@ -177,7 +178,8 @@ _GROUPS = {
             "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens",
             "gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token", "gen_ai.tool.name"),
     CACHE: ("pipeline.cache.name", "pipeline.cache.result", "pipeline.cache.kind", "pipeline.cache.status",
-            "pipeline.cache.size", "pipeline.cache.capacity", "pipeline.cache.evictions"),
+            "pipeline.cache.size", "pipeline.cache.capacity", "pipeline.cache.evictions",
+            "pipeline.cache.miss_reason"),
     QUALITY: ("pipeline.quality.score", "pipeline.quality.confidence", "pipeline.quality.citations",
               "pipeline.degradation.reason", "pipeline.warnings"),
     RESILIENCE: ("pipeline.circuit_breaker.name", "pipeline.circuit_breaker.state", "pipeline.circuit_breaker.outcome",

@@ -57,7 +57,7 @@ class Impact:
             b.critical[comp] += s
         for feature, s in r.by_feature.items():
             b.by_feature[feature] += s
-        for cache, result, feature in r.cache_lookups:
+        for cache, result, feature, _ in r.cache_lookups:
             owner = feature or self.cache_features.get(cache)
             if owner:
                 (b.hits if result == "hit" else b.misses)[owner] += 1

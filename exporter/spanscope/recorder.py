@@ -58,8 +58,10 @@ class RequestSummary:
     by_feature: dict = field(default_factory=dict)    # feature -> critical-path seconds
     variants: dict = field(default_factory=dict)      # flag -> variant
     features_enabled: list = field(default_factory=list)
-    cache_lookups: list = field(default_factory=list)  # (cache name, result, feature)
+    cache_lookups: list = field(default_factory=list)  # (cache name, result, feature, miss reason)
     tokens: dict = field(default_factory=dict)        # token type -> count
+    components: dict = field(default_factory=dict)    # component -> (calls, errors, [durations s])
+    degraded: int = 0
     quality: float | None = None
     confidence: float | None = None
     citations: int | None = None
@@ -216,9 +218,17 @@ class Recorder:
         cache_lookups = []
         response_cache = None
         quality = confidence = citations = None
+        degraded = 0
+        components: dict = {}
         for s in spans:
             if s.cost is not None:
                 cost += s.cost
+            calls = components.get(s.component)
+            if calls is None:
+                calls = components[s.component] = [0, 0, []]
+            calls[0] += 1
+            calls[1] += s.error
+            calls[2].append((s.end - s.start) * NS)
             g = s.genai
             if g is not None:
                 if g.model and model is None:
@@ -234,7 +244,7 @@ class Recorder:
                 variants[self.clip(flag)] = self.clip(variant)
             c = s.cache
             if c is not None and c.result:
-                cache_lookups.append((c.name or "default", c.result, s.feature))
+                cache_lookups.append((c.name or "default", c.result, s.feature, c.miss_reason))
                 if c.kind == "response" and response_cache != "hit":
                     response_cache = c.result
             q = s.quality
@@ -246,6 +256,7 @@ class Recorder:
                 if q.citations is not None:
                     citations = q.citations
                 if q.degradation:
+                    degraded = 1
                     m.degraded.inc((svc, self.clip(q.degradation)))
                 for w in q.warnings:
                     m.warnings.inc((svc, self.clip(w)))
@@ -284,6 +295,7 @@ class Recorder:
             by_feature={f: ns * NS for f, ns in feature_ns.items()},
             variants=variants, features_enabled=root.features_enabled, cache_lookups=cache_lookups,
             tokens=dict(tokens), quality=quality, confidence=confidence, citations=citations,
+            components=components, degraded=degraded,
         )
         for sink in self.sinks:
             sink(summary)

@@ -63,14 +63,15 @@ class Exporter:
         self.state: dict = {"ready": False,
                             "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios)]}
         token = config.bearer_token()
-        self.web_app = web_endpoint.make_app(self.metrics, self.state,
-                                             middlewares=[api_errors, auth_middleware(lambda: token)])
+        self.web_app = web_endpoint.make_app(self.metrics, self.state, middlewares=[
+            api_errors, auth_middleware(lambda: token), web_endpoint.locked(self.ingest.lock)])
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
         metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time())
         add_metrics_routes(self.web_app, metrics_api)
         add_insight_routes(self.web_app, metrics_api,
                            Insights(metrics_api, self.impact, self.experiments, self.features))
-        self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"])
+        self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"],
+                                               config["limits.body_timeout"])
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._grpc = None
@@ -119,7 +120,12 @@ class Exporter:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._runners[0].cleanup()  # the web endpoint answers until the end
+        # Let Prometheus collect what the drain just finished: wait for one more scrape, bounded.
+        scraped = asyncio.Event()
+        self.state["after_scrape"] = scraped.set
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(scraped.wait(), timeout=self.config["shutdown.grace"])
+        await self._runners[0].cleanup()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

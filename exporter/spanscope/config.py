@@ -112,6 +112,8 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "limits.series_ttl": _seconds,
     "limits.ingest_queue": _positive_int,
     "limits.retry_after": _seconds,
+    "limits.body_timeout": _seconds,
+    "shutdown.grace": _seconds,
     "traces.finish_delay": _seconds,
     "traces.timeout": _seconds,
     "traces.max_pending": _positive_int,

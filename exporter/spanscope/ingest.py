@@ -1,14 +1,17 @@
 """Ingest: decoded export requests through a bounded queue into interpretation and aggregation.
 
-Receivers decode and `submit`; one consumer task interprets and records, so all writes to the
-store happen on one thread without locks. When the queue is full, `submit` raises Overloaded and
-the receiver answers 503 / UNAVAILABLE with a retry delay: the SDK's retry then delivers the spans
-later instead of the exporter queueing without bound.
+Receivers decode and `submit` on the event loop; one consumer hands each request to a worker thread
+that interprets and records it under `lock`, so the loop keeps accepting (and refusing) requests
+while a batch is processed. Readers of the aggregated state (scrapes, the API) take the same lock.
+When the queue is full, `submit` raises Overloaded and the receiver answers 503 / UNAVAILABLE with a
+retry delay: the SDK's retry then delivers the spans later instead of the exporter queueing without
+bound.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
@@ -60,6 +63,7 @@ class Ingest:
         self.retry_after = retry_after
         self.series_ttl = series_ttl
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
+        self.lock = threading.Lock()
         self._logged_errors = 0
 
     # --- the synchronous core (also used directly by tests and the benchmark) ------------------
@@ -128,11 +132,15 @@ class Ingest:
         self.m.queue_depth.set((), self.queue.qsize())
         return await future
 
+    def _process_locked(self, request, protocol: str) -> Result:
+        with self.lock:
+            return self.process(request, protocol)
+
     async def consume(self) -> None:
         while True:
             request, protocol, future = await self.queue.get()
             try:
-                result = self.process(request, protocol)
+                result = await asyncio.to_thread(self._process_locked, request, protocol)
                 if not future.done():
                     future.set_result(result)
             except Exception as exc:  # pragma: no cover - process() already guards each span
@@ -148,12 +156,14 @@ class Ingest:
         while True:
             await asyncio.sleep(interval)
             now = time.time()
-            self.finish_traces(now)
-            if now - last_expiry >= min(60.0, self.series_ttl / 4 or 1.0):
-                self.expire_series(now)
-                last_expiry = now
+            with self.lock:
+                self.finish_traces(now)
+                if now - last_expiry >= min(60.0, self.series_ttl / 4 or 1.0):
+                    self.expire_series(now)
+                    last_expiry = now
 
     async def drain(self) -> None:
         """Process what is queued and finish every pending trace (graceful shutdown)."""
         await self.queue.join()
-        self.finish_traces(everything=True)
+        with self.lock:
+            self.finish_traces(everything=True)

@@ -17,7 +17,6 @@ from google.rpc import status_pb2
 from . import otlp
 from .ingest import Ingest, Overloaded
 
-BODY_TIMEOUT = 30.0  # seconds to receive a whole body; a slow-loris sender gets 408
 PROTOCOLS = {otlp.PROTOBUF: "http_protobuf", otlp.JSON: "http_json"}
 GRPC_CODES = {400: 3, 408: 4, 413: 8, 415: 3, 503: 14}  # google.rpc.Code for the Status body
 
@@ -49,7 +48,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def make_handler(ingest: Ingest, max_body: int):
+def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
     m = ingest.m
 
     async def export(request: web.Request) -> web.Response:
@@ -67,7 +66,7 @@ def make_handler(ingest: Ingest, max_body: int):
         if encoding not in ("identity", "gzip", ""):
             return answer(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none")
         try:
-            body = await asyncio.wait_for(_read_body(request, max_body), BODY_TIMEOUT)
+            body = await asyncio.wait_for(_read_body(request, max_body), body_timeout)
             if encoding == "gzip":
                 body = otlp.gunzip(body, max_body)
             decoded = otlp.decode_json(body) if content_type == otlp.JSON else otlp.decode_protobuf(body)
@@ -76,7 +75,7 @@ def make_handler(ingest: Ingest, max_body: int):
         except otlp.InvalidPayload as exc:
             return answer(400, str(exc))
         except asyncio.TimeoutError:
-            return answer(408, f"body not received within {BODY_TIMEOUT:g}s")
+            return answer(408, f"body not received within {body_timeout:g}s")
         try:
             result = await ingest.submit(decoded, protocol)
         except Overloaded as exc:
@@ -88,10 +87,10 @@ def make_handler(ingest: Ingest, max_body: int):
     return export
 
 
-def make_app(ingest: Ingest, max_body: int, middlewares=()) -> web.Application:
+def make_app(ingest: Ingest, max_body: int, body_timeout: float, middlewares=()) -> web.Application:
     # Body size and decompression are ours to enforce (streamed, bounded, with a clear message):
     # aiohttp's own transparent decompression would inflate a gzip bomb before we could count it.
     app = web.Application(client_max_size=max_body + 1, middlewares=list(middlewares),
                           handler_args={"auto_decompress": False})
-    app.router.add_post("/v1/traces", make_handler(ingest, max_body))
+    app.router.add_post("/v1/traces", make_handler(ingest, max_body, body_timeout))
     return app

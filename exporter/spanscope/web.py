@@ -1,6 +1,7 @@
 """The web endpoint on :8889: /metrics, the landing page, health and readiness, and the JSON API."""
 from __future__ import annotations
 
+import asyncio
 import html
 
 from aiohttp import web
@@ -26,6 +27,21 @@ def wants_openmetrics(accept: str) -> bool:
     return "application/openmetrics-text" in accept
 
 
+def locked(lock):
+    """Hold the ingest lock while a handler reads aggregated state. The body is read first, so the
+    lock is never held while waiting on the network."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.path == "/metrics" or request.path.startswith("/api/"):
+            await request.read()
+            with lock:
+                return await handler(request)
+        return await handler(request)
+
+    return middleware
+
+
 def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
     """`state["ready"]` is set once the receivers listen; `state["before_scrape"]` are callables."""
 
@@ -37,6 +53,8 @@ def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
         body = render(metrics.store, openmetrics=openmetrics)
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        if state.get("after_scrape"):  # shutting down: this was the last scrape that was waited for
+            asyncio.get_running_loop().call_soon(state["after_scrape"])
         return resp
 
     async def landing(request: web.Request) -> web.Response:

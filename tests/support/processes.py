@@ -109,7 +109,8 @@ def start_exporter(tmp_path: Path, config: dict | None = None, extra_args: list[
     `config` is merged into a YAML config file; urls: http (OTLP/HTTP base), grpc (host:port), web.
     """
     http_port, grpc_port, web_port = free_port(), free_port(), free_port()
-    args = [PYTHON, "-m", "spanscope.cli",
+    # Tests stop exporters often: no shutdown grace unless a test asks for one.
+    args = [PYTHON, "-m", "spanscope.cli", "--set", "shutdown.grace=0",
             "--otlp-http", f"127.0.0.1:{http_port}",
             "--otlp-grpc", f"127.0.0.1:{grpc_port}",
             "--web", f"127.0.0.1:{web_port}"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from pathlib import Path
 
 from aiohttp import web
 
@@ -21,6 +22,21 @@ ENDPOINTS = [
     ("/healthz", "Liveness"),
     ("/readyz", "Readiness: receivers listening"),
 ]
+
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+# The features page talks only to this origin's JSON API: nothing inline, nothing from elsewhere.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def static_files() -> dict[str, Path]:
+    """The servable files: regular files directly in static/ with a known type (nothing else is reachable)."""
+    if not STATIC_DIR.is_dir():
+        return {}
+    return {p.name: p for p in STATIC_DIR.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix in STATIC_TYPES}
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -63,6 +79,22 @@ def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
                 f"</head><body><h1>spanscope exporter {__version__}</h1><ul>{rows}</ul></body></html>")
         return web.Response(text=page, content_type="text/html")
 
+    files = static_files()
+
+    def static_response(name: str) -> web.Response:
+        path = files.get(name)
+        if path is None:
+            return web.json_response({"error": f"no static file {name!r}", "status": 404}, status=404)
+        return web.Response(body=path.read_bytes(), content_type=STATIC_TYPES[path.suffix], charset="utf-8",
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                                     "Content-Security-Policy": PAGE_CSP})
+
+    async def features_page(request: web.Request) -> web.Response:
+        return static_response("features.html")
+
+    async def static_file(request: web.Request) -> web.Response:
+        return static_response(request.match_info["file"])
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__})
 
@@ -74,6 +106,8 @@ def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
     app = web.Application(middlewares=list(middlewares), client_max_size=1024 * 1024)
     app.router.add_get("/metrics", scrape)
     app.router.add_get("/", landing)
+    app.router.add_get("/features", features_page)
+    app.router.add_get("/static/{file}", static_file)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

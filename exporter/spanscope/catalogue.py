@@ -14,6 +14,8 @@ CITATION_BUCKETS = (0, 1, 2, 3, 5, 8, 13, 21)
 RATING_BUCKETS = (1, 2, 3, 4, 5)
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
+PROTOCOLS = ("grpc", "http_protobuf", "http_json")
+REJECT_REASONS = ("invalid_span", "invalid_timestamps", "processing_error")
 GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model")
 
 
@@ -135,6 +137,21 @@ class Metrics:
         self.processing = h("spanscope_processing_seconds", "Time to interpret and aggregate one export request.",
                             (), PROCESSING_BUCKETS)
         self.queue_depth = g("spanscope_ingest_queue_depth", "Export requests waiting to be processed.")
+        # Rare events start at zero: a healthy exporter shows 0, not "no data".
+        for protocol in PROTOCOLS:
+            self.throttled.touch((protocol,))
+            self.spans_received.touch((protocol,))
+            for reason in REJECT_REASONS:
+                self.spans_rejected.touch((protocol, reason))
+        self.label_capped.touch(("tenant",))
+        self.traces_evicted.touch(())
+        for reason in ("root", "timeout"):
+            self.traces_completed.touch((reason,))
+        self.interactions_written = c("spanscope_interactions_written_total",
+                                      "Interactions written to the interaction store.")
+        self.interactions_dropped = c("spanscope_interactions_dropped_total",
+                                      "Interactions not written: queue_full (oldest dropped), write_error.",
+                                      ("reason",))
         # Self-metrics and feature gauges are never expired.
         self.never_expire = {name for name in store.families
                              if name.startswith(("spanscope_", "feature_enabled", "feature_rollout",
@@ -144,8 +161,6 @@ class Metrics:
         """Copy store-level bookkeeping into the self-metric families (called before a scrape)."""
         fams = self.store.families.values()
         self.active_series.replace({(f.name,): len(f.series) for f in fams})
-        for f in fams:
-            if f.overflowed:
-                self.series_overflowed.mirror((f.name,), float(f.overflowed))
-            if f.expired:
-                self.series_expired.mirror((f.name,), float(f.expired))
+        for f in fams:  # every family, at zero until it happens, so rate() and alerts see it start
+            self.series_overflowed.mirror((f.name,), float(f.overflowed))
+            self.series_expired.mirror((f.name,), float(f.expired))

@@ -1,0 +1,78 @@
+"""Cost Optimization: what does the pipeline cost, who and what drives it, and what would help?"""
+from .common import (
+    MODE,
+    MODEL,
+    SERVICE,
+    TENANT,
+    Q,
+    Row,
+    dashboard,
+    quantile,
+    ratio,
+    stat,
+    sum_rate,
+    timeseries,
+)
+
+UID = "spanscope-cost"
+
+COST = "llm_cost_usd_total"
+REQ_COST = "pipeline_request_cost_usd_total"
+SAVED = "llm_cost_saved_usd_total"
+HOUR = 3600
+MONTH = 730 * 3600  # the average month, in seconds
+
+
+def per_hour(expr: str) -> str:
+    return f"{expr} * {HOUR}"
+
+
+def build():
+    overview = Row("Overview", [
+        stat("Spend rate", "LLM cost in USD per hour at the current rate (priced tokens only).",
+             "currencyUSD", Q(per_hour(sum_rate(COST, SERVICE, MODEL))), decimals=4),
+        stat("Projected monthly cost", "The current spend rate extrapolated to an average month (730 h).",
+             "currencyUSD", Q(f"{sum_rate(COST, SERVICE, MODEL)} * {MONTH}"), decimals=2),
+        stat("Cost per request", "Mean LLM cost of one request (sum over its trace's LLM calls).",
+             "currencyUSD",
+             Q(ratio(sum_rate(REQ_COST, SERVICE, MODE), sum_rate("pipeline_requests_total", SERVICE, MODE))),
+             decimals=6),
+        stat("Saved by caching", "USD per hour avoided by prompt and response caching.", "currencyUSD",
+             Q(per_hour(sum_rate(SAVED, SERVICE, MODEL))), decimals=4),
+    ])
+    breakdown = Row("Where the money goes", [
+        timeseries("Cost by model", "USD per hour per response model.", "currencyUSD",
+                   Q(per_hour(sum_rate(COST, SERVICE, MODEL, by=("model",))), "{{model}}"), stack=True),
+        timeseries("Cost by token type", "USD per hour by priced token type: uncached input, output, "
+                   "cache read, cache creation.", "currencyUSD",
+                   Q(per_hour(sum_rate(COST, SERVICE, MODEL, by=("token_type",))), "{{token_type}}"), stack=True),
+        timeseries("Cost by tenant", "USD per hour attributed to requests, per tenant.", "currencyUSD",
+                   Q(per_hour(sum_rate(REQ_COST, SERVICE, MODE, TENANT, by=("tenant",))), "{{tenant}}"),
+                   stack=True),
+        timeseries("Cost by mode", "USD per hour attributed to requests, per pipeline.mode.", "currencyUSD",
+                   Q(per_hour(sum_rate(REQ_COST, SERVICE, MODE, TENANT, by=("mode",))), "{{mode}}"), stack=True),
+        timeseries("Cost per request by mode", "Mean LLM cost of one request per pipeline.mode.", "currencyUSD",
+                   Q(ratio(sum_rate(REQ_COST, SERVICE, MODE, by=("mode",)),
+                           sum_rate("pipeline_requests_total", SERVICE, MODE, by=("mode",))), "{{mode}}")),
+        timeseries("Cost saved by caching", "USD per hour avoided, by source (prompt_cache, response_cache) "
+                   "and model.", "currencyUSD",
+                   Q(per_hour(sum_rate(SAVED, SERVICE, MODEL, by=("source", "model"))), "{{source}} {{model}}"),
+                   stack=True),
+    ])
+    tokens = Row("Tokens", [
+        timeseries("Tokens by type", "Tokens per second by type; input includes cached input, reasoning is "
+                   "part of output.", "cps",
+                   Q(sum_rate("llm_tokens_total", SERVICE, MODEL, by=("token_type",)), "{{token_type}}")),
+        timeseries("Tokens per call (p95)", "95th percentile tokens per GenAI call (gen_ai.client.token.usage) "
+                   "by token type and model.", "short",
+                   Q(quantile(0.95, "gen_ai_client_token_usage", 'gen_ai_response_model=~"$model"',
+                              by=("gen_ai_token_type", "gen_ai_response_model")),
+                     "{{gen_ai_response_model}} {{gen_ai_token_type}}")),
+        timeseries("Unpriced tokens", "Tokens per second of models missing from the pricing table: their "
+                   "cost is not counted anywhere. Add them to the pricing YAML.", "cps",
+                   Q(sum_rate("llm_unpriced_tokens_total", SERVICE, by=("model",)), "{{model}}")),
+    ])
+    return dashboard(
+        UID, "spanscope · Cost Optimization",
+        "LLM spend by model, token type, tenant and mode; cost per request, projections and cache savings.",
+        tags=["cost"], variables=["service", "mode", "tenant", "model"], rows=[overview, breakdown, tokens])

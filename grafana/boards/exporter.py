@@ -1,0 +1,79 @@
+"""Exporter: the spanscope sidecar in detail — ingest per protocol and answer code, throttling, queue,
+processing time, trace assembly and cardinality protection, per instance."""
+from .common import (
+    INSTANCE,
+    JOB,
+    Q,
+    Row,
+    agg,
+    dashboard,
+    quantile,
+    sel,
+    sum_rate,
+    table,
+    timeseries,
+)
+
+UID = "spanscope-exporter"
+
+SELF = (JOB, INSTANCE)
+
+
+def gauge_per_instance(metric: str) -> str:
+    return agg("max", sel(metric, *SELF), ("instance",))
+
+
+def build():
+    ingest = Row("Ingest", [
+        timeseries("Spans received", "Spans accepted per second by protocol and instance.", "ops",
+                   Q(sum_rate("spanscope_spans_received_total", *SELF, by=("instance", "protocol")),
+                     "{{instance}} {{protocol}}"), stack=True),
+        timeseries("Spans rejected", "Spans dropped per second by protocol and reason.", "ops",
+                   Q(sum_rate("spanscope_spans_rejected_total", *SELF, by=("protocol", "reason")),
+                     "{{protocol}} {{reason}}"), stack=True),
+        timeseries("Export requests by answer", "OTLP export requests per second by protocol and answer code "
+                   "(200/OK; 400 and 413/415 are the sender's fault; 503/UNAVAILABLE is throttling).", "reqps",
+                   Q(sum_rate("spanscope_export_requests_total", *SELF, by=("protocol", "code")),
+                     "{{protocol}} {{code}}"), stack=True),
+        timeseries("Throttled export requests", "Export requests per second refused because the ingest queue "
+                   "was full. Senders retry after Retry-After; if it persists, add replicas.", "reqps",
+                   Q(sum_rate("spanscope_requests_throttled_total", *SELF, by=("instance", "protocol")),
+                     "{{instance}} {{protocol}}")),
+        timeseries("Ingest queue depth", "Export requests waiting to be processed (limits.ingest_queue is the "
+                   "maximum).", "short", Q(gauge_per_instance("spanscope_ingest_queue_depth"), "{{instance}}")),
+        timeseries("Processing time", "Time to interpret and aggregate one export request.", "s",
+                   Q(quantile(0.5, "spanscope_processing_seconds", *SELF, by=("instance",)), "p50 {{instance}}"),
+                   Q(quantile(0.99, "spanscope_processing_seconds", *SELF, by=("instance",)), "p99 {{instance}}")),
+    ])
+    assembly = Row("Trace assembly", [
+        timeseries("Pending traces", "Traces buffered until their local root (plus traces.finish_delay) or "
+                   "the timeout.", "short", Q(gauge_per_instance("spanscope_traces_pending"), "{{instance}}")),
+        timeseries("Traces finished", "Traces finished per second after their root (root) or flushed "
+                   "incomplete (timeout), and dropped because the buffer was full (evicted).", "ops",
+                   Q(sum_rate("spanscope_traces_completed_total", *SELF, by=("reason",)), "{{reason}}"),
+                   Q(sum_rate("spanscope_traces_evicted_total", *SELF), "evicted")),
+    ])
+    cardinality = Row("Cardinality", [
+        timeseries("Active series by family", "Series held per metric family, top 10.", "short",
+                   Q(f"topk(10, {agg('sum', sel('spanscope_active_series', *SELF), ('metric',))})", "{{metric}}")),
+        timeseries("Active series per instance", "All series held per exporter (memory grows with it).", "short",
+                   Q(agg("sum", sel("spanscope_active_series", *SELF), ("instance",)), "{{instance}}")),
+        timeseries("Overflowing families", "Samples per second routed to a family's overflow series "
+                   "(otel_metric_overflow=\"true\") because it reached limits.max_series_per_metric.", "ops",
+                   Q(sum_rate("spanscope_series_overflowed_total", *SELF, by=("metric",)), "{{metric}}")),
+        timeseries("Expired series and capped label values", "Idle series dropped after limits.series_ttl, "
+                   "and label values replaced by __other__ under a per-label cap (tenant), per second.", "ops",
+                   Q(sum_rate("spanscope_series_expired_total", *SELF, by=("metric",)), "expired {{metric}}"),
+                   Q(sum_rate("spanscope_label_values_capped_total", *SELF, by=("label",)), "capped {{label}}")),
+    ])
+    build_row = Row("Build", [
+        table("Exporter build", "Version and Python of every exporter instance.", "none",
+              Q(agg("max", sel("spanscope_build_info", *SELF), ("instance", "version", "python_version"))),
+              columns={"instance": "Instance", "version": "Version", "python_version": "Python"},
+              hide=("Time", "Value"), w=24, h=5),
+    ])
+    return dashboard(
+        UID, "spanscope · Exporter",
+        "The exporter itself per instance: ingest, answers, throttling, processing time, trace assembly, "
+        "cardinality protection and build.",
+        tags=["exporter"], variables=["job", "instance"], rows=[ingest, assembly, cardinality, build_row])

@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): exporter/pyproject.toml demo/pyproject.toml requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e exporter[fast] -e demo -r requirements-test.txt
+	$(PIP) install -q -e "exporter[fast,auth,postgres]" -e demo -r requirements-test.txt
 	@touch $@
 
 run: $(STAMP)

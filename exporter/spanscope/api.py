@@ -14,6 +14,7 @@ from .experiments import Experiments
 from .features import Feature, FeatureError, Features
 from .feedback import Feedback, FeedbackError, validate
 from .impact import Impact
+from .web import lock_free
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -23,15 +24,18 @@ def error(status: int, message: str, headers=None) -> web.Response:
 
 
 def auth_middleware(token_source):
-    """Bearer-token check on write requests to /api/ (`token_source()` returns None when open)."""
+    """Bearer-token check on write requests to /api/ (`token_source()` returns None when open).
+
+    The token comes in `Authorization: Bearer`, or in `X-Spanscope-Token` when basic auth already
+    takes the Authorization header."""
 
     @web.middleware
     async def check(request: web.Request, handler):
         token = token_source()
         if token and request.method in WRITE_METHODS and request.path.startswith("/api/"):
-            sent = request.headers.get("Authorization", "")
-            scheme, _, value = sent.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            sent = value.strip() if scheme.lower() == "bearer" else request.headers.get("X-Spanscope-Token", "")
+            if not hmac.compare_digest(sent.encode(), token.encode()):
                 return error(401, "missing or wrong bearer token: send Authorization: Bearer <token>",
                              {"WWW-Authenticate": 'Bearer realm="spanscope"'})
         return await handler(request)
@@ -159,9 +163,11 @@ class Api:
             return error(404, f"no requests have evaluated flag {flag!r} yet")
         return web.json_response(result)
 
+    @lock_free  # waits for the database commit; Feedback takes the ingest lock for the metrics only
     async def post_feedback(self, request):
         rating = validate(await json_body(request))
-        return web.json_response(self.feedback.submit(rating), status=201)
+        status, doc = await self.feedback.submit(rating)
+        return web.json_response(doc, status=status)
 
 
 @web.middleware

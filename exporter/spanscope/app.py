@@ -9,7 +9,8 @@ import time
 
 from aiohttp import web
 
-from . import receiver_grpc, receiver_http, web as web_endpoint
+from . import receiver_grpc, receiver_http
+from . import web as web_endpoint
 from .aggregate import Store
 from .api import Api, add_routes, api_errors, auth_middleware
 from .catalogue import Metrics
@@ -18,12 +19,19 @@ from .experiments import Experiments
 from .features import Features, load_catalogue
 from .feedback import Feedback, RecentRequests
 from .impact import Impact
-from .insights import Insights, add_routes as add_insight_routes
-from .metrics_api import MetricsApi, add_routes as add_metrics_routes
-from .rollups import Rollups
 from .ingest import Ingest
+from .insights import Insights
+from .insights import add_routes as add_insight_routes
+from .interactions_api import InteractionsApi
+from .interactions_api import add_routes as add_interaction_routes
+from .metrics_api import MetricsApi
+from .metrics_api import add_routes as add_metrics_routes
 from .pricing import Pricing, load_table
 from .recorder import Recorder
+from .rollups import Rollups
+from .security import basic_auth_middleware, load_web_config
+from .store import InteractionStore, read_salt
+from .store_db import check_url
 from .traces import Assembler
 
 log = logging.getLogger("spanscope")
@@ -54,24 +62,31 @@ class Exporter:
         self.impact = Impact(self.features, config["features.window"])
         self.experiments = Experiments(self.metrics)
         self.recent = RecentRequests()
-        self.feedback = Feedback(self.metrics, self.recent, config["feedback.retention"])
+        # Interactions and feedback in SQLite/PostgreSQL (ConfigError naming the path when unusable).
+        self.interactions = InteractionStore.from_config(config)
+        self.feedback = Feedback(self.metrics, self.recent, self.interactions, self.ingest.lock)
         self.recorder.component_features = self.features.component_features()
         self.rollups = Rollups(config["histograms.duration_buckets"])
         self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe,
-                                self.rollups.observe]
+                                self.rollups.observe, self.interactions.observe]
         scenarios = config["features.scenarios"]
         self.state: dict = {"ready": False,
-                            "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios)]}
+                            "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios),
+                                              lambda: self.interactions.publish(self.metrics)]}
         token = config.bearer_token()
+        self.security = load_web_config(config["listen.web_config_file"])
         self.web_app = web_endpoint.make_app(self.metrics, self.state, middlewares=[
-            api_errors, auth_middleware(lambda: token), web_endpoint.locked(self.ingest.lock)])
+            basic_auth_middleware(self.security), api_errors, auth_middleware(lambda: token),
+            web_endpoint.locked(self.ingest.lock)])
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
+        add_interaction_routes(self.web_app, InteractionsApi(self.interactions))
         metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time())
         add_metrics_routes(self.web_app, metrics_api)
         add_insight_routes(self.web_app, metrics_api,
                            Insights(metrics_api, self.impact, self.experiments, self.features))
         self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"],
-                                               config["limits.body_timeout"])
+                                               config["limits.body_timeout"],
+                                               middlewares=[basic_auth_middleware(self.security)])
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._grpc = None
@@ -82,14 +97,17 @@ class Exporter:
         """Load everything a start would load from files, raising ConfigError on a problem."""
         load_table(config["pricing.file"])
         load_catalogue(config["features.file"])
+        load_web_config(config["listen.web_config_file"])
         config.bearer_token()
+        check_url(config["store.url"])
+        read_salt(config)
 
     async def _serve(self, app: web.Application, address: str, what: str) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = split_address(address)
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=self.security.ssl_context).start()
         except OSError as exc:
             await runner.cleanup()
             raise OSError(f"cannot listen on {address} ({what}): {exc.strerror}") from None
@@ -97,12 +115,14 @@ class Exporter:
 
     async def start(self) -> None:
         c = self.config
+        self.interactions.start()
         self._tasks.append(asyncio.create_task(self.ingest.consume(), name="ingest"))
         interval = min(max(c["traces.finish_delay"] / 2, 0.01), 0.5)
         self._tasks.append(asyncio.create_task(self.ingest.housekeeping(interval), name="housekeeping"))
         await self._serve(self.web_app, c["listen.web"], "web")
         await self._serve(self.http_app, c["listen.otlp_http"], "OTLP/HTTP")
-        self._grpc = receiver_grpc.make_server(self.ingest, c["listen.otlp_grpc"], c["limits.max_grpc_message_bytes"])
+        self._grpc = receiver_grpc.make_server(self.ingest, c["listen.otlp_grpc"], c["limits.max_grpc_message_bytes"],
+                                               self.security)
         await self._grpc.start()
         self.state["ready"] = True
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
@@ -117,22 +137,28 @@ class Exporter:
             await runner.cleanup()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ingest.drain(), timeout=10)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         # Let Prometheus collect what the drain just finished: wait for one more scrape, bounded.
         scraped = asyncio.Event()
         self.state["after_scrape"] = scraped.set
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.interactions.stop_writer, 10.0)  # write the finished requests
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(scraped.wait(), timeout=self.config["shutdown.grace"])
         await self._runners[0].cleanup()
+        self.interactions.close()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self.stopping.set)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            self.interactions.close()
+            raise
         try:
             await self.stopping.wait()
         finally:

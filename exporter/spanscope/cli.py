@@ -14,6 +14,7 @@ FLAG_ENV = {  # flag -> (environment variable, config path)
     "--otlp-grpc": ("SPANSCOPE_OTLP_GRPC", "listen.otlp_grpc"),
     "--otlp-http": ("SPANSCOPE_OTLP_HTTP", "listen.otlp_http"),
     "--web": ("SPANSCOPE_WEB", "listen.web"),
+    "--web-config-file": ("SPANSCOPE_WEB_CONFIG_FILE", "listen.web_config_file"),
 }
 
 
@@ -28,8 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=os.environ.get("SPANSCOPE_CONFIG"),
                    help="YAML config file (env SPANSCOPE_CONFIG); embedded defaults when absent")
     for flag, (env, path) in FLAG_ENV.items():
-        p.add_argument(flag, metavar="HOST:PORT", default=os.environ.get(env),
-                       help=f"listen address, config {path} (env {env})")
+        p.add_argument(flag, metavar="FILE" if flag.endswith("file") else "HOST:PORT", default=os.environ.get(env),
+                       help=f"config {path} (env {env})")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override one config option (repeatable)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -54,7 +55,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = build_config(args)
-        from .app import Exporter  # imported late: --check-config needs no network stack
+        from .app import (
+            Exporter,  # imported late: --check-config needs no network stack
+        )
         if args.check_config:
             Exporter.check(config)
             print(f"configuration OK{' (' + args.config + ')' if args.config else ' (embedded defaults)'}")

@@ -97,10 +97,21 @@ def _scenarios(path, v):
     return {name: dict(spec or {}) for name, spec in v.items()}
 
 
+def _bool(path, v):
+    if not isinstance(v, bool):
+        raise ConfigError(f"{path}: expected true or false, got {v!r}")
+    return v
+
+
+def _optional_positive_int(path, v):
+    return None if v is None else _positive_int(path, v)
+
+
 SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "listen.otlp_grpc": _address,
     "listen.otlp_http": _address,
     "listen.web": _address,
+    "listen.web_config_file": _optional_str,
     "components.names": _names,
     "components.span_names": _span_names,
     "histograms.duration_buckets": _buckets,
@@ -126,6 +137,15 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "auth.bearer_token": _optional_str,
     "auth.bearer_token_file": _optional_str,
     "feedback.retention": _seconds,
+    "store.url": _optional_str,
+    "store.queue_size": _positive_int,
+    "store.batch_size": _positive_int,
+    "store.retention": _seconds,
+    "store.max_rows": _optional_positive_int,
+    "store.cleanup_interval": _seconds,
+    "store.user_id_hash": _bool,
+    "store.user_id_salt": _optional_str,
+    "store.user_id_salt_file": _optional_str,
 }
 
 

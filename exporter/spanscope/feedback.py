@@ -1,8 +1,8 @@
-"""User feedback: validation of ratings, the trace context they are labelled with, metrics."""
+"""User feedback: validation of ratings, the trace context they are labelled with, durable storage, metrics."""
 from __future__ import annotations
 
+import contextlib
 import re
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -45,6 +45,8 @@ def validate(doc) -> Rating:
             raise FeedbackError(400, "comment: expected a string")
         if len(comment) > MAX_COMMENT:
             raise FeedbackError(400, f"comment: at most {MAX_COMMENT} characters, got {len(comment)}")
+        if "\x00" in comment:
+            raise FeedbackError(400, "comment: must not contain NUL characters")
     return Rating(iid.lower(), rating, comment)
 
 
@@ -65,29 +67,36 @@ class RecentRequests:
 
 
 class Feedback:
-    """Accepts ratings: one per interaction within the retention window; counts them as metrics."""
+    """Accepts ratings: stores them in the interaction store (committed before the answer) and counts
+    them as metrics. A resubmission revises the stored rating and keeps the earlier one as history;
+    resending the current rating and comment is answered like a revision but changes nothing."""
 
-    def __init__(self, metrics, recent: RecentRequests, retention: float, clock=time.time, capacity=1_000_000):
+    def __init__(self, metrics, recent: RecentRequests, store, lock=None):
         self.metrics = metrics
         self.recent = recent
-        self.retention = retention
-        self.clock = clock
-        self.capacity = capacity
-        self.rated: OrderedDict[str, float] = OrderedDict()
+        self.store = store  # InteractionStore
+        self.lock = lock if lock is not None else contextlib.nullcontext()  # guards metrics and `recent`
 
-    def submit(self, rating: Rating) -> dict:
-        now = self.clock()
-        while self.rated and (next(iter(self.rated.values())) < now - self.retention
-                              or len(self.rated) >= self.capacity):
-            self.rated.popitem(last=False)
-        if rating.interaction_id in self.rated:
-            raise FeedbackError(409, f"interaction {rating.interaction_id} was already rated")
-        self.rated[rating.interaction_id] = now
-        labels = self.recent.labels(rating.interaction_id)
-        self.metrics.feedback_rating.observe(labels, rating.rating, rating.interaction_id)
-        if rating.rating <= 2:
-            self.metrics.feedback_low.inc(labels)
-        else:
-            self.metrics.feedback_low.touch(labels)
-        return {"interaction_id": rating.interaction_id, "rating": rating.rating,
-                "service": labels[0], "mode": labels[1], "model": labels[2]}
+    async def submit(self, rating: Rating) -> tuple[int, dict]:
+        """(HTTP status, answer): 201 for a first rating, 200 for a revision or an identical resend."""
+        try:
+            saved = await self.store.run(self.store.save_feedback, rating.interaction_id, rating.rating,
+                                         rating.comment)
+        except Exception as exc:  # the database refused or is unreachable: nothing was stored
+            raise FeedbackError(503, f"could not store the rating, retry later: {' '.join(str(exc).split())}") \
+                from None
+        with self.lock:
+            labels = self.recent.labels(rating.interaction_id)
+            if labels == UNKNOWN and saved.labels is not None:
+                labels = saved.labels
+            if saved.outcome != "duplicate":
+                self.metrics.feedback_rating.observe(labels, rating.rating, rating.interaction_id)
+                if rating.rating <= 2:
+                    self.metrics.feedback_low.inc(labels)
+                else:
+                    self.metrics.feedback_low.touch(labels)
+        doc = {"interaction_id": rating.interaction_id, "rating": rating.rating,
+               "service": labels[0], "mode": labels[1], "model": labels[2]}
+        if saved.outcome == "created":
+            return 201, doc
+        return 200, {**doc, "updated": saved.outcome == "updated", "revision": saved.revision}

@@ -8,7 +8,10 @@ from __future__ import annotations
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import (
+    trace_service_pb2,
+    trace_service_pb2_grpc,
+)
 
 from .ingest import Ingest, Overloaded
 
@@ -46,12 +49,17 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return response
 
 
-def make_server(ingest: Ingest, address: str, max_message_bytes: int) -> grpc.aio.Server:
+def make_server(ingest: Ingest, address: str, max_message_bytes: int, security=None) -> grpc.aio.Server:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(ingest), server)
-    if server.add_insecure_port(address) == 0:
+    if security is not None and security.cert_pem:
+        credentials = grpc.ssl_server_credentials([(security.key_pem, security.cert_pem)])
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
         raise OSError(f"cannot listen on {address} (OTLP/gRPC)")
     return server

@@ -43,12 +43,22 @@ def wants_openmetrics(accept: str) -> bool:
     return "application/openmetrics-text" in accept
 
 
+def lock_free(handler):
+    """Mark a handler that awaits slow work (a database call): `locked` then leaves it alone and it
+    takes the ingest lock itself, briefly, where it touches shared state. Holding the lock across
+    such an await would stall ingest behind the database."""
+    handler.lock_free = True
+    return handler
+
+
 def locked(lock):
     """Hold the ingest lock while a handler reads aggregated state. The body is read first, so the
     lock is never held while waiting on the network."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):
+        if getattr(request.match_info.handler, "lock_free", False):
+            return await handler(request)
         if request.path == "/metrics" or request.path.startswith("/api/"):
             await request.read()
             with lock:

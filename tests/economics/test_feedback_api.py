@@ -1,4 +1,4 @@
-"""POST /api/v1/feedback: validation, duplicates, auth, metrics labelled by the trace."""
+"""POST /api/v1/feedback: validation, revisions, auth, metrics labelled by the trace."""
 import uuid
 
 import pytest
@@ -63,11 +63,14 @@ def test_auth_is_required_when_a_token_is_configured(exporter):
     assert call("GET", exporter.urls["web"] + "/api/features")[0] == 200  # reads stay open
 
 
-def test_second_rating_of_an_interaction_conflicts(exporter):
+def test_second_rating_of_an_interaction_revises_it(exporter):
     body = {"interaction_id": new_id(), "rating": 3, "comment": "ok"}
     assert post(exporter, body)[0] == 201
     status, doc = post(exporter, {**body, "rating": 1})
-    assert status == 409 and "already rated" in doc["error"]
+    assert status == 200 and doc["updated"] is True and doc["revision"] == 2
+    # resending the current rating (a client retrying) is acknowledged without a new revision
+    status, doc = post(exporter, {**body, "rating": 1})
+    assert status == 200 and doc["updated"] is False and doc["revision"] == 2
 
 
 def test_ratings_are_labelled_by_the_trace_and_low_ratings_counted(exporter):

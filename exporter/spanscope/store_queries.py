@@ -1,0 +1,141 @@
+"""The SQL of the interaction store, as functions of one Database connection.
+
+Writes: `insert_interactions` (the writer's batches), `save_feedback` (one rating, in its own
+transaction), `enforce_retention`. Reads: `feedback_page`, `interaction`, `user_stats`,
+`costs_by_user`. All SQL uses `?` placeholders (Database converts them for PostgreSQL).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .interactions import COLUMNS, TOKEN_TYPES, as_json, iso, money
+from .store_db import Database
+
+INSERT_INTERACTION = (
+    f"INSERT INTO interactions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    # A trace finished twice (flushed incomplete, then its late spans): the later, fuller one wins.
+    f"ON CONFLICT (trace_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "trace_id")
+)
+
+
+def insert_interactions(db: Database, rows: list[tuple]) -> None:
+    with db.transaction():
+        db.executemany(INSERT_INTERACTION, rows)
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+def enforce_retention(db: Database, now: float, retention: float, feedback_retention: float,
+                      max_rows: int | None) -> dict:
+    """Delete interactions older than `retention` seconds (0: no limit) and beyond the newest
+    `max_rows`, feedback older than `feedback_retention` and beyond the newest `max_rows` revisions.
+    Returns the number of rows deleted per table."""
+    deleted = {"interactions": 0, "feedback": 0}
+    with db.transaction():
+        if retention:
+            deleted["interactions"] += db.execute("DELETE FROM interactions WHERE started_at < ?",
+                                                  (now - retention,))
+        if feedback_retention:
+            deleted["feedback"] += db.execute("DELETE FROM feedback WHERE created_at < ?",
+                                              (now - feedback_retention,))
+        if max_rows:
+            edge = db.query("SELECT started_at, trace_id FROM interactions "
+                            "ORDER BY started_at DESC, trace_id DESC LIMIT 1 OFFSET ?", (max_rows,))
+            if edge:
+                started, trace_id = edge[0]
+                deleted["interactions"] += db.execute(
+                    "DELETE FROM interactions WHERE started_at < ? OR (started_at = ? AND trace_id <= ?)",
+                    (started, started, trace_id))
+            edge = db.query("SELECT id FROM feedback ORDER BY id DESC LIMIT 1 OFFSET ?", (max_rows,))
+            if edge:
+                deleted["feedback"] += db.execute("DELETE FROM feedback WHERE id <= ?", (edge[0][0],))
+    return deleted
+
+
+# --- feedback -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SavedFeedback:
+    outcome: str              # "created", "updated" (a new revision) or "duplicate" (same rating and comment)
+    revision: int
+    labels: tuple | None      # (service, mode, model) of the stored interaction, when there is one
+
+
+def save_feedback(db: Database, interaction_id: str, rating: int, comment: str | None, now: float) -> SavedFeedback:
+    """Store a rating, committed when this returns. A resubmission supersedes the current rating and
+    is kept as the next revision; resending the current rating and comment changes nothing."""
+    with db.transaction():
+        current = db.query("SELECT revision, rating, comment FROM feedback "
+                           "WHERE interaction_id = ? AND superseded_at IS NULL", (interaction_id,))
+        if current and current[0][1] == rating and current[0][2] == comment:
+            outcome, revision = "duplicate", current[0][0]
+        else:
+            last = db.query("SELECT MAX(revision) FROM feedback WHERE interaction_id = ?", (interaction_id,))
+            revision = (last[0][0] or 0) + 1
+            if current:
+                db.execute("UPDATE feedback SET superseded_at = ? WHERE interaction_id = ? AND superseded_at IS NULL",
+                           (now, interaction_id))
+            db.execute("INSERT INTO feedback (interaction_id, revision, rating, comment, created_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (interaction_id, revision, rating, comment, now))
+            outcome = "updated" if current else "created"
+        found = db.query("SELECT service, mode, model FROM interactions WHERE trace_id = ?", (interaction_id,))
+    labels = (found[0][0], found[0][1], found[0][2] or "unknown") if found else None
+    return SavedFeedback(outcome, revision, labels)
+
+
+def feedback_page(db: Database, max_rating: int, since: float | None, service: str | None,
+                  limit: int, offset: int) -> list[dict]:
+    """Current ratings (newest first) at or below `max_rating`, with their interaction's facts."""
+    where = ["f.superseded_at IS NULL", "f.rating <= ?"]
+    params: list = [max_rating]
+    if since is not None:
+        where.append("f.created_at >= ?")
+        params.append(since)
+    if service is not None:
+        where.append("i.service = ?")
+        params.append(service)
+    rows = db.query(
+        "SELECT f.interaction_id, f.rating, f.comment, f.revision, f.created_at, i.service, i.mode, i.model, "
+        "i.duration_seconds, i.cost, i.confidence, i.started_at, i.user_id "
+        "FROM feedback f LEFT JOIN interactions i ON i.trace_id = f.interaction_id "
+        f"WHERE {' AND '.join(where)} ORDER BY f.created_at DESC, f.id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset))
+    return [{"interaction_id": r[0], "trace_id": r[0], "rating": r[1], "comment": r[2], "revision": r[3],
+             "rated_at": iso(r[4]), "service": r[5], "mode": r[6], "model": r[7], "duration_seconds": r[8],
+             "cost_usd": money(r[9]) if r[9] is not None else None, "confidence": r[10],
+             "started_at": iso(r[11]), "user_id": r[12]} for r in rows]
+
+
+def interaction(db: Database, trace_id: str) -> dict | None:
+    """One interaction with every revision of its feedback, or None."""
+    rows = db.query(f"SELECT {', '.join(COLUMNS)} FROM interactions WHERE trace_id = ?", (trace_id,))
+    if not rows:
+        return None
+    doc = as_json(rows[0])
+    doc["feedback"] = [
+        {"revision": r[0], "rating": r[1], "comment": r[2], "rated_at": iso(r[3]), "superseded_at": iso(r[4])}
+        for r in db.query("SELECT revision, rating, comment, created_at, superseded_at FROM feedback "
+                          "WHERE interaction_id = ? ORDER BY revision", (trace_id,))]
+    return doc
+
+
+def user_stats(db: Database, user_id: str, since: float) -> dict:
+    d = db.dialect
+    r = db.query(
+        f"SELECT COUNT(*), SUM(error), {d.cost_sum}, AVG(duration_seconds), AVG(confidence), "
+        f"{', '.join(f'SUM(tokens_{t})' for t in TOKEN_TYPES)} "
+        "FROM interactions WHERE user_id = ? AND started_at >= ?", (user_id, since))[0]
+    return {"requests": r[0], "errors": int(r[1] or 0), "cost_usd": money(r[2]),
+            "avg_latency_seconds": r[3], "avg_confidence": r[4],
+            "tokens": {t: int(n or 0) for t, n in zip(TOKEN_TYPES, r[5:])}}
+
+
+def costs_by_user(db: Database, since: float, limit: int, offset: int) -> list[dict]:
+    d = db.dialect
+    rows = db.query(
+        f"SELECT user_id, COUNT(*), {d.cost_sum}, AVG(duration_seconds) FROM interactions "
+        "WHERE started_at >= ? AND user_id IS NOT NULL "
+        f"GROUP BY user_id ORDER BY {d.cost_order} DESC, user_id LIMIT ? OFFSET ?", (since, limit, offset))
+    return [{"user_id": r[0], "requests": r[1], "cost_usd": money(r[2]), "avg_latency_seconds": r[3]}
+            for r in rows]

@@ -1,0 +1,118 @@
+"""TLS and basic auth from an exporter-toolkit web config file; bearer token on writes."""
+import base64
+import json
+import shutil
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+
+import bcrypt
+import pytest
+
+from processes import PYTHON, free_port, spawn, wait_until
+from sdk import emit, grpc_exporter, http_exporter, provider
+
+USER, PASSWORD, TOKEN = "prometheus", "correct horse", "write-token"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(d / "server.key"), "-out", str(d / "server.crt")], check=True, capture_output=True)
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (d / "web.yml").write_text(json.dumps({"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+                                           "basic_auth_users": {USER: hashed}}))
+    ports = {name: free_port() for name in ("http", "grpc", "web")}
+    proc = spawn([PYTHON, "-m", "spanscope.cli", "--web-config-file", str(d / "web.yml"),
+                  "--otlp-http", f"127.0.0.1:{ports['http']}", "--otlp-grpc", f"127.0.0.1:{ports['grpc']}",
+                  "--web", f"127.0.0.1:{ports['web']}", "--set", "shutdown.grace=0",
+                  "--set", "traces.finish_delay=0.05", "--set", f"auth.bearer_token={TOKEN}"], d, "secured")
+    ctx = ssl.create_default_context(cafile=str(d / "server.crt"))
+    proc.urls = {"web": f"https://127.0.0.1:{ports['web']}", "http": f"https://127.0.0.1:{ports['http']}",
+                 "grpc": f"127.0.0.1:{ports['grpc']}", "ca": str(d / "server.crt"), "ctx": ctx}
+
+    def ready():
+        try:
+            with urllib.request.urlopen(proc.urls["web"] + "/readyz", context=ctx, timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            assert proc.popen.poll() is None, proc.log()
+            return False
+
+    wait_until(ready, what="TLS exporter ready")
+    yield proc
+    proc.stop()
+
+
+def get(proc, path, auth=True, method="GET", body=None, headers=None):
+    h = dict(headers or {})
+    if auth:
+        h["Authorization"] = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    if body is not None:
+        h["Content-Type"] = "application/json"
+    req = urllib.request.Request(proc.urls["web"] + path, method=method, headers=h,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, context=proc.urls["ctx"], timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_basic_auth_guards_every_endpoint_but_the_probes(secured):
+    assert get(secured, "/metrics", auth=False)[0] == 401
+    assert get(secured, "/api/features", auth=False)[0] == 401
+    assert get(secured, "/healthz", auth=False)[0] == 200
+    assert get(secured, "/metrics")[0] == 200
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"prometheus:nope").decode()}
+    assert get(secured, "/metrics", auth=False, headers=wrong)[0] == 401
+
+
+def test_plain_http_is_refused_on_the_tls_port(secured):
+    with pytest.raises(OSError):
+        urllib.request.urlopen(secured.urls["web"].replace("https", "http") + "/healthz", timeout=5)
+
+
+def test_bearer_token_rides_in_its_own_header_under_basic_auth(secured):
+    assert get(secured, "/api/features/home_assistant", method="PUT", body={"enabled": True})[0] == 401
+    status, _ = get(secured, "/api/features/home_assistant", method="PUT", body={"enabled": True},
+                    headers={"X-Spanscope-Token": TOKEN})
+    assert status == 200
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_sdk_exports_over_tls_with_credentials(secured, protocol, monkeypatch):
+    # requests lets these variables override the exporter's own certificate_file
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    if protocol == "http":
+        exporter = http_exporter(secured.urls["http"], certificate_file=secured.urls["ca"],
+                                 headers={"Authorization": basic})
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from grpc import ssl_channel_credentials
+        with open(secured.urls["ca"], "rb") as f:
+            exporter = OTLPSpanExporter(endpoint=secured.urls["grpc"], credentials=ssl_channel_credentials(f.read()))
+    service = f"tls-{protocol}"
+    tp = provider(exporter, service)
+    emit(tp.get_tracer("t"), ("gateway", 0, 10, {"pipeline.component": "gateway"}))
+    tp.shutdown()
+    wait_until(lambda: f'pipeline_requests_total{{service="{service}"' in get(secured, "/metrics")[1],
+               what=f"request over {protocol}")
+
+
+def test_unauthenticated_otlp_http_is_refused(secured, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    exporter = http_exporter(secured.urls["http"], certificate_file=secured.urls["ca"])
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    tp = provider(exporter, "anon")
+    span = emit(tp.get_tracer("t"), ("gateway", 0, 10))
+    assert exporter.export([span]) == SpanExportResult.FAILURE
+    tp.shutdown()

@@ -1,0 +1,206 @@
+"""The interaction store in process, against SQLite and PostgreSQL: migrations, the writer's queue,
+retention, durable feedback with revisions, exact costs, hashed user ids."""
+import contextlib
+import threading
+import time
+from decimal import Decimal
+
+from database_lock import database_locked
+from processes import wait_until
+from spanscope.interactions import UserIds
+from spanscope.migrations import LATEST, migrate
+from spanscope.recorder import RequestSummary
+from spanscope.store import InteractionStore
+from spanscope.store_db import connect, parse_url
+
+HOUR = 3600.0
+
+
+def summary(n: int, *, start: float | None = None, user: str | None = "u1", cost="0", **kw) -> RequestSummary:
+    fields = dict(trace_id=f"{n:032x}", service="svc", mode="chat", tenant="t", user=user, error=False,
+                  start_ns=int((time.time() if start is None else start) * 1e9), duration=0.25,
+                  cache_status="miss", cost=Decimal(cost), model="gpt-4o")
+    return RequestSummary(**{**fields, **kw})
+
+
+@contextlib.contextmanager
+def opened(url: str, **kw):
+    store = InteractionStore(parse_url(url), UserIds(kw.pop("hash_ids", False), kw.pop("salt", None)), **kw)
+    store.open()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def stored_ids(store) -> list[str]:
+    rows = store._call(lambda db: db.query("SELECT trace_id FROM interactions ORDER BY trace_id"))
+    return [r[0] for r in rows]
+
+
+def written(store, n: int) -> None:
+    wait_until(lambda: store.written + sum(store.dropped.values()) >= n and not store.queued,
+               timeout=15, interval=0.02, what=f"{n} interactions handled by the writer")
+
+
+# --- migrations ---------------------------------------------------------------------------------
+
+def test_migrations_apply_once_and_are_idempotent(store_url):
+    db = connect(parse_url(store_url), "writer")
+    try:
+        assert migrate(db) == [LATEST]
+        assert migrate(db) == []
+        assert db.query("SELECT version FROM schema_migrations") == [(LATEST,)]
+        assert db.query("SELECT COUNT(*) FROM interactions") == [(0,)]
+    finally:
+        db.close()
+    with opened(store_url):  # a store opening an up-to-date database migrates nothing and works
+        pass
+
+
+def test_replicas_starting_together_migrate_once(store_url):
+    errors, done = [], []
+
+    def open_one():
+        try:
+            db = connect(parse_url(store_url), "writer")
+            done.append(migrate(db))
+            db.close()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert sorted(done) == [[], [], [], [LATEST]]
+
+
+# --- the writer: batched, bounded, never blocking the caller ------------------------------------
+
+def test_a_full_queue_drops_the_oldest_unwritten_interactions(store_url):
+    with opened(store_url, queue_size=3) as store:
+        for n in range(1, 6):  # the writer is not running yet: the queue fills up
+            store.observe(summary(n))
+        assert store.dropped["queue_full"] == 2 and store.queued == 3
+        store.start()
+        written(store, 3)
+        assert store.written == 3
+        assert stored_ids(store) == [f"{n:032x}" for n in (3, 4, 5)]
+
+
+def test_a_blocked_database_costs_queued_rows_not_callers_time(store_url):
+    with opened(store_url, queue_size=50, batch_size=10) as store:
+        store.start()
+        with database_locked(store_url):
+            slowest = 0.0
+            for n in range(1, 301):
+                t0 = time.perf_counter()
+                store.observe(summary(n))
+                slowest = max(slowest, time.perf_counter() - t0)
+            assert store.written == 0
+            # a blocked writer would make some call wait for the lock (SQLite: seconds of busy timeout)
+            assert slowest < 0.05, slowest
+            assert store.dropped["queue_full"] >= 300 - 50 - 10
+        written(store, 300)  # the lock is gone: what is queued is written
+        assert store.written + store.dropped["queue_full"] == 300
+        assert 50 <= store.written <= 60
+        assert stored_ids(store)[-1] == f"{300:032x}"  # the newest survived
+
+
+def test_a_row_the_database_refuses_costs_only_that_row(store_url):
+    with opened(store_url, batch_size=10) as store:
+        for n in range(1, 4):  # one batch; the middle row's citations overflow an INTEGER column
+            store.observe(summary(n, citations=2 ** 70 if n == 2 else 1))
+        store.start()
+        written(store, 3)
+        assert (store.written, store.dropped["write_error"]) == (2, 1)
+        assert stored_ids(store) == [f"{1:032x}", f"{3:032x}"]
+
+
+def test_nul_characters_from_spans_are_stripped(store_url):
+    with opened(store_url) as store:  # PostgreSQL TEXT refuses NUL
+        store.start()
+        store.observe(summary(1, service="rag\x00svc", user="bob\x00"))
+        written(store, 1)
+        doc = store.interaction(f"{1:032x}")
+        assert (doc["service"], doc["user_id"]) == ("ragsvc", "bob")
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+def test_retention_removes_interactions_and_feedback_older_than_the_window(store_url):
+    now = time.time()
+    with opened(store_url, retention=HOUR, feedback_retention=HOUR, cleanup_interval=3600) as store:
+        for n, age in ((1, 3 * HOUR), (2, 2 * HOUR), (3, 0.5 * HOUR), (4, 0)):
+            store.observe(summary(n, start=now - age))
+        store.clock = lambda: now - 2 * HOUR  # the ratings were given two hours ago ...
+        store.save_feedback(f"{1:032x}", 1, "old")
+        store.clock = time.time
+        store.save_feedback(f"{4:032x}", 5, "new")
+        store.cleanup_interval = 0.05  # ... and the writer's periodic pass removes what is too old
+        store.start()
+        wait_until(lambda: stored_ids(store) == [f"{n:032x}" for n in (3, 4)], timeout=10, interval=0.05,
+                   what="old interactions removed")
+        wait_until(lambda: [f["interaction_id"] for f in store.feedback_page(5, None, None, 10, 0)]
+                   == [f"{4:032x}"], timeout=10, interval=0.05, what="old feedback removed")
+        assert store.deleted == {"interactions": 2, "feedback": 1}
+
+
+def test_retention_keeps_the_newest_max_rows(store_url):
+    now = time.time()
+    with opened(store_url, max_rows=3, cleanup_interval=0.05) as store:
+        store.start()
+        for n in range(1, 7):
+            store.observe(summary(n, start=now - 60 + n))  # 6 is the newest
+        wait_until(lambda: stored_ids(store) == [f"{n:032x}" for n in (4, 5, 6)], timeout=10, interval=0.05,
+                   what="only the newest 3 interactions kept")
+
+
+# --- feedback -----------------------------------------------------------------------------------
+
+def test_feedback_revisions_keep_history_and_one_current_rating(store_url):
+    iid = f"{7:032x}"
+    with opened(store_url) as store:
+        assert store.save_feedback(iid, 4, "fine").outcome == "created"
+        again = store.save_feedback(iid, 4, "fine")
+        assert (again.outcome, again.revision) == ("duplicate", 1)
+        changed = store.save_feedback(iid, 1, "wrong answer")
+        assert (changed.outcome, changed.revision) == ("updated", 2)
+        low = store.feedback_page(2, None, None, 10, 0)
+        assert [(f["rating"], f["revision"], f["comment"]) for f in low] == [(1, 2, "wrong answer")]
+        assert store.feedback_page(5, None, None, 10, 0)[0]["service"] is None  # trace not (yet) stored
+        history = store._call(lambda db: db.query(
+            "SELECT revision, rating, superseded_at IS NULL FROM feedback WHERE interaction_id = ? "
+            "ORDER BY revision", (iid,)))
+        assert [tuple(r) for r in history] == [(1, 4, False), (2, 1, True)]
+
+
+def test_costs_are_exact_decimals(store_url):
+    with opened(store_url) as store:
+        store.start()
+        for n in range(1, 4):  # 0.1 three times: a float sum would give 0.30000000000000004
+            store.observe(summary(n, user="payer", cost="0.1"))
+        store.observe(summary(4, user="payer", cost="0.000000125"))
+        store.observe(summary(5, user="cheap", cost="0.02"))
+        written(store, 5)
+        assert store.interaction(f"{4:032x}")["cost_usd"] == "0.000000125"
+        stats = store.user_stats("payer", 0)
+        assert stats["cost_usd"] == "0.300000125" and stats["requests"] == 4
+        top = store.costs_by_user(0, 10, 0)
+        assert [(u["user_id"], u["cost_usd"]) for u in top] == [("payer", "0.300000125"), ("cheap", "0.02")]
+
+
+def test_hashed_user_ids_never_store_the_id_but_answer_for_it(store_url):
+    with opened(store_url, hash_ids=True, salt="pepper") as store:
+        store.start()
+        store.observe(summary(1, user="alice@example.com", cost="0.5"))
+        written(store, 1)
+        stored = store.interaction(f"{1:032x}")["user_id"]
+        assert stored != "alice@example.com" and len(stored) == 64
+        assert stored == UserIds(True, "pepper").stored("alice@example.com")
+        assert stored != UserIds(True, "other salt").stored("alice@example.com")
+        assert store.user_stats("alice@example.com", 0)["requests"] == 1
+        assert store.user_stats(stored, 0)["requests"] == 0  # the hash itself is not an id

@@ -20,6 +20,9 @@ Conventions (see docs/alerts.md):
 - Fixed `[5m]` windows in rules; dashboards read the recorded series.
 - Ratios are written `(numerator or denominator * 0) / denominator`: no failure yet is 0%, not
   "no data", while no traffic at all stays "no data" (0/0) and cannot fire an alert.
+- Means divide by `(count > 0)`: no observations is no sample at all, never NaN, so that the
+  `*_over_time` baselines of the anomaly rules (`x:y:mean5m:avg_over_time1d`, a rule over another
+  recorded series, named by appending the operation) stay numbers.
 - Output is deterministic: rules in definition order, labels and annotations sorted.
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -238,9 +242,11 @@ def quantile_records(metric: str, labels: tuple[str, ...], quantiles=(0.5, 0.95,
 
 
 def mean_record(metric: str, labels: tuple[str, ...], window: str = "5m") -> Record:
+    """sum/count; a window without observations has no sample, not NaN (0/0): a NaN would turn
+    every avg_over_time()/stddev_over_time() over it into NaN (the anomaly baselines)."""
     return Record(f"{level(labels)}:{metric}:mean{window}",
                   f"{srate(metric + '_sum', labels, window=window)}\n/\n"
-                  f"{srate(metric + '_count', labels, window=window)}")
+                  f"({srate(metric + '_count', labels, window=window)} > 0)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -316,6 +322,12 @@ def recording_groups(t: Thresholds) -> list[Group]:
                sincrease("llm_cost_usd_total", ("service", "provider", "model"), "1h")),
         Record("service:llm_cost_usd:increase1h", sincrease("llm_cost_usd_total", S, "1h")),
         Record("service:llm_cost_usd:increase1d", sincrease("llm_cost_usd_total", S, "1d")),
+        # Last 24h / the same 24h one week earlier. The week-old side reads the raw counter, not
+        # the record with `offset 1w`, so that it only needs the counter's history (retention),
+        # not a week of evaluations of this rule. No spend a week ago: no ratio (not +Inf).
+        Record("service:llm_cost_usd:increase1d:ratio_wow",
+               f"service:llm_cost_usd:increase1d\n/\n"
+               f"({by(S)} (increase(llm_cost_usd_total[1d] offset 1w)) > 0)"),
         # All services together (no level): what the daily budget is compared with.
         Record(":llm_cost_usd:increase1d", "sum(increase(llm_cost_usd_total[1d]))"),
         Record("service_source:llm_cost_saved_usd:increase1h",
@@ -430,10 +442,23 @@ def recording_groups(t: Thresholds) -> list[Group]:
         Record("job_metric:spanscope_series_overflowed:rate5m",
                srate("spanscope_series_overflowed_total", ("job", "metric"))),
         Record("job:spanscope_traces_evicted:rate5m", srate("spanscope_traces_evicted_total", J)),
+        Record("job_reason:spanscope_interactions_dropped:rate5m",
+               srate("spanscope_interactions_dropped_total", ("job", "reason"))),
         Record("job:spanscope_processing_seconds:p99_rate5m",
                f"histogram_quantile(0.99, {srate('spanscope_processing_seconds_bucket', ('job', 'le'))})"),
         Record("job:spanscope_active_series:sum", "sum by (job) (spanscope_active_series)"),
         Record("job:spanscope_traces_pending:sum", "sum by (job) (spanscope_traces_pending)"),
+    ]))
+
+    # Anomaly detection: a 1d baseline (mean and standard deviation) of the 5m mean latency, and
+    # how many standard deviations the current 5m mean is above it (z-score). Reads the records
+    # of spanscope.requests.rules; a flat baseline (stddev 0) gives no z-score rather than +Inf.
+    mean = "service:pipeline_request_duration_seconds:mean5m"
+    groups.append(Group("spanscope.anomaly.rules", [
+        Record(f"{mean}:avg_over_time1d", f"avg_over_time({mean}[1d])"),
+        Record(f"{mean}:stddev_over_time1d", f"stddev_over_time({mean}[1d])"),
+        Record("service:pipeline_request_duration_seconds:zscore5m",
+               f"(\n  {mean}\n  -\n  {mean}:avg_over_time1d\n)\n/\n({mean}:stddev_over_time1d > 0)"),
     ]))
     return groups
 
@@ -552,6 +577,22 @@ def alert_groups(t: Thresholds) -> list[Group]:
         + offset + "\" $labels.service | query }}{{ . | first | value | printf \"%.2f\" }}{{ end }}).",
         f"spend over 1h > {num(thr)}x the same hour {offset} earlier and > ${num(floor)}",
         keys + [f"alerts.{name}.baseline_offset", f"alerts.{name}.min_hourly_cost"]))
+    name = "LLMCostGrowthWeekOverWeek"
+    thr, for_, keys = _sev(t, name, "warning")
+    floor = t.number(f"alerts.{name}.min_daily_cost")
+    rules.append(Alert(
+        name, "cost", "warning",
+        f"service:llm_cost_usd:increase1d:ratio_wow > {num(thr)}\nand\n"
+        f"service:llm_cost_usd:increase1d > {num(floor)}", for_,
+        "LLM spend grows week over week",
+        "{{ $labels.service }} spent {{ $value | printf \"%.2f\" }}x as much on LLM calls over the last "
+        f"24h as over the same 24h one week earlier (threshold {num(thr)}x): "
+        "${{ with printf \"service:llm_cost_usd:increase1d{service='%s'}\" $labels.service | query }}"
+        "{{ . | first | value | printf \"%.2f\" }}{{ end }} against "
+        "${{ with printf \"sum(increase(llm_cost_usd_total{service='%s'}[1d] offset 1w))\" $labels.service "
+        "| query }}{{ . | first | value | printf \"%.2f\" }}{{ end }}.",
+        f"spend over 24h > {num(thr)}x the same 24h a week earlier and > ${num(floor)}",
+        keys + [f"alerts.{name}.min_daily_cost"]))
     name = "LLMUnpricedTokens"
     thr, for_, keys = _sev(t, name, "info")
     rules.append(Alert(
@@ -744,7 +785,40 @@ def alert_groups(t: Thresholds) -> list[Group]:
         "Job {{ $labels.job }} evicts {{ $value | humanize }} traces/s from its assembly buffer "
         "over the last 5m: request-level metrics of those traces are lost.",
         "traces evicted (5m) > 0", keys, dashboard_var="job"))
+    name = "InteractionsDropped"
+    thr, for_, keys = _sev(t, name, "warning")
+    rules.append(Alert(
+        name, "exporter", "warning", f"job_reason:spanscope_interactions_dropped:rate5m > {num(thr)}", for_,
+        "The interaction store drops interactions",
+        "Job {{ $labels.job }} dropped {{ $value | printf \"%.2f\" }} interactions/s (reason "
+        "{{ $labels.reason }}) over the last 5m: they are missing from the interaction store and its "
+        "API (queue_full: the database is slower than the traffic; write_error: the database refused them).",
+        f"interactions not written (5m) > {num(thr)}/s", keys, dashboard_var="job"))
     groups.append(Group("spanscope.exporter.alerts", rules))
+
+    # ---- anomaly detection ----
+    rules = []
+    name = "PipelineLatencyAnomaly"
+    mean = "service:pipeline_request_duration_seconds:mean5m"
+    guard, gkey = _guard(t, name, "service:pipeline_requests:rate5m")
+    thr, for_, keys = _sev(t, name, "warning")
+    ratio_key = f"alerts.{name}.min_ratio_to_baseline"
+    min_ratio = t.number(ratio_key)
+    rules.append(Alert(
+        name, "anomaly", "warning",
+        f"service:pipeline_request_duration_seconds:zscore5m > {num(thr)}\nand\n"
+        f"{mean} > {num(min_ratio)} * {mean}:avg_over_time1d{guard}", for_,
+        "Pipeline latency is unusually high for this service",
+        "{{ $labels.service }}: mean end-to-end latency over the last 5m is {{ $value | printf \"%.1f\" }} "
+        f"standard deviations above its average of the last 1d (threshold {num(thr)}): "
+        "{{ with printf \"" + mean + "{service='%s'}\" $labels.service | query }}"
+        "{{ . | first | value | humanizeDuration }}{{ end }} against "
+        "{{ with printf \"" + mean + ":avg_over_time1d{service='%s'}\" $labels.service | query }}"
+        "{{ . | first | value | humanizeDuration }}{{ end }}.",
+        f"z-score of the 5m mean latency against 1d > {num(thr)} and mean > {num(min_ratio)}x the 1d "
+        f"mean while traffic > {num(t.number(gkey))} req/s",
+        keys + [ratio_key, gkey]))
+    groups.append(Group("spanscope.anomaly.alerts", rules))
 
     # ---- meta ----
     t.get("alerts.Watchdog")
@@ -966,6 +1040,21 @@ def alerts_doc(gen: Generated, am_config: dict | None) -> str:
         "`warning` to the owning team's Slack channel; `info` to the low-traffic Slack channel. A",
         "critical alert inhibits the warning (and info) alert of the same name and service.",
         "",
+        *textwrap.wrap(
+            "**Anomaly detection in Prometheus.** Besides fixed thresholds, two rules compare a "
+            "service with its own history, kept by Prometheus (they need neither the exporter's API "
+            "nor its in-memory window). `PipelineLatencyAnomaly` fires when the 5m mean latency is "
+            f"more than {num(t.get('alerts.PipelineLatencyAnomaly.warning.threshold'))} standard "
+            "deviations above its 1d average (`service:pipeline_request_duration_seconds:zscore5m`, "
+            "from the `...:mean5m:avg_over_time1d` and `...:mean5m:stddev_over_time1d` baselines); "
+            "`LLMCostGrowthWeekOverWeek` when a service's spend over the last 24h is more than "
+            f"{num(t.get('alerts.LLMCostGrowthWeekOverWeek.warning.threshold'))}x its spend over the "
+            "same 24h one week earlier (`service:llm_cost_usd:increase1d:ratio_wow`). Both have floors "
+            "(traffic, relative change, absolute spend), so small or very steady services stay quiet. "
+            "The anomalies of the exporter's `/api/insights` ([api.md](api.md)) are minutes that stand "
+            "out within its last hours; these rules compare with days and weeks, and alert through "
+            "Alertmanager.", width=100, break_on_hyphens=False),
+        "",
         "| Alert | Severity | Team | Condition | `for` | Route (receivers) | Threshold keys |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -1003,6 +1092,9 @@ def alerts_doc(gen: Generated, am_config: dict | None) -> str:
         "Named `level:metric:operations` (Prometheus naming practice): the level lists the labels kept,",
         "every rule sums the exporter instances away so replicas add up. Dashboards and alerts read",
         "these series. Ratios are `0` when nothing failed and absent when there was no traffic.",
+        "Means (`...:mean5m`) are absent, never NaN, when there was nothing to average, so that",
+        "the `*_over_time1d` baselines over them stay numbers. A fourth part names an operation on",
+        "the recorded series of the first three (`...:mean5m:avg_over_time1d`).",
         "",
         "| Record | Labels kept |",
         "|---|---|",

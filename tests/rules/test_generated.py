@@ -152,17 +152,41 @@ def test_recording_rules_aggregate_instances_away():
 
 
 def test_recording_rule_names_follow_level_metric_operations():
+    """`level:metric:operations`, or `level:metric:operations:operation` for a rule over the recorded
+    series named by its first three parts (`x:y:mean5m:avg_over_time1d`, the anomaly baselines).
+    The windows the name states are exactly the windows the expression reads."""
+    recorded = {r["record"] for r in recording_rules()}
     for rule in recording_rules():
         parts = rule["record"].split(":")
-        assert len(parts) == 3 and parts[1] and parts[2], rule["record"]
-        window = re.search(r"(\d+[mhd])$", parts[2])
+        assert len(parts) in (3, 4) and all(parts[1:]), rule["record"]
+        if len(parts) == 4:
+            base = ":".join(parts[:3])
+            assert base in recorded and re.search(rf"(?<![\w:]){re.escape(base)}(?![\w:])", rule["expr"]), \
+                f"{rule['record']}: a four-part name must be an operation on the record {base}"
+        named = {m.group(1) for p in parts[2:] for m in [re.search(r"(\d+[mhd])$", p)] if m}
         # The windows an expression reads: its own range selectors and those of the records it uses.
         windows = set(WINDOW.findall(rule["expr"])) | set(
             re.findall(r"\b[a-z_]*:[a-z0-9_]+:[a-z0-9_]*?(\d+[mhd])\b", rule["expr"]))
-        if window:
-            assert windows == {window.group(1)}, f"{rule['record']}: name says {window.group(1)}, expr uses {windows}"
+        if named:
+            assert windows == named, f"{rule['record']}: name says {named}, expr uses {windows}"
         else:
             assert not windows, f"{rule['record']}: reads windows {windows} but its name has none"
+
+
+def test_over_time_baselines_read_series_that_are_never_nan():
+    """avg_over_time()/stddev_over_time() are NaN if one sample in the window is: the means they
+    read must divide by `(count > 0)` (no observations = no sample), and a z-score must not divide
+    by a zero standard deviation."""
+    by_name = {r["record"]: r["expr"] for r in recording_rules()}
+    baselines = [r for r in recording_rules() if "_over_time(" in r["expr"]]
+    assert baselines
+    for rule in baselines:
+        for inner in re.findall(r"_over_time\(([a-z_:0-9]+)\[", rule["expr"]):
+            assert inner in by_name, f"{rule['record']}: reads {inner}, not a recorded series"
+            assert by_name[inner].rstrip().endswith("> 0)"), f"{inner} can be NaN (0/0)"
+    for name, expr in by_name.items():
+        if ":zscore" in name:
+            assert re.search(r"/\n\(\S+:stddev_over_time\w+ > 0\)$", expr), name
 
 
 def test_rules_use_fixed_windows_only():
@@ -180,7 +204,8 @@ def test_metric_names_exist_in_the_catalogue():
         known |= {fam + s for s in ("_bucket", "_sum", "_count")}
     recorded = {r["record"] for r in recording_rules()}
     functions = {"sum", "max", "by", "on", "and", "or", "rate", "increase", "histogram_quantile", "absent",
-                 "vector", "count", "ignoring", "group_left", "offset", "le", "unless"}
+                 "vector", "count", "ignoring", "group_left", "offset", "le", "unless",
+                 "avg_over_time", "stddev_over_time"}
     for rule in all_rules():
         expr = re.sub(r'\{[^}]*\}', "", rule["expr"])   # drop label matchers
         expr = re.sub(r"\b(by|on|ignoring|without|group_left|group_right) \([^)]*\)", "", expr)  # label lists

@@ -150,6 +150,12 @@ MUTATIONS = [
     ({"slo.objectives.latency.threshold_seconds": 10.24}, "slo_latency_test.yml"),
     ({"teams.quality": "ml-platform"}, "quality_test.yml"),
     ({"links.runbooks": "https://example.com/runbooks.md"}, "meta_test.yml"),
+    ({"alerts.PipelineLatencyAnomaly.warning.for": "20m"}, "anomaly_test.yml"),
+    ({"alerts.PipelineLatencyAnomaly.min_ratio_to_baseline": 1}, "anomaly_test.yml"),
+    ({"alerts.PipelineLatencyAnomaly.min_rate": 0.01}, "anomaly_test.yml"),
+    ({"alerts.LLMCostGrowthWeekOverWeek.warning.threshold": 1.55}, "cost_wow_test.yml"),
+    ({"alerts.LLMCostGrowthWeekOverWeek.min_daily_cost": 50}, "cost_wow_test.yml"),
+    ({"alerts.InteractionsDropped.warning.for": "5m"}, "exporter_test.yml"),
 ]
 
 

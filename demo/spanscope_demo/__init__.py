@@ -1,0 +1,3 @@
+"""spanscope-demo: a simulated RAG service that emits the spans spanscope reads."""
+
+__version__ = "0.1.0"

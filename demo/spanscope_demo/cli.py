@@ -1,0 +1,92 @@
+"""spanscope-demo: run the simulated RAG service against a spanscope exporter.
+
+    spanscope-demo --endpoint http://127.0.0.1:4318 --api http://127.0.0.1:8889 [--rate 20]
+                   [--scenario normal] [--duration SECONDS] [--seed N]
+
+Runs until SIGINT/SIGTERM (or --duration), then flushes the spans still queued and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+
+from . import scenarios
+from .clock import EndOnTime
+from .features import FeatureFlags, traced_client, wait_until_ready
+from .feedback import FeedbackClient
+from .pipeline import RagService
+from .runner import run
+from .telemetry import otlp_exporter, tracer_provider
+
+log = logging.getLogger("spanscope_demo")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="spanscope-demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--endpoint", default=env("SPANSCOPE_DEMO_ENDPOINT", "http://127.0.0.1:4318"),
+                   help="OTLP/HTTP base URL of the exporter (env SPANSCOPE_DEMO_ENDPOINT)")
+    p.add_argument("--api", default=env("SPANSCOPE_DEMO_API", "http://127.0.0.1:8889"),
+                   help="exporter web base URL: features and feedback (env SPANSCOPE_DEMO_API)")
+    p.add_argument("--rate", type=float, default=float(env("SPANSCOPE_DEMO_RATE", "20")),
+                   help="requests per second (env SPANSCOPE_DEMO_RATE)")
+    p.add_argument("--scenario", default=env("SPANSCOPE_DEMO_SCENARIO", "normal"), choices=list(scenarios.SCENARIOS),
+                   help="traffic scenario (env SPANSCOPE_DEMO_SCENARIO)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--seed", type=int, default=None, help="seed the simulation for repeatable traffic")
+    p.add_argument("--token", default=env("SPANSCOPE_TOKEN"), help="bearer token for the exporter's write API")
+    p.add_argument("--feedback-rate", type=float, default=0.05, help="share of requests that get a rating")
+    p.add_argument("--heartbeat-file", default=env("SPANSCOPE_DEMO_HEARTBEAT"),
+                   help="touched every few seconds while the request loop runs (container health check)")
+    p.add_argument("--wait-features", type=float, default=10.0,
+                   help="seconds to wait for the exporter's feature table before starting")
+    args = p.parse_args(argv)
+    if args.rate <= 0:
+        p.error("--rate must be positive")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Imported late: the provider lives in the exporter package, which pulls in the OpenFeature SDK.
+    from spanscope.openfeature_provider import SpanscopeProvider
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    provider = SpanscopeProvider(args.api, token=args.token)
+    client = traced_client(provider)
+    flags = FeatureFlags(client)
+    if not wait_until_ready(client, args.wait_features):
+        log.warning("no feature table from %s yet: using built-in defaults until it answers", args.api)
+    tracing = tracer_provider(otlp_exporter(args.endpoint))
+    rng = random.Random(args.seed)
+    feedback = FeedbackClient(args.api, token=args.token, rng=random.Random(rng.random()))
+    service = RagService(tracing.get_tracer("spanscope_demo"), flags, scenarios.get(args.scenario), rng=rng,
+                         feedback=feedback, feedback_rate=args.feedback_rate, closer=EndOnTime())
+    log.info("sending %s traffic at %.1f req/s to %s (features and feedback: %s)",
+             args.scenario, args.rate, args.endpoint, args.api)
+    try:
+        stats = run(service, args.rate, stop, duration=args.duration, heartbeat_file=args.heartbeat_file)
+    finally:
+        # Flush before exit: spans of requests still "in flight" and what the BatchSpanProcessor holds.
+        service.pool.shutdown(wait=True)
+        service.closer.end_all()
+        feedback.close()
+        tracing.force_flush(timeout_millis=10_000)
+        tracing.shutdown()
+        provider.shutdown()
+    log.info("stopped after %d requests (%d errors); feedback sent %d", stats.requests, stats.errors,
+             feedback.sent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

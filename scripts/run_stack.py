@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""`make run`: the spanscope stack on loopback, with live numbers, until Ctrl-C.
+
+Starts the exporter, the demo service and, when installed, Prometheus and Alertmanager with the
+project's own configuration (a loopback copy rendered into the run directory; the files in
+prometheus/ and alertmanager/ are not touched). Each waits for the previous one to answer its
+readiness endpoint. Then it prints the URLs and every few seconds a summary read from the
+exporter's /metrics. SIGINT or SIGTERM stops every process it started (their process groups)
+and exits 0.
+
+Environment (all optional):
+  SPANSCOPE_RUN_OTLP_GRPC_PORT  4317      SPANSCOPE_RUN_PROMETHEUS_PORT    9090
+  SPANSCOPE_RUN_OTLP_HTTP_PORT  4318      SPANSCOPE_RUN_ALERTMANAGER_PORT  9093
+  SPANSCOPE_RUN_WEB_PORT        8889      SPANSCOPE_RUN_DIR  logs and data (default: a new temp dir)
+  SPANSCOPE_RUN_RATE            10        SPANSCOPE_RUN_SCENARIO   normal
+  SPANSCOPE_RUN_SUMMARY_SECONDS 5         SPANSCOPE_RUN_SCRAPE_INTERVAL  override Prometheus' (e.g. 5s)
+  SPANSCOPE_RUN_NOTIFY=1        let Alertmanager deliver notifications, with secrets from
+                                SPANSCOPE_RUN_SECRETS_DIR (default alertmanager/secrets/);
+                                by default the loopback copy has receivers without integrations,
+                                so nothing leaves the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+APT_HINT = "sudo apt-get install prometheus prometheus-alertmanager"
+SCENARIOS = ["normal", "latency_spike", "error_burst", "cost_spike", "cache_flush", "breaker_trip"]
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ports:
+    otlp_grpc: int
+    otlp_http: int
+    web: int
+    prometheus: int
+    alertmanager: int
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        def port(name: str, default: int) -> int:
+            return int(os.environ.get(f"SPANSCOPE_RUN_{name}_PORT", default))
+        return cls(port("OTLP_GRPC", 4317), port("OTLP_HTTP", 4318), port("WEB", 8889),
+                   port("PROMETHEUS", 9090), port("ALERTMANAGER", 9093))
+
+
+def loopback_target(target: str, ports: Ports, with_alertmanager: bool) -> str | None:
+    """A compose-network target (exporter:8889, localhost:9090, alertmanager:9093) on loopback."""
+    host, _, port = target.rpartition(":")
+    by_port = {"8889": ports.web, "9090": ports.prometheus}
+    if with_alertmanager:
+        by_port["9093"] = ports.alertmanager
+    by_host = {"exporter": ports.web, "spanscope": ports.web, "prometheus": ports.prometheus}
+    if with_alertmanager:
+        by_host["alertmanager"] = ports.alertmanager
+    mapped = by_port.get(port) or by_host.get(host)
+    return f"127.0.0.1:{mapped}" if mapped else None
+
+
+def render_prometheus_config(src: Path, ports: Ports, with_alertmanager: bool,
+                             scrape_interval: str | None = None) -> tuple[dict, list[str]]:
+    """The project's prometheus.yml with loopback targets and absolute rule paths; and notes."""
+    cfg = yaml.safe_load(src.read_text()) or {}
+    notes = []
+    cfg["rule_files"] = [str((src.parent / p).resolve()) if not os.path.isabs(p) else p
+                         for p in cfg.get("rule_files") or []]
+    if scrape_interval:
+        cfg.setdefault("global", {})["scrape_interval"] = scrape_interval
+        cfg["global"]["evaluation_interval"] = scrape_interval
+        # A timeout longer than the interval is a config error.
+        cfg["global"].pop("scrape_timeout", None)
+    alerting = cfg.get("alerting", {}).get("alertmanagers", [])
+    if with_alertmanager:
+        for am in alerting:
+            for sc in am.get("static_configs", []):
+                sc["targets"] = [f"127.0.0.1:{ports.alertmanager}"]
+    else:
+        cfg.pop("alerting", None)
+    jobs = []
+    for job in cfg.get("scrape_configs", []):
+        targets_ok = True
+        for sc in job.get("static_configs", []):
+            mapped = [loopback_target(t, ports, with_alertmanager) for t in sc.get("targets", [])]
+            targets_ok &= all(mapped)
+            sc["targets"] = [m for m in mapped if m]
+        if targets_ok:
+            jobs.append(job)
+        else:
+            notes.append(f"scrape job {job.get('job_name')!r} skipped: its target does not run on loopback here")
+    cfg["scrape_configs"] = jobs
+    return cfg, notes
+
+
+def fallback_prometheus_config(ports: Ports, with_alertmanager: bool) -> dict:
+    """Used only while prometheus/prometheus.yml does not exist yet."""
+    cfg = {"global": {"scrape_interval": "15s", "evaluation_interval": "30s"},
+           "rule_files": [str(REPO / "prometheus/rules/*.yml")],
+           "scrape_configs": [{"job_name": "spanscope",
+                               "static_configs": [{"targets": [f"127.0.0.1:{ports.web}"]}]}]}
+    if with_alertmanager:
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}]}
+    return cfg
+
+
+def render_alertmanager_config(src: Path, notify: bool, secrets_dir: Path) -> dict:
+    """The project's alertmanager.yml for loopback: template paths absolute; receivers emptied
+    unless `notify` (then secret files are read from `secrets_dir`)."""
+    cfg = yaml.safe_load(src.read_text()) or {}
+    cfg["templates"] = [str((src.parent / p).resolve()) if not os.path.isabs(p) else p
+                        for p in cfg.get("templates") or []]
+    if not notify:
+        # A receiver with no integrations is valid and sends nothing: the route tree, grouping and
+        # inhibitions still show in the Alertmanager UI, and no notification leaves the machine.
+        cfg["receivers"] = [{"name": r["name"]} for r in cfg.get("receivers", [])]
+        return cfg
+
+    def rewrite(node):
+        if isinstance(node, dict):
+            return {k: rewrite(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        if isinstance(node, str) and node.startswith("/etc/alertmanager/secrets/"):
+            return str(secrets_dir / node.removeprefix("/etc/alertmanager/secrets/"))
+        return node
+    return rewrite(cfg)
+
+
+# -- processes --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+    urls: dict = field(default_factory=dict)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class StartupError(Exception):
+    pass
+
+
+class Stack:
+    """The processes `make run` started, each in its own process group."""
+
+    def __init__(self, run_dir: Path, stop: threading.Event):
+        self.run_dir = run_dir
+        self.stop_event = stop
+        self.children: list[Child] = []
+
+    def spawn(self, name: str, cmd: list[str], env: dict | None = None) -> Child:
+        log_path = self.run_dir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, **(env or {})}, cwd=self.run_dir,
+                                     start_new_session=True)  # own process group: Ctrl-C is ours to forward
+        child = Child(name, popen, log_path)
+        self.children.append(child)
+        (self.run_dir / "pids.json").write_text(json.dumps({c.name: c.popen.pid for c in self.children}))
+        return child
+
+    def wait_ready(self, child: Child, url: str, timeout: float = 60.0) -> None:
+        """Poll `url` until 2xx; fail early if the process exits or we are told to stop."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stop_event.is_set():
+                raise KeyboardInterrupt
+            if child.popen.poll() is not None:
+                raise StartupError(f"{child.name} exited with {child.popen.returncode}:\n{child.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if 200 <= resp.status < 300:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            self.stop_event.wait(0.1)
+        raise StartupError(f"{child.name} not ready at {url} after {timeout:.0f}s:\n{child.tail()}")
+
+    def exited(self) -> Child | None:
+        return next((c for c in self.children if c.popen.poll() is not None), None)
+
+    # The demo flushes its spans into a running exporter; the exporter is then scraped one last
+    # time by a running Prometheus; Alertmanager goes last so Prometheus can still reach it.
+    STOP_ORDER = ("demo", "exporter", "prometheus", "alertmanager")
+
+    def stop_all(self, timeout: float = 20.0) -> None:
+        rank = {name: i for i, name in enumerate(self.STOP_ORDER)}
+        for child in sorted(self.children, key=lambda c: rank.get(c.name, -1)):
+            _stop_group(child.popen, timeout)
+
+
+def _stop_group(popen: subprocess.Popen, timeout: float) -> None:
+    pgid = popen.pid  # start_new_session: the child leads its own group
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        popen.wait(5)
+    # Anything the child left behind in its group goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def python_env() -> dict:
+    # The Makefile installs both packages; the source paths make a bare checkout work too.
+    paths = [str(REPO / "exporter"), str(REPO / "demo"), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
+
+
+# -- the live summary -------------------------------------------------------------------------------
+
+
+def scrape(url: str) -> dict[str, list]:
+    """Samples of the exporter's /metrics by sample name, parsed with prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    return samples
+
+
+def requests_counted(metrics_url: str) -> float:
+    try:
+        return total(scrape(metrics_url), "pipeline_requests_total")
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0.0
+
+
+def total(samples: dict, name: str, **match) -> float:
+    return sum(v for labels, v in samples.get(name, []) if all(labels.get(k) == m for k, m in match.items()))
+
+
+def buckets(samples: dict, name: str) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for labels, v in samples.get(name + "_bucket", []):
+        le = float(labels["le"])
+        out[le] = out.get(le, 0.0) + v
+    return out
+
+
+def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None:
+    """As PromQL's histogram_quantile: linear inside the bucket, the top finite bound in +Inf."""
+    bounds = sorted(cumulative)
+    if not bounds or cumulative[bounds[-1]] <= 0:
+        return None
+    rank = q * cumulative[bounds[-1]]
+    prev_bound, prev_count = 0.0, 0.0
+    for b in bounds:
+        if cumulative[b] >= rank:
+            if b == float("inf"):
+                return prev_bound
+            width = cumulative[b] - prev_count
+            return prev_bound + (b - prev_bound) * ((rank - prev_count) / width if width else 0.0)
+        prev_bound, prev_count = b, cumulative[b]
+    return prev_bound
+
+
+class Summary:
+    """Rates between two scrapes of the exporter, as one line (or one screen on a terminal)."""
+
+    def __init__(self, metrics_url: str, prometheus_url: str | None):
+        self.metrics_url = metrics_url
+        self.prometheus_url = prometheus_url
+        self.previous: tuple[float, dict] | None = None
+
+    def firing_alerts(self) -> list[str] | None:
+        if not self.prometheus_url:
+            return None
+        try:
+            with urllib.request.urlopen(self.prometheus_url + "/api/v1/alerts", timeout=3) as resp:
+                alerts = json.load(resp)["data"]["alerts"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            return None
+        return sorted({a["labels"]["alertname"] for a in alerts if a.get("state") == "firing"})
+
+    def line(self) -> str:
+        now = time.monotonic()
+        try:
+            current = scrape(self.metrics_url)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return f"exporter /metrics unavailable: {exc}"
+        previous, self.previous = self.previous, (now, current)
+        if previous is None:
+            return "collecting…"
+        t0, before = previous
+        dt = max(now - t0, 1e-9)
+
+        def delta(name, **match):
+            return total(current, name, **match) - total(before, name, **match)
+
+        requests = delta("pipeline_requests_total")
+        errors = delta("pipeline_requests_total", status="error")
+        hits = delta("pipeline_requests_total", cache_status="hit")
+        misses = delta("pipeline_requests_total", cache_status="miss")
+        b_now = buckets(current, "pipeline_request_duration_seconds")
+        b_before = buckets(before, "pipeline_request_duration_seconds")
+        p95 = histogram_quantile(0.95, {le: c - b_before.get(le, 0.0) for le, c in b_now.items()})
+        cost_per_h = delta("llm_cost_usd_total") / dt * 3600
+        spans = delta("spanscope_spans_received_total") / dt
+        parts = [
+            time.strftime("%H:%M:%S"),
+            f"{requests / dt:6.1f} req/s",
+            f"errors {100 * errors / requests:5.1f}%" if requests else "errors     -",
+            f"p95 {p95:5.2f}s" if p95 is not None else "p95     -",
+            f"cost ${cost_per_h:,.2f}/h",
+            f"cache hits {100 * hits / (hits + misses):3.0f}%" if hits + misses else "cache hits   -",
+            f"spans {spans:,.0f}/s",
+        ]
+        alerts = self.firing_alerts()
+        if alerts is not None:
+            parts.append("firing: " + (", ".join(alerts) if alerts else "none"))
+        return "  ".join(parts)
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rate", type=float, default=float(env("SPANSCOPE_RUN_RATE", "10")), help="demo requests/s")
+    p.add_argument("--scenario", default=env("SPANSCOPE_RUN_SCENARIO", "normal"), choices=SCENARIOS)
+    p.add_argument("--summary-seconds", type=float, default=float(env("SPANSCOPE_RUN_SUMMARY_SECONDS", "5")))
+    p.add_argument("--no-prometheus", action="store_true", help="exporter and demo only")
+    return p.parse_args(argv)
+
+
+def start(stack: Stack, args, ports: Ports) -> dict:
+    """Start everything in dependency order; returns the URLs to show."""
+    run_dir = stack.run_dir
+    prometheus_bin = None if args.no_prometheus else shutil.which("prometheus")
+    alertmanager_bin = None if args.no_prometheus else (shutil.which("prometheus-alertmanager")
+                                                         or shutil.which("alertmanager"))
+    wanted = {"OTLP gRPC": ports.otlp_grpc, "OTLP HTTP": ports.otlp_http, "web": ports.web}
+    if prometheus_bin:
+        wanted["Prometheus"] = ports.prometheus
+    if alertmanager_bin:
+        wanted["Alertmanager"] = ports.alertmanager
+    busy = [f"{what} port {port}" for what, port in wanted.items() if not port_free(port)]
+    if busy:
+        raise StartupError("in use: " + ", ".join(busy) + " (set SPANSCOPE_RUN_*_PORT, see --help)")
+
+    web = f"http://127.0.0.1:{ports.web}"
+    exporter = stack.spawn("exporter", [PY, "-m", "spanscope.cli",
+                                        "--otlp-grpc", f"127.0.0.1:{ports.otlp_grpc}",
+                                        "--otlp-http", f"127.0.0.1:{ports.otlp_http}",
+                                        "--web", f"127.0.0.1:{ports.web}",
+                                        # Ctrl-C should be quick: wait at most 2s for a last scrape.
+                                        "--set", "shutdown.grace=2"], env=python_env())
+    stack.wait_ready(exporter, web + "/readyz")
+    urls = {"metrics": web + "/metrics", "API": web + "/api/features", "features page": web + "/features"}
+    notes = []
+
+    if alertmanager_bin:
+        notify = os.environ.get("SPANSCOPE_RUN_NOTIFY") == "1"
+        src = REPO / "alertmanager/alertmanager.yml"
+        if src.exists():
+            secrets = Path(os.environ.get("SPANSCOPE_RUN_SECRETS_DIR", REPO / "alertmanager/secrets"))
+            if notify and not secrets.is_dir():
+                raise StartupError(f"SPANSCOPE_RUN_NOTIFY=1 needs the secret files in {secrets} "
+                                   "(copy alertmanager/secrets.example/ and fill it in)")
+            cfg = render_alertmanager_config(src, notify, secrets)
+        else:
+            cfg = {"route": {"receiver": "null"}, "receivers": [{"name": "null"}]}
+            notes.append("alertmanager/alertmanager.yml not found: Alertmanager runs with a null receiver")
+        (run_dir / "alertmanager.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        am_url = f"http://127.0.0.1:{ports.alertmanager}"
+        am = stack.spawn("alertmanager", [alertmanager_bin, f"--config.file={run_dir / 'alertmanager.yml'}",
+                                          f"--storage.path={run_dir / 'alertmanager-data'}",
+                                          f"--web.listen-address=127.0.0.1:{ports.alertmanager}",
+                                          f"--web.external-url={am_url}",
+                                          "--cluster.listen-address="])  # no gossip port: one instance
+        stack.wait_ready(am, am_url + "/-/ready")
+        urls["Alertmanager"] = am_url
+        if not notify:
+            notes.append("Alertmanager delivers nothing (receivers emptied in the loopback copy); "
+                         "SPANSCOPE_RUN_NOTIFY=1 sends for real with alertmanager/secrets/")
+
+    if prometheus_bin:
+        src = REPO / "prometheus/prometheus.yml"
+        if src.exists():
+            cfg, more = render_prometheus_config(src, ports, bool(alertmanager_bin),
+                                                 os.environ.get("SPANSCOPE_RUN_SCRAPE_INTERVAL"))
+            notes += more
+        else:
+            cfg = fallback_prometheus_config(ports, bool(alertmanager_bin))
+            notes.append("prometheus/prometheus.yml not found: Prometheus scrapes the exporter with a minimal config")
+        (run_dir / "prometheus.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        prom_url = f"http://127.0.0.1:{ports.prometheus}"
+        prom = stack.spawn("prometheus", [prometheus_bin, f"--config.file={run_dir / 'prometheus.yml'}",
+                                          f"--storage.tsdb.path={run_dir / 'prometheus-data'}",
+                                          f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+                                          f"--web.external-url={prom_url}",
+                                          "--web.enable-lifecycle",
+                                          "--enable-feature=exemplar-storage",
+                                          # The first rule evaluation can run before Prometheus has
+                                          # discovered Alertmanager; resend after 10s, not 1m.
+                                          "--rules.alert.resend-delay=10s"])
+        stack.wait_ready(prom, prom_url + "/-/ready")
+        urls["Prometheus"] = prom_url
+    else:
+        notes.append(f"Prometheus and Alertmanager are not installed: {APT_HINT} (then make run again)")
+
+    demo = stack.spawn("demo", [PY, "-m", "spanscope_demo",
+                                "--endpoint", f"http://127.0.0.1:{ports.otlp_http}", "--api", web,
+                                "--rate", str(args.rate), "--scenario", args.scenario], env=python_env())
+    # The demo is ready when its first requests are counted by the exporter.
+    deadline = time.monotonic() + 60
+    while requests_counted(urls["metrics"]) == 0:
+        if stack.stop_event.is_set():
+            raise KeyboardInterrupt
+        if demo.popen.poll() is not None:
+            raise StartupError(f"demo exited with {demo.popen.returncode}:\n{demo.tail()}")
+        if time.monotonic() > deadline:
+            raise StartupError(f"no requests reached the exporter after 60s:\n{demo.tail()}")
+        stack.stop_event.wait(0.25)
+    urls["OTLP"] = f"grpc 127.0.0.1:{ports.otlp_grpc} · http http://127.0.0.1:{ports.otlp_http}"
+    return {"urls": urls, "notes": notes}
+
+
+def banner(info: dict, stack: Stack, args) -> str:
+    lines = ["spanscope is running on loopback:"]
+    width = max(len(k) for k in info["urls"])
+    lines += [f"  {name:<{width}}  {url}" for name, url in info["urls"].items()]
+    lines.append(f"  {'demo':<{width}}  {args.scenario} traffic at {args.rate:g} req/s")
+    lines += [f"  note: {n}" for n in info["notes"]]
+    lines.append("  pids: " + ", ".join(f"{c.name}={c.popen.pid}" for c in stack.children))
+    lines.append(f"  logs and data: {stack.run_dir}")
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    ports = Ports.from_env()
+    run_dir = Path(os.environ.get("SPANSCOPE_RUN_DIR") or tempfile.mkdtemp(prefix="spanscope-run-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = Stack(run_dir, stop)
+    status = 0
+    try:
+        print(f"starting spanscope (logs in {run_dir}) …", flush=True)
+        info = start(stack, args, ports)
+        header = banner(info, stack, args)
+        print(header, flush=True)
+        summary = Summary(info["urls"]["metrics"], info["urls"].get("Prometheus"))
+        tty = sys.stdout.isatty()
+        summary.line()  # the first scrape is the baseline for rates
+        while not stop.wait(args.summary_seconds):
+            dead = stack.exited()
+            if dead is not None:
+                print(f"\n{dead.name} exited with {dead.popen.returncode}:\n{dead.tail()}", file=sys.stderr)
+                status = 1
+                break
+            line = summary.line()
+            if tty:
+                # One screen: the URLs stay on top, the latest numbers below.
+                sys.stdout.write("\x1b[H\x1b[2J" + header + "\n\n" + line + "\n")
+                sys.stdout.flush()
+            else:
+                print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    except StartupError as exc:
+        print(f"make run failed: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        print("stopping …", flush=True)
+        stack.stop_all()
+        print("stopped.", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""`make run` (scripts/run_stack.py) end to end: real exporter, demo, Prometheus and Alertmanager."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from processes import binary, free_port, wait_until
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_STACK = REPO / "scripts/run_stack.py"
+
+pytestmark = pytest.mark.slow
+
+
+def get_json(url: str):
+    """The JSON at `url`, or None while the server is busy or not answering (polled again)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.load(resp)
+    except OSError:
+        return None
+
+
+def demo_requests(metrics_url: str) -> float:
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "pipeline_requests_total" and s.labels.get("service") == "rag-demo")
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class RunStack:
+    """scripts/run_stack.py as `make run` starts it, on free ports, output to a file."""
+
+    def __init__(self, tmp_path: Path, env: dict | None = None):
+        self.ports = {name: free_port() for name in ("OTLP_GRPC", "OTLP_HTTP", "WEB", "PROMETHEUS", "ALERTMANAGER")}
+        self.run_dir = tmp_path / "run"
+        self.out = tmp_path / "run_stack.out"
+        full_env = {**os.environ, "SPANSCOPE_RUN_DIR": str(self.run_dir), "SPANSCOPE_RUN_SCRAPE_INTERVAL": "2s",
+                    "SPANSCOPE_RUN_SUMMARY_SECONDS": "1", "SPANSCOPE_RUN_RATE": "20",
+                    **{f"SPANSCOPE_RUN_{k}_PORT": str(v) for k, v in self.ports.items()}, **(env or {})}
+        with open(self.out, "wb") as out:
+            self.popen = subprocess.Popen([sys.executable, str(RUN_STACK)], stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=full_env, cwd=REPO, start_new_session=True)
+        self.web = f"http://127.0.0.1:{self.ports['WEB']}"
+        self.prometheus = f"http://127.0.0.1:{self.ports['PROMETHEUS']}"
+        self.alertmanager = f"http://127.0.0.1:{self.ports['ALERTMANAGER']}"
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def child_pids(self) -> dict[str, int]:
+        path = self.run_dir / "pids.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def running(self):
+        assert self.popen.poll() is None, f"run_stack exited {self.popen.returncode}:\n{self.output()}"
+        return True
+
+    def kill_everything(self):
+        """Cleanup after a failed test: nothing may outlive it."""
+        for pid in [self.popen.pid, *self.child_pids().values()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(10)
+
+
+@pytest.fixture
+def exporter_available():
+    try:
+        import spanscope.cli  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"the exporter is not importable yet: {exc}")
+
+
+def test_make_run_starts_the_stack_and_ctrl_c_stops_all_of_it(tmp_path, exporter_available):
+    if not (binary("prometheus") and (binary("prometheus-alertmanager") or binary("alertmanager"))):
+        pytest.skip("needs Prometheus and Alertmanager: sudo apt-get install prometheus prometheus-alertmanager")
+    stack = RunStack(tmp_path)
+    try:
+        wait_until(lambda: stack.running() and "Ctrl-C stops everything" in stack.output(), timeout=120,
+                   what="run_stack ready banner")
+        out = stack.output()
+        for url in (stack.web + "/metrics", stack.web + "/api/features", stack.web + "/features",
+                    stack.prometheus, stack.alertmanager):
+            assert url in out
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200, url
+        pids = stack.child_pids()
+        assert set(pids) == {"exporter", "demo", "prometheus", "alertmanager"}
+
+        # The demo's requests reach the exporter ...
+        wait_until(lambda: demo_requests(stack.web + "/metrics") > 20, timeout=60, what="demo requests counted")
+        # ... and Prometheus scrapes them with the project's config (job from prometheus.yml).
+        query = urllib.parse.urlencode({"query": 'pipeline_requests_total{service="rag-demo"}'})
+
+        def scraped():
+            answer = get_json(f"{stack.prometheus}/api/v1/query?{query}")
+            result = answer and answer["data"]["result"]
+            return result and {r["metric"]["job"] for r in result}
+        jobs = wait_until(scraped, timeout=60, what="Prometheus has the demo's requests")
+        assert jobs == {"spanscope"}
+        # Rules are loaded and alerts reach Alertmanager over loopback (Watchdog always fires).
+        def rule_groups():
+            return ((get_json(f"{stack.prometheus}/api/v1/rules") or {}).get("data") or {}).get("groups")
+        groups = wait_until(rule_groups, timeout=30, what="the project's rule files loaded")
+        assert {r.get("name") for g in groups for r in g["rules"]} >= {"Watchdog"}
+        wait_until(lambda: any(a["labels"]["alertname"] == "Watchdog"
+                               for a in get_json(f"{stack.alertmanager}/api/v2/alerts") or []),
+                   timeout=90, what="Watchdog in Alertmanager")
+        # The live summary is printed.
+        wait_until(lambda: "req/s" in stack.output(), timeout=30, what="a summary line")
+
+        stack.popen.send_signal(signal.SIGINT)
+        assert stack.popen.wait(60) == 0, stack.output()
+        assert "stopped." in stack.output()
+        for name, pid in pids.items():
+            assert not group_alive(pid), f"{name} (process group {pid}) outlived make run"
+        assert not group_alive(stack.popen.pid)
+    finally:
+        stack.kill_everything()
+
+
+def test_without_prometheus_it_runs_exporter_and_demo_and_says_how_to_get_the_rest(tmp_path, exporter_available):
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    stack = RunStack(tmp_path, env={"PATH": str(empty_bin)})  # no prometheus on PATH
+    try:
+        wait_until(lambda: stack.running() and "Ctrl-C stops everything" in stack.output(), timeout=120,
+                   what="run_stack ready banner")
+        assert "sudo apt-get install prometheus prometheus-alertmanager" in stack.output()
+        pids = stack.child_pids()
+        assert set(pids) == {"exporter", "demo"}
+        assert demo_requests(stack.web + "/metrics") > 0
+        stack.popen.send_signal(signal.SIGTERM)
+        assert stack.popen.wait(60) == 0, stack.output()
+        assert not any(group_alive(pid) for pid in pids.values())
+    finally:
+        stack.kill_everything()
+
+
+def test_a_busy_port_is_reported_before_anything_starts(tmp_path, exporter_available):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        stack = RunStack(tmp_path, env={"SPANSCOPE_RUN_WEB_PORT": str(busy.getsockname()[1])})
+        try:
+            assert stack.popen.wait(60) == 1
+            assert f"web port {busy.getsockname()[1]}" in stack.output()
+            assert stack.child_pids() == {}
+        finally:
+            stack.kill_everything()

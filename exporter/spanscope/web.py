@@ -18,7 +18,12 @@ ENDPOINTS = [
     ("/api/features/impact", "Latency contribution per feature (JSON)"),
     ("/api/what-if", "Projected latency for toggles: ?disable=a,b&enable=c (JSON)"),
     ("/api/breakdown", "Critical-path share per component (JSON)"),
-    ("/api/v1/feedback", "POST user ratings (JSON)"),
+    ("/api/metrics/dashboard", "Windowed metrics: dashboard, performance, costs, quality, cache, health (JSON)"),
+    ("/api/insights", "Trends, anomalies and patterns (JSON)"),
+    ("/api/recommendations", "Ranked recommendations (JSON)"),
+    ("/api/experiments", "A/B comparison of flag variants (JSON)"),
+    ("/api/v1/feedback", "POST user ratings; GET low-rated interactions (JSON)"),
+    ("/api/v1/costs/by-user", "Top users by cost (JSON)"),
     ("/healthz", "Liveness"),
     ("/readyz", "Readiness: receivers listening"),
 ]

@@ -17,6 +17,7 @@ import pytest
 from http_helpers import call
 from playwright.sync_api import expect, sync_playwright
 from processes import REPO, start_exporter, wait_until
+from known_traces import HIT, MISS
 from sdk import emit, http_exporter, provider, scrape, value
 
 pytestmark = pytest.mark.slow
@@ -31,21 +32,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-dev-shm-usage"]
 ARTIFACTS = REPO / "artifacts"
 CATEGORIES = {"processing", "rag", "optimization", "integration"}
-
-MISS = ("gateway", 0, 1000, {"pipeline.component": "gateway"}, [
-    ("cache", 0, 10, {"pipeline.component": "cache_lookup", "pipeline.cache.name": "l1",
-                      "pipeline.cache.result": "miss"}),
-    ("context", 10, 210, {"pipeline.component": "context", "pipeline.feature": "conversation_context"}),
-    ("weather", 210, 230, {"pipeline.component": "rag_lookup", "pipeline.feature": "weather_rag"}),
-    ("llm", 230, 900, {"pipeline.component": "llm_inference"}),
-    ("assembly", 900, 1000, {"pipeline.component": "response_assembly"}),
-])
-HIT = ("gateway", 0, 100, {"pipeline.component": "gateway"}, [
-    ("cache", 0, 10, {"pipeline.component": "cache_lookup", "pipeline.cache.name": "l1",
-                      "pipeline.cache.result": "hit"}),
-    ("assembly", 10, 100, {"pipeline.component": "response_assembly"}),
-])
-
 
 def start(tmp_path, **extra):
     return start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, **extra})

@@ -33,6 +33,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = REPO / "artifacts"
 CATEGORIES = {"processing", "rag", "optimization", "integration"}
 
+
 def start(tmp_path, **extra):
     return start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, **extra})
 

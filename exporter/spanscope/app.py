@@ -50,7 +50,7 @@ class Exporter:
         self.store = Store(config["limits.max_series_per_metric"])
         self.metrics = Metrics(self.store, config["histograms.duration_buckets"])
         self.pricing = Pricing(load_table(config["pricing.file"]))
-        self.recorder = Recorder(self.metrics, self.pricing, config["components.names"],
+        self.recorder = Recorder(self.metrics, self.pricing, config["components.names"], config["limits.label_values"],
                                  config["limits.tenant_values"], config["limits.label_value_length"])
         self.assembler = Assembler(config["traces.finish_delay"], config["traces.timeout"],
                                    config["traces.max_pending"], config["traces.max_spans"])

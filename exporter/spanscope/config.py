@@ -118,6 +118,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "limits.max_body_bytes": _positive_int,
     "limits.max_grpc_message_bytes": _positive_int,
     "limits.max_series_per_metric": _positive_int,
+    "limits.label_values": _positive_int,
     "limits.tenant_values": _positive_int,
     "limits.label_value_length": _positive_int,
     "limits.series_ttl": _seconds,

@@ -220,8 +220,21 @@ def component_of(name: str, attrs: dict, genai: GenAI | None, span_names) -> str
     return name or "unknown"
 
 
+EVENT_KEYS = frozenset({
+    "feature_flag.key", "feature_flag.result.variant", "feature_flag.variant", "feature_flag.result.value",
+    "feature_flag.result.reason", "feature_flag.reason", "error.type",
+    "pipeline.circuit_breaker.name", "pipeline.circuit_breaker.from", "pipeline.circuit_breaker.to",
+})
+
+
 def _event_attributes(ev) -> dict:
-    return {kv.key: any_value(kv.value) for kv in ev.attributes}
+    """The event attributes the contract reads (others are skipped unconverted, as for spans)."""
+    out = {}
+    for kv in ev.attributes:
+        key = kv.key
+        if key in EVENT_KEYS:
+            out[key] = any_value(kv.value)
+    return out
 
 
 def _flag_evaluation(a: dict):

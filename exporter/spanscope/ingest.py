@@ -75,7 +75,7 @@ class Ingest:
         rejected: Tally = Tally()
         read, record, add, span_names = read_span, self.recorder.record_span, self.assembler.add, self.span_names
         for rs in request.resource_spans:
-            service = self.recorder.clip(service_name(rs.resource))
+            service = self.recorder.label("service", service_name(rs.resource))
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     try:

@@ -21,20 +21,30 @@ ZERO = Decimal(0)
 OTHER = "__other__"
 
 
-class LabelCap:
-    """Keeps at most `limit` distinct values of one label; later newcomers become `__other__`."""
+class LabelValues:
+    """Bounds every label's values: cut to `length` characters, and at most `limit` distinct values
+    per label (`limits` overrides it per label, e.g. tenant); later newcomers become `__other__`.
+    This bounds the series and everything keyed by label values downstream (rollups, impact)."""
 
-    def __init__(self, label: str, limit: int, counter):
-        self.label, self.limit, self.counter = label, limit, counter
-        self.seen: set[str] = set()
+    def __init__(self, limit: int, length: int, counter, limits: dict | None = None):
+        self.limit, self.length, self.counter = limit, length, counter
+        self.limits = limits or {}
+        self.seen: dict[str, set] = {}
 
-    def __call__(self, value: str) -> str:
-        if value in self.seen:
+    def __call__(self, label: str, value: str) -> str:
+        seen = self.seen.get(label)
+        if seen is None:
+            seen = self.seen[label] = set()
+        if value in seen:
             return value
-        if len(self.seen) < self.limit:
-            self.seen.add(value)
+        if len(value) > self.length:
+            value = value[:self.length]
+            if value in seen:
+                return value
+        if len(seen) < self.limits.get(label, self.limit):
+            seen.add(value)
             return value
-        self.counter.inc((self.label,))
+        self.counter.inc((label,))
         return OTHER
 
 
@@ -68,20 +78,17 @@ class RequestSummary:
 
 
 class Recorder:
-    def __init__(self, metrics: Metrics, pricing: Pricing, components, tenant_values: int, label_length: int):
+    def __init__(self, metrics: Metrics, pricing: Pricing, components, label_values: int, tenant_values: int,
+                 label_length: int):
         self.m = metrics
         self.pricing = pricing
         self.components = list(components)
-        self.tenant = LabelCap("tenant", tenant_values, metrics.label_capped)
-        self.label_length = label_length
+        self.label = LabelValues(label_values, label_length, metrics.label_capped, {"tenant": tenant_values})
         self.services: set[str] = set()
         self.breakers: dict[tuple, str] = {}
         self.miss_cost: dict[str, tuple[Decimal, int, str, str]] = {}  # service -> (total, n, provider, model)
         self.sinks: list = []
         self.component_features: dict[str, str] = {}  # component -> feature, for spans without pipeline.feature
-
-    def clip(self, value: str) -> str:
-        return value if len(value) <= self.label_length else value[:self.label_length]
 
     def _new_service(self, service: str) -> None:
         """Series of the configured components start at zero, so rate() sees their first events."""
@@ -99,38 +106,38 @@ class Recorder:
         svc = r.service
         if svc not in self.services:
             self._new_service(svc)
-        comp = r.component
-        if len(comp) > self.label_length:
-            comp = r.component = comp[:self.label_length]
+        comp = r.component = self.label("component", r.component)
         if r.feature is None:
             r.feature = self.component_features.get(comp)
+        else:
+            r.feature = self.label("feature", r.feature)
         duration = (r.end - r.start) * NS
         error = r.error
         m.component_duration.observe((svc, comp, "error" if error else "ok"), duration, r.trace_id)
         if error:
-            m.component_errors.inc((svc, comp, self.clip(r.error_type)))
+            m.component_errors.inc((svc, comp, self.label("error_type", r.error_type)))
         genai = r.genai
         if comp == "rag_lookup" or (genai is not None and genai.operation in RAG_OPERATIONS):
-            m.rag_lookups.inc((svc, self.clip(r.rag_source or "default"), "failure" if error else "success"))
+            m.rag_lookups.inc((svc, self.label("source", r.rag_source or "default"), "failure" if error else "success"))
         if genai is not None:
             if genai.operation == "execute_tool":
-                m.tool_calls.inc((svc, self.clip(genai.tool or "unknown"), "failure" if error else "success"))
+                m.tool_calls.inc((svc, self.label("tool", genai.tool or "unknown"), "failure" if error else "success"))
             elif genai.is_llm_call():
                 self._record_genai(r, genai, svc, duration)
         if r.cache is not None:
             self._record_cache(r.cache, svc)
         for flag, variant, reason in r.flags:
-            m.flag_evaluations.inc((svc, self.clip(flag), self.clip(variant), self.clip(reason)))
+            m.flag_evaluations.inc((svc, self.label("flag", flag), self.label("variant", variant), self.label("reason", reason)))
         if r.resilience is not None or r.breaker_events:
             self._record_resilience(r, svc)
 
     def _record_genai(self, r: SpanRecord, g, svc: str, duration: float) -> None:
-        m, clip = self.m, self.clip
-        provider = clip(g.provider or "unknown")
-        op = clip(g.operation or "chat")
-        req_model, resp_model = clip(g.request_model or ""), clip(g.response_model or "")
+        m, label = self.m, self.label
+        provider = label("provider", g.provider or "unknown")
+        op = label("operation", g.operation or "chat")
+        req_model, resp_model = label("model", g.request_model or ""), label("model", g.response_model or "")
         base = (op, provider, req_model, resp_model)
-        m.genai_duration.observe(base + (clip(r.error_type or ""),), duration, r.trace_id)
+        m.genai_duration.observe(base + (label("error_type", r.error_type or ""),), duration, r.trace_id)
         if g.ttfc is not None:
             m.genai_ttfc.observe((op, provider, req_model), g.ttfc, r.trace_id)
         u = g.usage
@@ -138,7 +145,7 @@ class Recorder:
             return
         m.genai_tokens.observe(base + ("input",), u.input)
         m.genai_tokens.observe(base + ("output",), u.output)
-        model = clip(g.model or "unknown")
+        model = label("model", g.model or "unknown")
         for token_type, n in (("input", u.input), ("output", u.output), ("cache_read", u.cache_read),
                               ("cache_creation", u.cache_creation), ("reasoning", u.reasoning)):
             if n:
@@ -160,7 +167,7 @@ class Recorder:
 
     def _record_cache(self, c, svc: str) -> None:
         m = self.m
-        cache = self.clip(c.name or "default")
+        cache = self.label("cache", c.name or "default")
         if c.result:
             m.cache_requests.inc((svc, cache, c.result))
         if c.size is not None:
@@ -179,23 +186,24 @@ class Recorder:
             self.m.breaker_state.set((svc, name, s), 1.0 if s == state else 0.0)
 
     def _record_resilience(self, r: SpanRecord, svc: str) -> None:
-        m, clip = self.m, self.clip
+        m, label = self.m, self.label
         for name, frm, to in r.breaker_events:
-            m.breaker_transitions.inc((svc, clip(name), frm, to))
-            self._set_breaker(svc, clip(name), to)
+            name = label("breaker", name)
+            m.breaker_transitions.inc((svc, name, frm, to))
+            self._set_breaker(svc, name, to)
         x = r.resilience
         if x is None:
             return
         if x.breaker:
-            name = clip(x.breaker)
+            name = label("breaker", x.breaker)
             if x.state and not r.breaker_events:
                 self._set_breaker(svc, name, x.state)
             if x.outcome:
                 m.breaker_calls.inc((svc, name, x.outcome))
         if x.fallback_from or x.fallback_to:
-            m.fallbacks.inc((svc, clip(x.fallback_from or "unknown"), clip(x.fallback_to or "unknown")))
+            m.fallbacks.inc((svc, label("fallback", x.fallback_from or "unknown"), label("fallback", x.fallback_to or "unknown")))
         if x.route:
-            m.routing.inc((svc, clip(x.route), clip(x.route_reason or "unknown")))
+            m.routing.inc((svc, label("route", x.route), label("reason", x.route_reason or "unknown")))
 
     # --- per request ---------------------------------------------------------------------------
 
@@ -206,8 +214,8 @@ class Recorder:
             return None
         m = self.m
         svc = root.service
-        mode = self.clip(root.mode or "default")
-        tenant = self.clip(self.tenant(root.tenant or "default"))
+        mode = self.label("mode", root.mode or "default")
+        tenant = self.label("tenant", root.tenant or "default")
         spans = trace.spans
         critical_ns, self_ns, feature_ns = breakdown(spans, root)
         duration = root.duration_ns * NS
@@ -232,7 +240,7 @@ class Recorder:
             g = s.genai
             if g is not None:
                 if g.model and model is None:
-                    model = self.clip(g.model)
+                    model = self.label("model", g.model)
                 u = g.usage
                 if u is not None:
                     tokens["input"] += u.input
@@ -241,7 +249,7 @@ class Recorder:
                     tokens["cache_creation"] += u.cache_creation
                     tokens["reasoning"] += u.reasoning
             for flag, variant, _ in s.flags:
-                variants[self.clip(flag)] = self.clip(variant)
+                variants[self.label("flag", flag)] = self.label("variant", variant)
             c = s.cache
             if c is not None and c.result:
                 cache_lookups.append((c.name or "default", c.result, s.feature, c.miss_reason))
@@ -257,9 +265,9 @@ class Recorder:
                     citations = q.citations
                 if q.degradation:
                     degraded = 1
-                    m.degraded.inc((svc, self.clip(q.degradation)))
+                    m.degraded.inc((svc, self.label("reason", q.degradation)))
                 for w in q.warnings:
-                    m.warnings.inc((svc, self.clip(w)))
+                    m.warnings.inc((svc, self.label("warning", w)))
         root_cache = root.cache.status if root.cache is not None else None
         cache_status = root_cache or response_cache or "none"
         status = "error" if root.error else "ok"
@@ -307,7 +315,7 @@ class Recorder:
             llm = next((s.genai for s in spans if s.cost is not None), None)
             total, n, provider, model = self.miss_cost.get(svc, (ZERO, 0, "unknown", "unknown"))
             if llm is not None:
-                provider, model = self.clip(llm.provider or "unknown"), self.clip(llm.model or "unknown")
+                provider, model = self.label("provider", llm.provider or "unknown"), self.label("model", llm.model or "unknown")
             self.miss_cost[svc] = (total + cost, n + 1, provider, model)
         elif cache_status == "hit" and svc in self.miss_cost:
             total, n, provider, model = self.miss_cost[svc]

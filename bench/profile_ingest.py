@@ -1,0 +1,130 @@
+"""Where the exporter's CPU goes per span: an in-process microbenchmark of the ingest path.
+
+    python bench/profile_ingest.py [--batches 32] [--rounds 5] [--gc on|off|threshold] [--cprofile 25]
+
+Builds `spanscope.app.Exporter` from the embedded default config (every feature on), feeds it the
+bench payloads (bench/payloads.py) without any server, and reports CPU microseconds per span for:
+decode (protobuf parse), read (contract.read_span alone), process (Ingest.process: read + record
++ trace assembly), finish (Ingest.finish_traces: trace breakdown, request metrics and the sinks),
+and each sink of the recorder. `--gc` compares the cyclic garbage collector's share; `--cprofile N`
+prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
+HTTP/gRPC handling and any thread hand-off on top (compare with run.py's spans per core).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import pstats
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import payloads  # noqa: E402
+
+
+def measure(args) -> dict:
+    from spanscope.app import Exporter
+    from spanscope.config import load
+    from spanscope.contract import read_span
+    from spanscope.otlp import decode_protobuf
+
+    batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
+    exporter = Exporter(load(None, ["traces.finish_delay=0.05"]))
+    ingest = exporter.ingest
+    requests = [decode_protobuf(b) for b in batches]
+    spans = [s for r in requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    n = len(spans) * args.rounds
+    cpu = time.process_time
+
+    def cycle():
+        for r in requests:
+            ingest.process(r, "bench")
+        ingest.finish_traces(time.time() + 10)
+
+    cycle()  # warm: first series, first service, caches
+    t = cpu()
+    for _ in range(args.rounds):
+        for b in batches:
+            decode_protobuf(b)
+    decode = cpu() - t
+    t = cpu()
+    for _ in range(args.rounds):
+        for s in spans:
+            read_span(s, "bench", ())
+    read = cpu() - t
+    process = finish = 0.0
+    for _ in range(args.rounds):
+        t = cpu()
+        for r in requests:
+            ingest.process(r, "bench")
+        process += cpu() - t
+        t = cpu()
+        ingest.finish_traces(time.time() + 10)
+        finish += cpu() - t
+    sinks: dict[str, float] = {}
+
+    def timed(f):
+        name = getattr(f, "__qualname__", repr(f))
+
+        def wrapper(summary):
+            t0 = cpu()
+            f(summary)
+            sinks[name] = sinks.get(name, 0.0) + cpu() - t0
+        return wrapper
+
+    original = list(exporter.recorder.sinks)
+    exporter.recorder.sinks[:] = [timed(f) for f in original]
+    for _ in range(args.rounds):
+        cycle()
+    exporter.recorder.sinks[:] = original
+    us = 1e6 / n
+    total = decode + process + finish
+    return {
+        "spans": n, "gc": args.gc,
+        "decode_us": round(decode * us, 2), "read_span_us": round(read * us, 2),
+        "process_us": round(process * us, 2), "finish_us": round(finish * us, 2),
+        "total_us": round(total * us, 2), "spans_per_cpu_s": round(n / total),
+        "sinks_us": {k: round(v * us, 2) for k, v in sorted(sinks.items(), key=lambda kv: -kv[1])},
+        "_cycle": cycle,
+    }
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batches", type=int, default=32, help="distinct payloads of 512 spans (32)")
+    p.add_argument("--rounds", type=int, default=5, help="passes over the payloads per phase (5)")
+    p.add_argument("--gc", choices=["on", "off", "threshold"], default="on",
+                   help="cyclic GC as in the server (on), disabled (off), or gc.set_threshold(50000, 20, 100)")
+    p.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N functions by own time")
+    args = p.parse_args(argv)
+    if args.gc == "off":
+        gc.disable()
+    elif args.gc == "threshold":
+        gc.set_threshold(50_000, 20, 100)
+
+    async def run():  # the Exporter creates asyncio primitives: build it inside a loop
+        return measure(args)
+
+    result = asyncio.run(run())
+    cycle = result.pop("_cycle")
+    print(f"{result['spans']} spans, gc {result['gc']}: {result['total_us']} us/span CPU "
+          f"= {result['spans_per_cpu_s']} spans per CPU second")
+    print(f"  decode {result['decode_us']} us | process {result['process_us']} us "
+          f"(read_span alone {result['read_span_us']} us) | finish_traces {result['finish_us']} us")
+    for name, v in result["sinks_us"].items():
+        print(f"  sink {name}: {v} us/span")
+    if args.cprofile:
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(args.rounds):
+            cycle()
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.cprofile)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""spanscope benchmark harness (`make bench`): the exporter side by side with a plain baseline and
+the bare decode ceiling, on the same payloads, in one run. See docs/performance.md.
+
+Sections:
+  throughput   closed-loop load (OTLP/HTTP and OTLP/gRPC) against the exporter with every feature
+               on (default config) and against bench/baseline_server.py (aiohttp + prometheus_client,
+               one labels().observe() per span); the ceiling (decode + walk every attribute,
+               in-process). Per target: spans/s, server CPU seconds, spans per CPU second (per core),
+               p50/p99 request latency, peak RSS. Ratios exporter/baseline and exporter/ceiling per core.
+  scrape       /metrics scrape time (text and OpenMetrics) at 10 000 and 100 000 series.
+  cardinality  RSS while 1 000 000 distinct label values hit the exporter with default limits, and
+               the baseline under the same attack for context.
+
+Results go to bench/results/latest.json (and latest.md); a markdown summary is printed.
+Everything runs on loopback, in bounded loops; servers and load generators are separate processes.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import payloads as payload_gen
+import scrape as scrape_bench
+from common import (
+    BENCH,
+    PYTHON,
+    loadavg,
+    ratio,
+    span_count,
+    start_baseline,
+    start_exporter,
+    write_payloads,
+)
+
+ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "baseline-grpc", "exporter-grpc"]
+SECTIONS = ["throughput", "scrape", "cardinality"]
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+
+# Defaults of a full run, and of --quick (explicit options override either).
+FULL = {"duration": 10.0, "warmup": 3.0, "batches": 64, "scrapes": 20, "scrape_series": "10000,100000",
+        "attack_values": 1_000_000, "attack_time_limit": 300.0}
+QUICK = {"duration": 2.0, "warmup": 0.5, "batches": 16, "scrapes": 5, "scrape_series": "10000,100000",
+         "attack_values": 200_000, "attack_time_limit": 60.0}
+
+TARGETS = {  # the issue's targets: (description, check)
+    "throughput_vs_baseline": "exporter / baseline spans per core >= 1.5 (every feature on)",
+    "throughput_vs_ceiling": "exporter / ceiling spans per core >= 0.5",
+    "scrape_10k": "scrape of 10 000 series < 100 ms (p99, text and OpenMetrics)",
+    "cardinality_rss_flat": "RSS flat under a cardinality attack with default limits",
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="bench/run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        epilog="Full-run defaults: --duration 10 --warmup 3 --batches 64 --scrapes 20 --attack-values 1000000.\n"
+               "--quick defaults:   --duration 2 --warmup 0.5 --batches 16 --scrapes 5 --attack-values 200000.\n"
+               "Targets judged: " + "; ".join(TARGETS.values()) + ".")
+    p.add_argument("--quick", action="store_true", help="short run (~2 s per target) for a smoke check")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to run (default: {','.join(SECTIONS)})")
+    p.add_argument("--targets", default=",".join(ALL_TARGETS),
+                   help=f"throughput targets (default: {','.join(ALL_TARGETS)})")
+    p.add_argument("--duration", type=float, help="seconds measured per throughput target (10; quick 2)")
+    p.add_argument("--warmup", type=float, help="seconds of load before measuring (3; quick 0.5)")
+    p.add_argument("--concurrency", type=int, default=4, help="concurrent connections of the load generator (4)")
+    p.add_argument("--batches", type=int, help="distinct payloads cycled through (64; quick 16)")
+    p.add_argument("--spans-per-batch", type=int, default=512, help="spans per export request (512)")
+    p.add_argument("--finish-delay", type=float, default=0.1,
+                   help="exporter traces.finish_delay in seconds (0.1; the default 1.0 only delays work)")
+    p.add_argument("--scrape-series", help="series counts to time scrapes at (10000,100000)")
+    p.add_argument("--scrapes", type=int, help="timed scrapes per size and format (20; quick 5)")
+    p.add_argument("--attack-values", type=int, help="distinct label values of the cardinality attack (1000000)")
+    p.add_argument("--attack-reference", type=int,
+                   help="values after which RSS is the reference for flatness (100000, at most a tenth of the attack)")
+    p.add_argument("--flat-tolerance", type=float, default=10.0,
+                   help="RSS is flat when RSS at the end is within this %% of RSS at the reference (10)")
+    p.add_argument("--attack-time-limit", type=float, help="seconds after which an attack stops (300; quick 60)")
+    p.add_argument("--attack-rss-limit-mb", type=float, default=4096,
+                   help="safety stop of the exporter attack when its RSS exceeds this (4096)")
+    p.add_argument("--baseline-attack", choices=["on", "off"], default="on",
+                   help="also attack the baseline, for context (on)")
+    p.add_argument("--baseline-rss-limit-mb", type=float, default=2048,
+                   help="stop the baseline attack when its RSS exceeds this (2048)")
+    p.add_argument("--out", default=str(BENCH / "results" / "latest.json"), help="JSON results file")
+    p.add_argument("--workdir", help="where payloads and server logs go (default: a temporary directory)")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.sections = [s for s in args.sections.split(",") if s]
+    args.targets = [t for t in args.targets.split(",") if t]
+    args.scrape_series = [int(x) for x in str(args.scrape_series).split(",") if x]
+    for s in args.sections:
+        if s not in SECTIONS:
+            p.error(f"unknown section {s!r}; choose from {SECTIONS}")
+    for t in args.targets:
+        if t not in ALL_TARGETS:
+            p.error(f"unknown target {t!r}; choose from {ALL_TARGETS}")
+    if args.attack_reference is None:
+        args.attack_reference = min(100_000, args.attack_values // 10)
+    return args
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_json(cmd: list[str], timeout: float) -> dict:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def metric_sums(metrics_url: str, names: list[str]) -> dict:
+    """Sum of the samples of each named metric in a text scrape."""
+    with urllib.request.urlopen(metrics_url, timeout=60) as resp:
+        text = resp.read().decode()
+    sums = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            sums[name] += float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+EXPORTER_SELF = ["spanscope_spans_received_total", "spanscope_spans_rejected_total",
+                 "spanscope_requests_throttled_total", "spanscope_traces_evicted_total"]
+
+
+# --- sections --------------------------------------------------------------------------------
+
+def throughput(args, workdir: Path, payload_file: Path) -> dict:
+    results = {}
+    loadgen = [PYTHON, str(BENCH / "loadgen.py"), "throughput", "--payloads", str(payload_file),
+               "--warmup", str(args.warmup), "--duration", str(args.duration),
+               "--concurrency", str(args.concurrency)]
+    timeout = args.warmup + args.duration + 120
+    exporter_settings = {"traces.finish_delay": args.finish_delay, "limits.ingest_queue": 1024}
+    for target in args.targets:
+        key = target.replace("-", "_")
+        log(f"throughput: {target} (load average {loadavg()[0]})")
+        load_at_start = loadavg()
+        try:
+            if target == "ceiling":
+                res = run_json([PYTHON, str(BENCH / "ceiling.py"), "--payloads", str(payload_file),
+                                "--warmup", str(args.warmup), "--duration", str(args.duration)], timeout)
+            else:
+                kind, protocol = target.split("-")
+                server = (start_exporter(workdir, exporter_settings, name=target) if kind == "exporter"
+                          else start_baseline(workdir, DURATION_BUCKETS, name=target))
+                with server:
+                    res = run_json(loadgen + ["--protocol", protocol, "--target", server.urls[protocol],
+                                              "--server-pid", str(server.pid)], timeout)
+                    if kind == "exporter":
+                        res["exporter_counters"] = metric_sums(server.urls["metrics"], EXPORTER_SELF)
+        except Exception as exc:  # one failed target must not lose the others
+            log(f"  {target} failed: {exc}")
+            res = {"error": str(exc)}
+        res["loadavg_at_start"] = load_at_start
+        results[key] = res
+        if "error" not in res:
+            log(f"  {res['spans_per_s']} spans/s, {res['spans_per_core_s']} spans per CPU second, "
+                f"p99 {res['latency_p99_ms']} ms, errors {res.get('errors', 0)}, throttled {res.get('throttled', 0)}")
+    return results
+
+
+def ratios(tp: dict) -> dict:
+    def per_core(key):
+        return (tp.get(key) or {}).get("spans_per_core_s")
+    return {
+        "exporter_vs_baseline_http": ratio(per_core("exporter_http"), per_core("baseline_http")),
+        "exporter_vs_baseline_grpc": ratio(per_core("exporter_grpc"), per_core("baseline_grpc")),
+        "exporter_vs_ceiling_http": ratio(per_core("exporter_http"), per_core("ceiling")),
+        "exporter_vs_ceiling_grpc": ratio(per_core("exporter_grpc"), per_core("ceiling")),
+        "baseline_vs_ceiling_http": ratio(per_core("baseline_http"), per_core("ceiling")),
+    }
+
+
+def scrape(args, workdir: Path) -> dict:
+    biggest = max(args.scrape_series)
+    settings = {"traces.finish_delay": 0.05, "limits.max_series_per_metric": max(1_000_000, biggest)}
+    log(f"scrape: series {args.scrape_series} (load average {loadavg()[0]})")
+    with start_exporter(workdir, settings, name="exporter-scrape") as server:
+        return scrape_bench.run(server.urls, args.scrape_series, args.scrapes, settle=0.4,
+                                log=log)
+
+
+def _assess_attack(res: dict, reference: int, tolerance: float) -> dict:
+    samples = res["samples"]
+    ref = next((s for s in samples if s["values"] >= reference), None)
+    last = samples[-1] if samples else None
+    out = {"reference_values": reference}
+    if ref and last and last["values"] > ref["values"]:
+        final = max(last["rss_mb"], res["rss_final_mb"])
+        out["rss_at_reference_mb"] = ref["rss_mb"]
+        out["rss_at_end_mb"] = final
+        out["growth_pct"] = round((final - ref["rss_mb"]) / ref["rss_mb"] * 100, 1)
+        out["mb_per_100k_values"] = round((final - ref["rss_mb"]) / (last["values"] - ref["values"]) * 100_000, 2)
+        out["flat"] = out["growth_pct"] <= tolerance
+    return out
+
+
+def cardinality(args, workdir: Path) -> dict:
+    sample_every = max(1, args.attack_reference // 2)
+    base = [PYTHON, str(BENCH / "loadgen.py"), "attack", "--protocol", "http",
+            "--concurrency", str(args.concurrency), "--sample-every", str(sample_every),
+            "--time-limit", str(args.attack_time_limit), "--spans-per-batch", str(args.spans_per_batch)]
+    timeout = args.attack_time_limit + 120
+    out = {"values": args.attack_values, "reference_values": args.attack_reference,
+           "tolerance_pct": args.flat_tolerance}
+    log(f"cardinality: {args.attack_values} distinct values against the exporter (default limits; "
+        f"load average {loadavg()[0]})")
+    try:
+        with start_exporter(workdir, {"traces.finish_delay": args.finish_delay}, name="exporter-attack") as server:
+            res = run_json(base + ["--target", server.urls["http"], "--server-pid", str(server.pid),
+                                   "--values", str(args.attack_values), "--settle", str(args.finish_delay + 1),
+                                   "--rss-limit-mb", str(args.attack_rss_limit_mb)],
+                           timeout)
+            res["exporter_counters"] = metric_sums(server.urls["metrics"], EXPORTER_SELF + [
+                "spanscope_series_overflowed_total", "spanscope_label_values_capped_total",
+                "spanscope_active_series"])
+        res.update(_assess_attack(res, args.attack_reference, args.flat_tolerance))
+        out["exporter"] = res
+        log(f"  exporter: {res['values_sent']} values, RSS {res.get('rss_at_reference_mb')} -> "
+            f"{res.get('rss_at_end_mb')} MB ({res.get('growth_pct')}%), stop: {res['stop_reason']}")
+    except Exception as exc:
+        log(f"  exporter attack failed: {exc}")
+        out["exporter"] = {"error": str(exc)}
+    if args.baseline_attack == "on":
+        log(f"cardinality: the same attack against the baseline (stops above {args.baseline_rss_limit_mb:g} MB RSS)")
+        try:
+            with start_baseline(workdir, DURATION_BUCKETS, name="baseline-attack") as server:
+                res = run_json(base + ["--target", server.urls["http"], "--server-pid", str(server.pid),
+                                       "--values", str(args.attack_values), "--settle", "0.5",
+                                       "--rss-limit-mb", str(args.baseline_rss_limit_mb)], timeout)
+            res.update(_assess_attack(res, args.attack_reference, args.flat_tolerance))
+            out["baseline"] = res
+            log(f"  baseline: {res['values_sent']} values, RSS {res.get('rss_at_reference_mb')} -> "
+                f"{res.get('rss_at_end_mb')} MB ({res.get('growth_pct')}%), stop: {res['stop_reason']}")
+        except Exception as exc:
+            log(f"  baseline attack failed: {exc}")
+            out["baseline"] = {"error": str(exc)}
+    return out
+
+
+# --- verdicts and report ---------------------------------------------------------------------
+
+def verdicts(result: dict) -> list[dict]:
+    out = []
+    r = result.get("ratios") or {}
+
+    def add(key, value, met, detail=""):
+        out.append({"target": key, "description": TARGETS[key], "value": value,
+                    "met": met, "detail": detail})
+
+    if result.get("throughput"):
+        vals = [v for v in (r.get("exporter_vs_baseline_http"), r.get("exporter_vs_baseline_grpc")) if v]
+        add("throughput_vs_baseline", {"http": r.get("exporter_vs_baseline_http"),
+                                       "grpc": r.get("exporter_vs_baseline_grpc")},
+            bool(vals) and min(vals) >= 1.5 if vals else None)
+        vals = [v for v in (r.get("exporter_vs_ceiling_http"), r.get("exporter_vs_ceiling_grpc")) if v]
+        add("throughput_vs_ceiling", {"http": r.get("exporter_vs_ceiling_http"),
+                                      "grpc": r.get("exporter_vs_ceiling_grpc")},
+            min(vals) >= 0.5 if vals else None)
+    sc = (result.get("scrape") or {}).get("10000")
+    if sc:
+        worst = max(sc["text"]["p99_ms"], sc["openmetrics"]["p99_ms"])
+        add("scrape_10k", worst, worst < 100, f"{sc['series']} series, worst p99 of the two formats in ms")
+    att = (result.get("cardinality") or {}).get("exporter") or {}
+    if "flat" in att:
+        add("cardinality_rss_flat", att["growth_pct"], att["flat"],
+            f"RSS {att['rss_at_reference_mb']} MB after {att['reference_values']} values, "
+            f"{att['rss_at_end_mb']} MB after {att['values_sent']}; growth in % "
+            f"(tolerance {result['cardinality']['tolerance_pct']:g}%)")
+    return out
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def markdown(result: dict) -> str:
+    host, git = result["host"], result["host"].get("git") or {}
+    commit = f"{git.get('commit')}{' + uncommitted exporter changes' if git.get('exporter_modified') else ''}"
+    lines = [f"spanscope bench — {result['date']} — commit {commit} — {host['cpus']} CPUs, "
+             f"load average at start {' / '.join(map(str, host['loadavg_start']))}", ""]
+    tp = result.get("throughput") or {}
+    if tp:
+        lines += ["| target | spans/s | server CPU s | spans/s per core | p50 ms | p99 ms | peak RSS MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for key, r in tp.items():
+            if "error" in r:
+                lines.append(f"| {key} | error: {r['error'][:60]} | | | | | |")
+                continue
+            lines.append(f"| {key.replace('_', ' ')} | {fmt(r['spans_per_s'])} | {fmt(r['server_cpu_s'], 2)} | "
+                         f"{fmt(r['spans_per_core_s'])} | {fmt(r['latency_p50_ms'], 1)} | "
+                         f"{fmt(r['latency_p99_ms'], 1)} | {fmt(r['server_peak_rss_mb'])} |")
+        r = result["ratios"]
+        lines += ["", "| ratio (spans/s per core) | HTTP | gRPC |", "|---|---:|---:|",
+                  f"| exporter / baseline | {fmt(r['exporter_vs_baseline_http'], 2)} | "
+                  f"{fmt(r['exporter_vs_baseline_grpc'], 2)} |",
+                  f"| exporter / ceiling | {fmt(r['exporter_vs_ceiling_http'], 2)} | "
+                  f"{fmt(r['exporter_vs_ceiling_grpc'], 2)} |", ""]
+    sc = result.get("scrape") or {}
+    if sc:
+        lines += ["| scrape | series (label sets) | text median / p99 ms | OpenMetrics median / p99 ms | text bytes |",
+                  "|---|---:|---:|---:|---:|"]
+        for size, s in sc.items():
+            lines.append(f"| {int(size):,} | {s['series']:,} ({s['label_sets']:,}) | "
+                         f"{s['text']['median_ms']} / {s['text']['p99_ms']} | "
+                         f"{s['openmetrics']['median_ms']} / {s['openmetrics']['p99_ms']} | {s['text']['bytes']:,} |")
+        lines.append("")
+    card = result.get("cardinality") or {}
+    if card:
+        lines += ["| cardinality attack | values sent | RSS at reference MB | RSS at end MB | growth | MB per 100k values | stop |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for who in ("exporter", "baseline"):
+            a = card.get(who)
+            if not a:
+                continue
+            if "error" in a:
+                lines.append(f"| {who} | error: {a['error'][:60]} | | | | | |")
+                continue
+            lines.append(f"| {who} | {a['values_sent']:,} | {fmt(a.get('rss_at_reference_mb'), 1)} | "
+                         f"{fmt(a.get('rss_at_end_mb'), 1)} | {fmt(a.get('growth_pct'), 1)}% | "
+                         f"{fmt(a.get('mb_per_100k_values'), 2)} | {a['stop_reason']} |")
+        lines.append("")
+    if result.get("targets"):
+        lines += ["| target | value | met |", "|---|---|---|"]
+        for t in result["targets"]:
+            v = t["value"]
+            v = ", ".join(f"{k} {fmt(x, 2)}" for k, x in v.items()) if isinstance(v, dict) else fmt(v, 1)
+            lines.append(f"| {t['description']} | {v} | {'yes' if t['met'] else 'no' if t['met'] is False else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    host = {"cpus": os.cpu_count(), "loadavg_start": loadavg(), "python": platform.python_version(),
+            "platform": platform.platform(), "protobuf": _protobuf_info(), "uvloop": _has("uvloop"),
+            "git": _git()}
+    log(f"spanscope bench: load average at start {host['loadavg_start']}")
+    tmp = tempfile.TemporaryDirectory(prefix="spanscope-bench-") if not args.workdir else None
+    workdir = Path(args.workdir or tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    result: dict = {
+        "schema": 1,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": host,
+        "options": {k: v for k, v in vars(args).items() if k not in ("out", "workdir")},
+    }
+    try:
+        if "throughput" in args.sections:
+            batches = payload_gen.batches(args.batches, args.spans_per_batch, base_ns=time.time_ns() - 60 * 10**9)
+            payload_file = workdir / "payloads.bin"
+            write_payloads(payload_file, batches)
+            counts = [span_count(b) for b in batches]
+            result["payloads"] = {"batches": len(batches), "spans": sum(counts),
+                                  "spans_per_request_mean": round(sum(counts) / len(counts), 1),
+                                  "bytes_per_request_mean": round(sum(map(len, batches)) / len(batches))}
+            result["throughput"] = throughput(args, workdir, payload_file)
+            result["ratios"] = ratios(result["throughput"])
+        if "scrape" in args.sections:
+            try:
+                result["scrape"] = scrape(args, workdir)
+            except Exception as exc:
+                log(f"scrape failed: {exc}")
+                result["scrape_error"] = str(exc)
+        if "cardinality" in args.sections:
+            result["cardinality"] = cardinality(args, workdir)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    host["loadavg_end"] = loadavg()
+    result["elapsed_s"] = round(time.time() - started, 1)
+    result["targets"] = verdicts(result)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    report = markdown(result)
+    out.with_suffix(".md").write_text(report)
+    print(report)
+    log(f"results: {out} ({result['elapsed_s']} s)")
+    return 0
+
+
+def _git() -> dict:
+    """The commit measured, and whether the exporter's working tree differs from it (read-only)."""
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=BENCH.parent, capture_output=True, text=True,
+                                  timeout=10, check=False).stdout.strip()
+        except OSError:
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD") or None,
+            "exporter_modified": bool(git("status", "--porcelain", "--", "exporter"))}
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def _protobuf_info() -> str:
+    import google.protobuf
+    from google.protobuf.internal import api_implementation
+    return f"{google.protobuf.__version__} ({api_implementation.Type()})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,9 +51,10 @@ def validate(doc) -> Rating:
 
 
 class RecentRequests:
-    """Trace id -> (service, mode, model) of recently finished requests, bounded (a sink)."""
+    """Trace id -> (service, mode, model) of recently finished requests, bounded (a sink). It covers
+    the moments before an interaction reaches the store, which answers for older ones."""
 
-    def __init__(self, capacity: int = 100_000):
+    def __init__(self, capacity: int = 10_000):
         self.capacity = capacity
         self.by_trace: OrderedDict[str, tuple] = OrderedDict()
 

@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from .features import Features
 from .recorder import RequestSummary
+from .rollups import slot
 
 
 class Bucket:
@@ -54,13 +55,14 @@ class Impact:
         b.requests += 1
         b.latency += r.duration
         for comp, s in r.critical.items():
-            b.critical[comp] += s
+            b.critical[slot(b.critical, comp)] += s
         for feature, s in r.by_feature.items():
-            b.by_feature[feature] += s
+            b.by_feature[slot(b.by_feature, feature)] += s
         for cache, result, feature, _ in r.cache_lookups:
             owner = feature or self.cache_features.get(cache)
             if owner:
-                (b.hits if result == "hit" else b.misses)[owner] += 1
+                counts = b.hits if result == "hit" else b.misses
+                counts[slot(counts, owner)] += 1
         if r.cache_status == "hit":
             b.hit_latency += r.duration
             b.hit_n += 1

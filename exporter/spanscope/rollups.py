@@ -5,7 +5,8 @@ or the arrival time when that is more than 24 h old or in the future), keyed by 
 Window queries add up minute buckets, so the metrics API needs no external store. Memory: one
 `Minute` per (minute, service, mode) that saw traffic — about 1.5 KB with the latency histogram,
 a few components, tokens and one cache layer, so 24 h of one service × mode is about 2 MB; keys per
-minute are capped (`max_keys`), further ones are folded into `__other__`.
+minute are capped (`max_keys`), and so are the components, models, cache layers, features and
+variants within one (`PER_MINUTE`); further ones are folded into `__other__`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from .recorder import RequestSummary
 
 DAY_MINUTES = 1440
 OTHER = "__other__"
+PER_MINUTE = 50  # distinct components, models, caches, features, variants kept per Minute
+
+
+def slot(d: dict, key, other=OTHER):
+    """`key`, or `other` once `d` holds PER_MINUTE keys: 24 h × keys × components stays bounded."""
+    return key if key in d or len(d) < PER_MINUTE else other
 
 
 class Stat:
@@ -126,7 +133,7 @@ class Rollups:
         m.cost += r.cost
         for token_type, n in r.tokens.items():
             m.tokens[token_type] += n
-        model = r.model or "none"
+        model = slot(m.models, r.model or "none")
         entry = m.models.get(model)
         if entry is None:
             entry = m.models[model] = [0, Decimal(0), Stat()]
@@ -141,6 +148,7 @@ class Rollups:
             m.citations.add(r.citations)
         m.degraded += r.degraded
         for comp, (calls, errors, durations) in r.components.items():
+            comp = slot(m.components, comp)
             c = m.components.get(comp)
             if c is None:
                 c = m.components[comp] = [0, 0, [0] * (len(self.bounds) + 1), Stat()]
@@ -150,18 +158,19 @@ class Rollups:
                 c[2][self._index(d)] += 1
                 c[3].add(d)
         for comp, s in r.critical.items():
-            m.critical[comp] += s
+            m.critical[slot(m.critical, comp)] += s
         for layer, result, _, reason in r.cache_lookups:
-            m.cache[(layer, result)] += 1
+            m.cache[slot(m.cache, (layer, result), (OTHER, result))] += 1
             if reason == "expired":
-                m.expired_misses[layer] += 1
+                m.expired_misses[slot(m.expired_misses, layer)] += 1
         stat = m.cache_latency.get(r.cache_status)
         if stat is None:
             stat = m.cache_latency[r.cache_status] = Stat()
         stat.add(r.duration)
         for feature, s in r.by_feature.items():
-            m.features[feature] += s
+            m.features[slot(m.features, feature)] += s
         for flag_variant in r.variants.items():
+            flag_variant = slot(m.variants, flag_variant, (OTHER, OTHER))
             v = m.variants.get(flag_variant)
             if v is None:
                 v = m.variants[flag_variant] = Stat()

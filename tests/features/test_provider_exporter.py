@@ -1,0 +1,50 @@
+"""SpanscopeProvider against a running exporter: toggles, required features, rollout cohorts."""
+from openfeature import api
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.provider import ProviderStatus
+
+from http_helpers import call
+from processes import start_exporter, wait_until
+from spanscope.openfeature_provider import FeatureApiError, SpanscopeProvider
+from spanscope.rollout import in_rollout
+
+
+def test_a_toggle_through_the_api_changes_the_evaluated_value(tmp_path):
+    proc = start_exporter(tmp_path)
+    provider = SpanscopeProvider(proc.urls["web"], refresh_seconds=0.1)
+    try:
+        api.set_provider(provider)
+        client = api.get_client()
+        # the provider reports READY to the SDK from its polling thread once it has the table
+        wait_until(lambda: client.get_provider_status() == ProviderStatus.READY, what="provider READY")
+        ctx = EvaluationContext(targeting_key="user-1")
+        details = client.get_boolean_details("conversation_context", False, ctx)
+        assert details.value is True, details
+        # toggled by someone else, through the HTTP API: the provider sees it on its next poll
+        assert call("PUT", proc.urls["web"] + "/api/features/conversation_context", {"enabled": False})[0] == 200
+        wait_until(lambda: client.get_boolean_value("conversation_context", True, ctx) is False,
+                   what="the provider to see the toggle")
+        details = client.get_boolean_details("conversation_context", True, ctx)
+        assert details.variant == "off"
+
+        # a required feature cannot be disabled, and stays on for everyone
+        try:
+            provider.set_feature("intent_classification", enabled=False)
+            raise AssertionError("disabling a required feature must fail")
+        except FeatureApiError as exc:
+            assert exc.status == 409 and "required" in str(exc)
+        assert client.get_boolean_value("intent_classification", False, ctx) is True
+
+        # a 30 % rollout: exactly the users the shared bucketing puts in the cohort get the feature
+        provider.set_feature("mlx_backend", enabled=True, rollout_percentage=30)
+        users = [f"user-{i}" for i in range(2000)]
+        got = {u: client.get_boolean_value("mlx_backend", False, EvaluationContext(targeting_key=u)) for u in users}
+        assert got == {u: in_rollout("mlx_backend", u, 30) for u in users}
+        assert 0.25 < sum(got.values()) / len(users) < 0.35
+        # growing the rollout keeps everyone who was in
+        provider.set_feature("mlx_backend", rollout_percentage=60)
+        grown = {u: client.get_boolean_value("mlx_backend", False, EvaluationContext(targeting_key=u)) for u in users}
+        assert all(grown[u] for u in users if got[u])
+    finally:
+        api.clear_providers()
+        proc.stop()

@@ -58,6 +58,7 @@ TARGETS = {  # the issue's targets: (description, check)
     "throughput_vs_ceiling": "exporter / ceiling spans per core >= 0.5",
     "scrape_10k": "scrape of 10 000 series < 100 ms (p99, text and OpenMetrics)",
     "cardinality_rss_flat": "RSS flat under a cardinality attack with default limits",
+    "metrics_api_10k": "metrics API p99 < 50 ms with 10 000 active series (24 h window, every view)",
 }
 
 
@@ -285,6 +286,9 @@ def verdicts(result: dict) -> list[dict]:
     if sc:
         worst = max(sc["text"]["p99_ms"], sc["openmetrics"]["p99_ms"])
         add("scrape_10k", worst, worst < 100, f"{sc['series']} series, worst p99 of the two formats in ms")
+        api = sc.get("metrics_api")
+        if api:
+            add("metrics_api_10k", api["worst_p99_ms"], api["worst_p99_ms"] < 50, "worst p99 over the views in ms")
     att = (result.get("cardinality") or {}).get("exporter") or {}
     if "flat" in att:
         add("cardinality_rss_flat", att["growth_pct"], att["flat"],

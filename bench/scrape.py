@@ -117,11 +117,52 @@ def time_scrapes(url: str, n: int, openmetrics: bool, warmup: int = 2) -> dict:
             "bytes": size}
 
 
+API_VIEWS = ("dashboard", "performance", "costs", "quality", "cache", "health")
+
+
+def fill_day(otlp_url: str, spans_per_minute: int = 128) -> int:
+    """Realistic traces ending in every minute of the last 24 h, so the API adds up a full day."""
+    import payloads
+    client = Client(otlp_url)
+    now = time.time_ns()
+    try:
+        for minute in range(1440, 0, -1):
+            for body in payloads.batches(1, spans_per_minute, seed=minute, base_ns=now - minute * 60 * 10**9):
+                client.post(body)
+    finally:
+        client.close()
+    return 1440 * spans_per_minute
+
+
+def time_api(metrics_url: str, n: int, window_minutes: int = 1440) -> dict:
+    """Answer times of the metrics API views (the issue's target: p99 < 50 ms at 10 000 series)."""
+    base = metrics_url.rsplit("/metrics", 1)[0]
+    out = {}
+    for view in API_VIEWS:
+        client = Client(f"{base}/api/metrics/{view}?time_window_minutes={window_minutes}")
+        try:
+            client.conn.request("GET", client.path)  # warm-up
+            client.conn.getresponse().read()
+            times = []
+            for _ in range(n):
+                started = time.perf_counter()
+                client.get("application/json")
+                times.append(time.perf_counter() - started)
+        finally:
+            client.close()
+        out[view] = {"median_ms": round(percentile(times, 50) * 1000, 2), "p99_ms": round(percentile(times, 99) * 1000, 2)}
+    out["worst_p99_ms"] = max(v["p99_ms"] for v in out.values())
+    out["window_minutes"] = window_minutes
+    return out
+
+
 def run(urls: dict, sizes: list[int], n_scrapes: int, settle: float, log=print) -> dict:
     """Grow the exporter at `urls` to each size in turn and time scrapes there."""
     builder = SeriesBuilder(urls, settle)
     out = {}
     try:
+        filled = fill_day(urls["http"])
+        log(f"  metrics API: {filled} spans spread over the last 24 h")
         for size in sorted(sizes):
             samples, label_sets, sent = builder.grow_to(size)
             log(f"  scrape: {samples} series ({label_sets} label sets, {sent} component values sent)")
@@ -132,6 +173,7 @@ def run(urls: dict, sizes: list[int], n_scrapes: int, settle: float, log=print) 
                 "component_values": sent,
                 "text": time_scrapes(urls["metrics"], n_scrapes, openmetrics=False),
                 "openmetrics": time_scrapes(urls["metrics"], n_scrapes, openmetrics=True),
+                "metrics_api": time_api(urls["metrics"], max(n_scrapes, 20)),
             }
     finally:
         builder.close()

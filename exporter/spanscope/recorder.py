@@ -84,6 +84,7 @@ class Recorder:
         self.pricing = pricing
         self.components = list(components)
         self.label = LabelValues(label_values, label_length, metrics.label_capped, {"tenant": tenant_values})
+        self.label.seen["component"] = set(self.components)  # configured components are never __other__
         self.services: set[str] = set()
         self.breakers: dict[tuple, str] = {}
         self.miss_cost: dict[str, tuple[Decimal, int, str, str]] = {}  # service -> (total, n, provider, model)

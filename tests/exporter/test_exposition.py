@@ -115,3 +115,16 @@ def test_idle_series_expire_and_self_metrics_stay(pipeline):
     assert pipeline.metrics.spans_received.series  # self-metrics never expire
     pipeline.metrics.refresh_self_metrics()
     assert pipeline.metrics.series_expired.value(("pipeline_requests_total",)) == 1
+
+
+def test_label_value_cap_keeps_configured_components():
+    pipeline = Exporter(config_mod.load(overrides=["traces.finish_delay=0", "limits.max_series_per_metric=5000"]))
+    spans = []
+    for i in range(2000):
+        spans += tree(("gateway", 0, 10, {"pipeline.component": f"flood-{i}"}))
+    spans += tree(("gateway", 0, 10, {"pipeline.component": "llm_inference"}))
+    feed(pipeline, spans)
+    comps = {k[1] for k in pipeline.metrics.component_duration.series if len(k) == 3}
+    assert "llm_inference" in comps and "__other__" in comps
+    assert len({c for c in comps if c.startswith("flood-")}) == 1000 - 6  # the cap less the 6 configured
+    assert pipeline.metrics.label_capped.value(("component",)) == 2000 - (1000 - 6)

@@ -74,9 +74,11 @@ class Assembler:
 # --- breakdown ---------------------------------------------------------------------------------
 
 def _children_index(spans: list[SpanRecord], root: SpanRecord) -> dict[bytes, list[SpanRecord]]:
-    """Parent span id -> children. The first of duplicate span ids wins; orphans (their parent
-    never arrived) hang from the root so their time is not lost."""
-    by_id: dict[bytes, SpanRecord] = {}
+    """Parent span id -> children. The root owns its id, then the first of duplicate span ids wins;
+    orphans (their parent never arrived) hang from the root so their time is not lost. Every span
+    but the root has one parent and none has the root as a child, so what hangs from the root is a
+    tree: no cycle of parent ids can be reached from it."""
+    by_id: dict[bytes, SpanRecord] = {root.span_id: root}
     for s in spans:
         by_id.setdefault(s.span_id, s)
     children: dict[bytes, list[SpanRecord]] = defaultdict(list)
@@ -135,19 +137,22 @@ def breakdown(spans: list[SpanRecord], root: SpanRecord):
         self_time[span.component] += max(span.duration_ns - covered, 0)
         stack.extend(k for k in kids if k.span_id not in visited)
 
-    # Critical path, iteratively: frames of (span, window start, window end, t).
+    # Critical path, iteratively: frames of (span, window start, window end, t). Each span is
+    # descended into at most once (a guard: the index above already rules out cycles).
     frames = [(root, root.start, root.end, root.end)]
+    descended = {root.span_id}
     while frames:
         span, lo, hi, t = frames.pop()
         best, best_start, best_end = None, 0, 0
         for k in children.get(span.span_id, ()):
             k_start, k_end = max(k.start, lo), min(k.end, hi)
-            if k_end <= t and k_end > k_start and (best is None or k_end > best_end):
+            if k_end <= t and k_end > k_start and (best is None or k_end > best_end) and k.span_id not in descended:
                 best, best_start, best_end = k, k_start, k_end
         if best is None:
             credit(span, t - lo)
             continue
         credit(span, t - best_end)
+        descended.add(best.span_id)
         frames.append((span, lo, hi, best_start))  # continue in this span before the child
         frames.append((best, best_start, best_end, best_end))
     return critical, self_time, by_feature

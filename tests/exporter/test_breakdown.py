@@ -114,3 +114,18 @@ def test_zero_length_children_and_root():
     assert critical == {}
     _, critical, _, _ = run(tree(("gateway", 0, 10, {}, [("a", 3, 3), ("b", 4, 6)])))
     assert critical == {"gateway": 8, "b": 2}
+
+
+@pytest.mark.timeout(10)
+def test_a_span_reusing_the_root_id_cannot_form_a_cycle():
+    # Found by the fuzz test: D shares the root's id and arrives first, B is a child of that id and
+    # D's parent. Taking D for the root's id made root -> B -> D -> B ... an endless walk.
+    tid = os.urandom(16)
+    rid, bid = b"\x00" * 7 + b"\x01", b"\x00" * 7 + b"\x02"
+    d = span(tid, "d", 0, 100, bid, {"pipeline.component": "d"}, span_id=rid)
+    root = span(tid, "gateway", 0, 100, attrs={"pipeline.component": "gateway"}, span_id=rid)
+    b = span(tid, "b", 0, 100, rid, {"pipeline.component": "b"}, span_id=bid)
+    recs = records([d, root, b])
+    critical, self_time, _ = breakdown(recs, recs[1])
+    assert {k: v / MS for k, v in critical.items() if v} == {"b": 100}
+    assert sum(critical.values()) == 100 * MS

@@ -1,10 +1,9 @@
 """A local OpenAI- and Anthropic-compatible HTTP server for instrumentation tests (no network)."""
 from __future__ import annotations
 
-import asyncio
-import threading
-
 from aiohttp import web
+
+from background_app import BackgroundApp
 
 OPENAI_USAGE = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
                 "prompt_tokens_details": {"cached_tokens": 1024},
@@ -33,38 +32,9 @@ async def anthropic_messages(request: web.Request) -> web.Response:
     })
 
 
-class FakeLLM:
-    """Runs the server on a free loopback port in a background thread."""
+class FakeLLM(BackgroundApp):
+    """OpenAI's chat completions and Anthropic's messages endpoints on a free loopback port."""
 
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.port = None
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", chat_completions)
         app.router.add_post("/v1/messages", anthropic_messages)
-        self.runner = web.AppRunner(app)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self.ready.set()
-        self.loop.run_forever()
-
-    def __enter__(self):
-        self.thread.start()
-        self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"

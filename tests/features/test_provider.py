@@ -1,10 +1,8 @@
 """SpanscopeProvider against a real HTTP feature API (aiohttp, in this test) and the real OpenFeature SDK."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
 import uuid
 
 import pytest
@@ -17,6 +15,7 @@ from openfeature.flag_evaluation import Reason
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from background_app import BackgroundApp
 from processes import free_port, wait_until
 from spanscope.openfeature_provider import FeatureApiError, SpanscopeProvider
 from spanscope.rollout import in_rollout
@@ -46,17 +45,17 @@ def seed_features():
     ]
 
 
-class FeatureApi:
+class FeatureApi(BackgroundApp):
     """The exporter's feature endpoints as the lead specified them, served by aiohttp in a thread."""
 
     def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(port)
         self.features = seed_features()
         self.auth_headers: list[str | None] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/features", self._list)
+        app.router.add_put("/api/features/{name}", self._put)
 
     def _find(self, name):
         return next((f for f in self.features if f["name"] == name), None)
@@ -84,40 +83,12 @@ class FeatureApi:
             f["rollout_percentage"] = float(body["rollout_percentage"])
         return web.json_response(f)
 
-    def start(self):
-        started = threading.Event()
-
-        async def serve():
-            app = web.Application()
-            app.router.add_get("/api/features", self._list)
-            app.router.add_put("/api/features/{name}", self._put)
-            self._runner = web.AppRunner(app)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-            started.set()
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        assert started.wait(10), "feature API did not start"
-        return self
-
-    def stop(self):
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
 
 @pytest.fixture
 def feature_api():
     server = FeatureApi().start()
     yield server
-    if server._thread.is_alive():
+    if server.running:
         server.stop()
 
 

@@ -15,7 +15,6 @@ the fault stops and healthy traffic dilutes the 5m error ratio -> resolved notif
 """
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import json
@@ -43,6 +42,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from background_app import BackgroundApp
 from processes import free_port, start_alertmanager, start_exporter, start_prometheus, wait_until
 
 pytestmark = pytest.mark.slow
@@ -68,17 +68,13 @@ HEARTBEAT_TOKEN = "e2e-heartbeat-token"
 
 # --- local receivers ----------------------------------------------------------------------------
 
-class WebhookSink:
+class WebhookSink(BackgroundApp):
     """aiohttp server in its own thread and loop; records every POST (path, headers, JSON body)."""
 
     def __init__(self):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.requests: list[dict] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -87,25 +83,8 @@ class WebhookSink:
                                   "json": json.loads(body or b"null")})
         return web.json_response({"status": "success"}, status=202 if "pagerduty" in request.path else 200)
 
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    def start(self):
-        self._thread.start()
-        assert self._ready.wait(10), "webhook sink did not start"
-        return self
-
-    def stop(self):
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
     def at(self, path: str) -> list[dict]:
         with self._lock:

@@ -6,7 +6,6 @@ real exporter.
 """
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import sys
@@ -18,16 +17,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from background_app import BackgroundApp
 from processes import free_port, spawn, wait_until
 from spanscope_demo.features import SEED_FEATURES
 
 
-class FakeExporter:
+class FakeExporter(BackgroundApp):
     """OTLP/HTTP /v1/traces, GET /api/features and POST /api/v1/feedback on one port."""
 
     def __init__(self, disabled=("weather_rag",)):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.features = [{"name": n, "category": "x", "required": n == "intent_classification",
                           "enabled": on and n not in disabled, "rollout_percentage": 100.0}
                          for n, on in SEED_FEATURES.items()]
@@ -59,33 +58,10 @@ class FakeExporter:
         with self._lock:
             return [s for _, s in self.spans if not s.parent_span_id]
 
-    def __enter__(self):
-        started = threading.Event()
-
-        async def serve():
-            app = web.Application()
-            app.router.add_post("/v1/traces", self.traces)
-            app.router.add_get("/api/features", self.list_features)
-            app.router.add_post("/api/v1/feedback", self.post_feedback)
-            self._runner = web.AppRunner(app)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-            started.set()
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        assert started.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/traces", self.traces)
+        app.router.add_get("/api/features", self.list_features)
+        app.router.add_post("/api/v1/feedback", self.post_feedback)
 
 
 def attrs(span):

@@ -194,6 +194,3 @@ class Store:
     def expire(self, ttl: float, now: float | None = None, keep=()) -> int:
         cutoff = (now if now is not None else time.time()) - ttl
         return sum(f.expire(cutoff) for f in self.families.values() if f.name not in keep)
-
-    def active_series(self) -> dict[str, int]:
-        return {name: len(f.series) for name, f in self.families.items()}

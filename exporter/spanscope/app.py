@@ -64,9 +64,10 @@ class Exporter:
         self.recent = RecentRequests()
         # Interactions and feedback in SQLite/PostgreSQL (ConfigError naming the path when unusable).
         self.interactions = InteractionStore.from_config(config)
-        self.feedback = Feedback(self.metrics, self.recent, self.interactions, self.ingest.lock)
-        self.recorder.component_features = self.features.component_features()
         self.rollups = Rollups(config["histograms.duration_buckets"])
+        self.feedback = Feedback(self.metrics, self.recent, self.interactions, self.ingest.lock,
+                                 on_rating=self.rollups.observe_rating)
+        self.recorder.component_features = self.features.component_features()
         self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe,
                                 self.rollups.observe, self.interactions.observe]
         scenarios = config["features.scenarios"]

@@ -72,11 +72,12 @@ class Feedback:
     them as metrics. A resubmission revises the stored rating and keeps the earlier one as history;
     resending the current rating and comment is answered like a revision but changes nothing."""
 
-    def __init__(self, metrics, recent: RecentRequests, store, lock=None):
+    def __init__(self, metrics, recent: RecentRequests, store, lock=None, on_rating=None):
         self.metrics = metrics
         self.recent = recent
         self.store = store  # InteractionStore
         self.lock = lock if lock is not None else contextlib.nullcontext()  # guards metrics and `recent`
+        self.on_rating = on_rating  # (service, mode, rating): the rollups behind /api/metrics/quality
 
     async def submit(self, rating: Rating) -> tuple[int, dict]:
         """(HTTP status, answer): 201 for a first rating, 200 for a revision or an identical resend."""
@@ -91,6 +92,8 @@ class Feedback:
             if labels == UNKNOWN and saved.labels is not None:
                 labels = saved.labels
             if saved.outcome != "duplicate":
+                if self.on_rating is not None:
+                    self.on_rating(labels[0], labels[1], rating.rating)
                 self.metrics.feedback_rating.observe(labels, rating.rating, rating.interaction_id)
                 if rating.rating <= 2:
                     self.metrics.feedback_low.inc(labels)

@@ -90,3 +90,6 @@ def test_ratings_are_labelled_by_the_trace_and_low_ratings_counted(exporter):
     assert value(s, "pipeline_feedback_rating_count", **labels) == 1
     assert value(s, "pipeline_feedback_rating_sum", **labels) == 2
     assert value(s, "pipeline_feedback_low_ratings_total", **labels) == 1
+    # the windowed metrics API counts the rating too
+    status, doc = call("GET", f"{exporter.urls['web']}/api/metrics/quality?time_window_minutes=5&service={service}")
+    assert status == 200 and doc["data"]["ratings"] == 1 and doc["data"]["average_rating"] == 2

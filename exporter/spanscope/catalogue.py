@@ -15,7 +15,11 @@ RATING_BUCKETS = (1, 2, 3, 4, 5)
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 PROTOCOLS = ("grpc", "http_protobuf", "http_json")
-REJECT_REASONS = ("invalid_span", "invalid_timestamps", "processing_error")
+REJECT_MESSAGES = {  # spanscope_spans_rejected_total{reason} and the partial_success message
+    "invalid_span": "invalid trace or span id",
+    "invalid_timestamps": "end time before start time",
+    "processing_error": "could not be processed",
+}
 GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model")
 
 
@@ -141,7 +145,7 @@ class Metrics:
         for protocol in PROTOCOLS:
             self.throttled.touch((protocol,))
             self.spans_received.touch((protocol,))
-            for reason in REJECT_REASONS:
+            for reason in REJECT_MESSAGES:
                 self.spans_rejected.touch((protocol, reason))
         self.label_capped.touch(("tenant",))
         self.traces_evicted.touch(())

@@ -16,7 +16,7 @@ import time
 from collections import Counter as Tally
 from dataclasses import dataclass
 
-from .catalogue import Metrics
+from .catalogue import REJECT_MESSAGES, Metrics
 from .contract import read_span
 from .recorder import Recorder
 from .traces import Assembler
@@ -45,12 +45,6 @@ def service_name(resource) -> str:
             return kv.value.string_value
     return "unknown_service"
 
-
-REJECT_MESSAGES = {
-    "invalid_span": "invalid trace or span id",
-    "invalid_timestamps": "end time before start time",
-    "processing_error": "could not be processed",
-}
 
 
 class Ingest:

@@ -4,7 +4,7 @@
 
 Builds `spanscope.app.Exporter` from the embedded default config (every feature on), feeds it the
 bench payloads (bench/payloads.py) without any server, and reports CPU microseconds per span for:
-decode (protobuf parse), read (contract.read_span alone), process (Ingest.process: read + record
+decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read + record
 + trace assembly), finish (Ingest.finish_traces: trace breakdown, request metrics and the sinks),
 and each sink of the recorder. `--gc` compares the cyclic garbage collector's share; `--cprofile N`
 prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
@@ -29,14 +29,14 @@ import payloads  # noqa: E402
 def measure(args) -> dict:
     from spanscope.app import Exporter
     from spanscope.config import load
-    from spanscope.contract import read_span
+    from spanscope.contract import READER, read_span
     from spanscope.otlp import decode_protobuf
 
     batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
     exporter = Exporter(load(None, ["traces.finish_delay=0.05"]))
     ingest = exporter.ingest
-    requests = [decode_protobuf(b) for b in batches]
-    spans = [s for r in requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    requests = [READER.from_bytes(b, decode_protobuf) for b in batches]
+    spans = [s for r in requests for _, raw in r for s in raw]
     n = len(spans) * args.rounds
     cpu = time.process_time
 
@@ -49,7 +49,7 @@ def measure(args) -> dict:
     t = cpu()
     for _ in range(args.rounds):
         for b in batches:
-            decode_protobuf(b)
+            READER.from_bytes(b, decode_protobuf)
     decode = cpu() - t
     t = cpu()
     for _ in range(args.rounds):

@@ -141,6 +141,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "store.url": _optional_str,
     "store.queue_size": _positive_int,
     "store.batch_size": _positive_int,
+    "store.flush_interval": _seconds,
     "store.retention": _seconds,
     "store.max_rows": _optional_positive_int,
     "store.cleanup_interval": _seconds,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from .wire import RawSpan, Reader
 
 STATUS_ERROR = Status.STATUS_CODE_ERROR
 IS_REMOTE_KNOWN = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
@@ -17,16 +19,6 @@ LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "completion"}
 RAG_OPERATIONS = {"embeddings", "retrieval"}
 FLAG_EVENTS = {"feature_flag.evaluation", "feature_flag"}
 BREAKER_STATES = ("closed", "open", "half_open")
-
-
-def any_value(v):
-    """An OTLP AnyValue as a Python value (arrays as lists; maps are not read)."""
-    kind = v.WhichOneof("value")
-    if kind == "array_value":
-        return [any_value(x) for x in v.array_value.values]
-    if kind is None or kind == "kvlist_value":
-        return None
-    return getattr(v, kind)
 
 
 def first_str(attrs: dict, *names: str) -> str | None:
@@ -225,16 +217,8 @@ EVENT_KEYS = frozenset({
     "feature_flag.result.reason", "feature_flag.reason", "error.type",
     "pipeline.circuit_breaker.name", "pipeline.circuit_breaker.from", "pipeline.circuit_breaker.to",
 })
-
-
-def _event_attributes(ev) -> dict:
-    """The event attributes the contract reads (others are skipped unconverted, as for spans)."""
-    out = {}
-    for kv in ev.attributes:
-        key = kv.key
-        if key in EVENT_KEYS:
-            out[key] = any_value(kv.value)
-    return out
+BREAKER_EVENT = "circuit_breaker.state_change"
+EVENT_NAMES = FLAG_EVENTS | {BREAKER_EVENT}
 
 
 def _flag_evaluation(a: dict):
@@ -258,14 +242,14 @@ def _breaker_event(a: dict):
     return None
 
 
-def _events(span: Span, r: SpanRecord) -> None:
-    for ev in span.events:
-        if ev.name in FLAG_EVENTS:
-            found = _flag_evaluation(_event_attributes(ev))
+def _events(events: list, r: SpanRecord) -> None:
+    for name, attrs in events:
+        if name in FLAG_EVENTS:
+            found = _flag_evaluation(attrs)
             if found:
                 r.flags.append(found)
-        elif ev.name == "circuit_breaker.state_change":
-            found = _breaker_event(_event_attributes(ev))
+        else:
+            found = _breaker_event(attrs)
             if found:
                 r.breaker_events.append(found)
 
@@ -274,39 +258,27 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def read_span(span: Span, service: str, span_names) -> SpanRecord:
-    """Interpret one OTLP span. Raises ValueError for a span no metric can use."""
-    trace_id, span_id = span.trace_id, span.span_id
+def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
+    """Interpret one raw span (spanscope.wire). Raises ValueError for a span no metric can use."""
+    trace_id, span_id, parent, flags, name, start, end, status_code, a, groups, events = raw
     if len(trace_id) != 16 or len(span_id) != 8:
         raise ValueError("invalid trace or span id")
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if end < start:
         raise ValueError("end before start")
-    a: dict = {}
-    groups = 0
-    known = KNOWN_KEYS
-    for kv in span.attributes:
-        key = kv.key
-        group = known.get(key)
-        if group is not None:
-            a[key] = any_value(kv.value)
-            groups |= group
     r = SpanRecord()
     r.trace_id = trace_id.hex()
     r.span_id = span_id
-    parent = span.parent_span_id
     r.parent_id = parent if len(parent) == 8 else b""
-    flags = span.flags
     r.is_root = not r.parent_id or (flags & IS_REMOTE_KNOWN != 0 and flags & IS_REMOTE != 0)
     r.service = service
-    r.name = span.name
+    r.name = name
     r.start = start
     r.end = end
     get = a.get
     r.genai = GenAI(a) if groups & GENAI else None
-    r.component = component_of(r.name, a, r.genai, span_names)
+    r.component = component_of(name, a, r.genai, span_names)
     error_type = _text(get("error.type"))
-    r.error = span.status.code == STATUS_ERROR or error_type is not None
+    r.error = status_code == STATUS_ERROR or error_type is not None
     r.error_type = error_type or ("_OTHER" if r.error else None)
     r.feature = _text(get("pipeline.feature"))
     r.mode = _text(get("pipeline.mode"))
@@ -319,7 +291,10 @@ def read_span(span: Span, service: str, span_names) -> SpanRecord:
     r.resilience = Resilience(a) if groups & RESILIENCE else None
     r.flags = []
     r.breaker_events = []
-    if span.events:
-        _events(span, r)
+    if events:
+        _events(events, r)
     r.cost = None
     return r
+
+
+READER = Reader(KNOWN_KEYS, EVENT_NAMES, EVENT_KEYS)

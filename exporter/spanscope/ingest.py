@@ -1,8 +1,8 @@
 """Ingest: decoded export requests through a bounded queue into interpretation and aggregation.
 
-Receivers decode and `submit` on the event loop; one consumer hands each request to a worker thread
-that interprets and records it under `lock`, so the loop keeps accepting (and refusing) requests
-while a batch is processed. Readers of the aggregated state (scrapes, the API) take the same lock.
+Receivers `submit` a request's reader (a function decoding its body) from the event loop; one
+consumer hands each to a worker thread that decodes it, then interprets and records it under `lock`,
+so the loop only moves bytes and keeps accepting (and refusing) requests while a batch is processed. Readers of the aggregated state (scrapes, the API) take the same lock.
 When the queue is full, `submit` raises Overloaded and the receiver answers 503 / UNAVAILABLE with a
 retry delay: the SDK's retry then delivers the spans later instead of the exporter queueing without
 bound.
@@ -17,7 +17,7 @@ from collections import Counter as Tally
 from dataclasses import dataclass
 
 from .catalogue import REJECT_MESSAGES, Metrics
-from .contract import read_span
+from .contract import READER, read_span
 from .recorder import Recorder
 from .traces import Assembler
 
@@ -39,14 +39,6 @@ class Result:
     message: str
 
 
-def service_name(resource) -> str:
-    for kv in resource.attributes:
-        if kv.key == "service.name" and kv.value.string_value:
-            return kv.value.string_value
-    return "unknown_service"
-
-
-
 class Ingest:
     def __init__(self, metrics: Metrics, recorder: Recorder, assembler: Assembler, span_names,
                  queue_size: int, retry_after: float, series_ttl: float):
@@ -63,28 +55,31 @@ class Ingest:
     # --- the synchronous core (also used directly by tests and the benchmark) ------------------
 
     def process(self, request, protocol: str) -> Result:
+        """Interpret and record one export request: [(service, [RawSpan])] as spanscope.wire reads
+        it, or a decoded ExportTraceServiceRequest."""
         started = time.perf_counter()
+        if not isinstance(request, list):
+            request = READER.from_message(request)
         now = self.m.store.clock.tick()
         accepted = 0
         rejected: Tally = Tally()
         read, record, add, span_names = read_span, self.recorder.record_span, self.assembler.add, self.span_names
-        for rs in request.resource_spans:
-            service = self.recorder.label("service", service_name(rs.resource))
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    try:
-                        rec = read(span, service, span_names)
-                    except ValueError as exc:
-                        rejected["invalid_timestamps" if "end before" in str(exc) else "invalid_span"] += 1
-                        continue
-                    try:
-                        record(rec)
-                    except Exception:  # a bug must cost one span, never the process or earlier counts
-                        rejected["processing_error"] += 1
-                        self._log_error()
-                        continue
-                    add(rec, now)
-                    accepted += 1
+        for service, spans in request:
+            service = self.recorder.label("service", service)
+            for span in spans:
+                try:
+                    rec = read(span, service, span_names)
+                except ValueError as exc:
+                    rejected["invalid_timestamps" if "end before" in str(exc) else "invalid_span"] += 1
+                    continue
+                try:
+                    record(rec)
+                except Exception:  # a bug must cost one span, never the process or earlier counts
+                    rejected["processing_error"] += 1
+                    self._log_error()
+                    continue
+                add(rec, now)
+                accepted += 1
         if accepted:
             self.m.spans_received.inc((protocol,), accepted)
         for reason, n in rejected.items():
@@ -117,6 +112,8 @@ class Ingest:
     # --- the asynchronous edge -----------------------------------------------------------------
 
     async def submit(self, request, protocol: str) -> Result:
+        """Queue `request` (a decoded request, or a function returning one) for processing; raises
+        Overloaded when the queue is full, and what the decoding raises (otlp.InvalidPayload)."""
         future = asyncio.get_running_loop().create_future()
         try:
             self.queue.put_nowait((request, protocol, future))
@@ -127,6 +124,8 @@ class Ingest:
         return await future
 
     def _process_locked(self, request, protocol: str) -> Result:
+        if callable(request):
+            request = request()  # decode in the worker, outside the lock
         with self.lock:
             return self.process(request, protocol)
 
@@ -137,7 +136,7 @@ class Ingest:
                 result = await asyncio.to_thread(self._process_locked, request, protocol)
                 if not future.done():
                     future.set_result(result)
-            except Exception as exc:  # pragma: no cover - process() already guards each span
+            except Exception as exc:  # an invalid body (process() itself guards each span)
                 if not future.done():
                     future.set_exception(exc)
             finally:

@@ -1,19 +1,21 @@
 """OTLP/gRPC receiver: the TraceService on grpc.aio, sharing the event loop with the web server.
 
 Overload answers UNAVAILABLE with a google.rpc.RetryInfo detail, which the OpenTelemetry SDK's
-exporter honours as the delay before its retry.
+exporter honours as the delay before its retry. The method takes the request's bytes undecoded, so
+the same reader as OTLP/HTTP's (spanscope.wire) decodes them; an invalid body is INVALID_ARGUMENT.
 """
 from __future__ import annotations
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import (
-    trace_service_pb2,
-    trace_service_pb2_grpc,
-)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from . import otlp
+from .contract import READER
 from .ingest import Ingest, Overloaded
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 def _unavailable(message: str, retry_after: float) -> grpc.Status:
@@ -30,17 +32,20 @@ def _unavailable(message: str, retry_after: float) -> grpc.Status:
     return _Status()
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+class TraceService:
     def __init__(self, ingest: Ingest):
         self.ingest = ingest
 
-    async def Export(self, request, context):  # noqa: N802 - the gRPC method name
+    async def Export(self, body: bytes, context):  # noqa: N802 - the gRPC method name
         m = self.ingest.m
         try:
-            result = await self.ingest.submit(request, "grpc")
+            result = await self.ingest.submit(lambda: READER.from_bytes(body, otlp.decode_protobuf), "grpc")
         except Overloaded as exc:
             m.export_requests.inc(("grpc", "UNAVAILABLE"))
             await context.abort_with_status(_unavailable(str(exc), exc.retry_after))
+        except otlp.InvalidPayload as exc:
+            m.export_requests.inc(("grpc", "INVALID_ARGUMENT"))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         m.export_requests.inc(("grpc", "OK"))
         response = trace_service_pb2.ExportTraceServiceResponse()
         if result.rejected:
@@ -54,7 +59,10 @@ def make_server(ingest: Ingest, address: str, max_message_bytes: int, security=N
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(ingest), server)
+    export = grpc.unary_unary_rpc_method_handler(
+        TraceService(ingest).Export, request_deserializer=None,
+        response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": export}),))
     if security is not None and security.cert_pem:
         credentials = grpc.ssl_server_credentials([(security.key_pem, security.cert_pem)])
         port = server.add_secure_port(address, credentials)

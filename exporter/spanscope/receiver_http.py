@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 
 from . import otlp
+from .contract import READER
 from .ingest import Ingest, Overloaded
 
 PROTOCOLS = {otlp.PROTOBUF: "http_protobuf", otlp.JSON: "http_json"}
@@ -69,17 +70,24 @@ def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
             body = await asyncio.wait_for(_read_body(request, max_body), body_timeout)
             if encoding == "gzip":
                 body = otlp.gunzip(body, max_body)
-            decoded = otlp.decode_json(body) if content_type == otlp.JSON else otlp.decode_protobuf(body)
         except otlp.PayloadTooLarge as exc:
             return answer(413, str(exc))
         except otlp.InvalidPayload as exc:
             return answer(400, str(exc))
         except asyncio.TimeoutError:
             return answer(408, f"body not received within {body_timeout:g}s")
+        if content_type == otlp.JSON:
+            def read():
+                return READER.from_message(otlp.decode_json(body))
+        else:
+            def read():
+                return READER.from_bytes(body, otlp.decode_protobuf)
         try:
-            result = await ingest.submit(decoded, protocol)
+            result = await ingest.submit(read, protocol)
         except Overloaded as exc:
             return answer(503, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))})
+        except otlp.InvalidPayload as exc:
+            return answer(400, str(exc))
         m.export_requests.inc((protocol, "200"))
         return web.Response(body=otlp.encode_response(result.rejected, result.message, content_type),
                             content_type=content_type)

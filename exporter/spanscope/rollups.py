@@ -11,6 +11,7 @@ variants within one (`PER_MINUTE`); further ones are folded into `__other__`.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from decimal import Decimal
 
@@ -111,15 +112,7 @@ class Rollups:
             del self.data[minute]
 
     def _index(self, seconds: float) -> int:
-        bounds = self.bounds
-        lo, hi = 0, len(bounds)
-        while lo < hi:  # bisect_left: the first bound >= seconds
-            mid = (lo + hi) // 2
-            if bounds[mid] < seconds:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return bisect_left(self.bounds, seconds)  # the first bound >= seconds, as Prometheus' le
 
     # --- sinks ---------------------------------------------------------------------------------
 

@@ -70,12 +70,14 @@ def read_salt(config: Config) -> str | None:
 
 class InteractionStore:
     def __init__(self, location: Location, users: UserIds, queue_size: int = 10_000, batch_size: int = 500,
-                 retention: float = 30 * 86400, feedback_retention: float = 30 * 86400,
+                 flush_interval: float = 1.0, retention: float = 30 * 86400, feedback_retention: float = 30 * 86400,
                  max_rows: int | None = None, cleanup_interval: float = 60.0, clock=time.time):
         self.location = location
         self.users = users
         self.queue_size = queue_size
         self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._last_take = 0.0
         self.retention = retention
         self.feedback_retention = feedback_retention
         self.max_rows = max_rows
@@ -101,6 +103,7 @@ class InteractionStore:
     def from_config(cls, config: Config) -> InteractionStore:
         store = cls(parse_url(config["store.url"]), UserIds(config["store.user_id_hash"], read_salt(config)),
                     queue_size=config["store.queue_size"], batch_size=config["store.batch_size"],
+                    flush_interval=config["store.flush_interval"],
                     retention=config["store.retention"], feedback_retention=config["feedback.retention"],
                     max_rows=config["store.max_rows"], cleanup_interval=config["store.cleanup_interval"])
         return store
@@ -133,12 +136,15 @@ class InteractionStore:
     # --- the ingest side: a recorder sink, never blocking ---------------------------------------
 
     def observe(self, summary: RequestSummary) -> None:
+        # The writer is woken by the first row (to start its flush timer) and by a full batch, not by
+        # every row: one transaction per batch or per flush_interval, whichever comes first.
         with self._cond:
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
                 self.dropped["queue_full"] += 1
             self._queue.append(summary)
-            self._cond.notify()
+            if len(self._queue) == 1 or len(self._queue) == self.batch_size:
+                self._cond.notify()
 
     @property
     def queued(self) -> int:
@@ -177,12 +183,16 @@ class InteractionStore:
         return True
 
     def _take_batch(self, deadline: float) -> list[RequestSummary]:
+        """A full batch, or what is queued once flush_interval has passed since the last take (or
+        `deadline`, the next retention pass, has come)."""
         with self._cond:
-            while not self._queue and not self._stopping and not self._abandoned:
-                remaining = deadline - time.monotonic()
+            while not self._stopping and not self._abandoned and len(self._queue) < self.batch_size:
+                wake = min(deadline, self._last_take + self.flush_interval) if self._queue else deadline
+                remaining = wake - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            self._last_take = time.monotonic()
             return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
 
     def _run(self) -> None:

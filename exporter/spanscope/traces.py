@@ -90,16 +90,25 @@ def _children_index(spans: list[SpanRecord], root: SpanRecord) -> dict[bytes, li
     return children
 
 
-def _union_length(intervals: list[tuple[int, int]]) -> int:
-    total, cur_start, cur_end = 0, None, None
-    for start, end in sorted(intervals):
-        if cur_end is None or start > cur_end:
-            if cur_end is not None:
+def _covered(span: SpanRecord, kids: list[SpanRecord]) -> int:
+    """Length of the union of the children's intervals clipped to the span's."""
+    lo, hi = span.start, span.end
+    intervals = []
+    for k in kids:
+        a = k.start if k.start > lo else lo
+        b = k.end if k.end < hi else hi
+        if b > a:
+            intervals.append((a, b))
+    intervals.sort()
+    total, cur_start, cur_end = 0, 0, -1
+    for a, b in intervals:
+        if a > cur_end:
+            if cur_end >= 0:
                 total += cur_end - cur_start
-            cur_start, cur_end = start, end
-        elif end > cur_end:
-            cur_end = end
-    if cur_end is not None:
+            cur_start, cur_end = a, b
+        elif b > cur_end:
+            cur_end = b
+    if cur_end >= 0:
         total += cur_end - cur_start
     return total
 
@@ -116,7 +125,6 @@ def breakdown(spans: list[SpanRecord], root: SpanRecord):
     critical: dict[str, int] = defaultdict(int)
     self_time: dict[str, int] = defaultdict(int)
     by_feature: dict[str, int] = defaultdict(int)
-    visited: set[bytes] = set()
 
     def credit(span: SpanRecord, ns: int) -> None:
         if ns > 0:
@@ -124,18 +132,19 @@ def breakdown(spans: list[SpanRecord], root: SpanRecord):
             if span.feature:
                 by_feature[span.feature] += ns
 
-    # Self time: iterate over every span reachable from the root (cycles cannot recur: visited).
+    # Self time of every span reachable from the root. The index is a tree (one parent each), so
+    # every span is reached once.
     stack = [root]
     while stack:
         span = stack.pop()
-        if span.span_id in visited:
-            continue
-        visited.add(span.span_id)
-        kids = children.get(span.span_id, ())
-        clipped = [(max(k.start, span.start), min(k.end, span.end)) for k in kids]
-        covered = _union_length([(a, b) for a, b in clipped if b > a])
-        self_time[span.component] += max(span.duration_ns - covered, 0)
-        stack.extend(k for k in kids if k.span_id not in visited)
+        kids = children.get(span.span_id)
+        if kids:
+            covered = _covered(span, kids)
+            stack.extend(kids)
+        else:
+            covered = 0
+        own = span.end - span.start - covered
+        self_time[span.component] += own if own > 0 else 0
 
     # Critical path, iteratively: frames of (span, window start, window end, t). Each span is
     # descended into at most once (a guard: the index above already rules out cycles).
@@ -145,9 +154,11 @@ def breakdown(spans: list[SpanRecord], root: SpanRecord):
         span, lo, hi, t = frames.pop()
         best, best_start, best_end = None, 0, 0
         for k in children.get(span.span_id, ()):
-            k_start, k_end = max(k.start, lo), min(k.end, hi)
-            if k_end <= t and k_end > k_start and (best is None or k_end > best_end) and k.span_id not in descended:
-                best, best_start, best_end = k, k_start, k_end
+            k_end = k.end if k.end < hi else hi
+            if k_end <= t and (best is None or k_end > best_end):
+                k_start = k.start if k.start > lo else lo
+                if k_end > k_start and k.span_id not in descended:
+                    best, best_start, best_end = k, k_start, k_end
         if best is None:
             credit(span, t - lo)
             continue

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from spanscope.contract import read_span
+from spanscope.contract import READER, read_span
 from spanscope.traces import breakdown
 
 from protospans import span, tree
@@ -12,7 +12,7 @@ MS = 1_000_000
 
 
 def records(spans):
-    return [read_span(s, "svc", []) for s in spans]
+    return [read_span(READER._span(s), "svc", []) for s in spans]
 
 
 def run(spans):

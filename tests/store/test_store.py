@@ -91,6 +91,30 @@ def test_a_full_queue_drops_the_oldest_unwritten_interactions(store_url):
         assert stored_ids(store) == [f"{n:032x}" for n in (3, 4, 5)]
 
 
+def test_the_writer_writes_full_batches_and_flushes_the_rest_after_the_interval(store_url, monkeypatch):
+    import spanscope.store as store_module
+    transactions = []
+    insert = store_module.q.insert_interactions
+
+    def counted(db, rows):
+        transactions.append(len(rows))
+        return insert(db, rows)
+
+    monkeypatch.setattr(store_module.q, "insert_interactions", counted)
+    with opened(store_url, batch_size=100, flush_interval=0.5) as store:
+        store.start()
+        store.observe(summary(0))  # an idle writer takes the first row at once
+        written(store, 1)
+        started = time.monotonic()
+        for n in range(1, 251):
+            store.observe(summary(n))
+        written(store, 251)
+        waited = time.monotonic() - started
+        # two full batches as soon as they filled, the last 50 once the interval had passed
+        assert transactions == [1, 100, 100, 50], transactions
+        assert 0.3 <= waited < 5, waited
+
+
 def test_a_blocked_database_costs_queued_rows_not_callers_time(store_url):
     with opened(store_url, queue_size=50, batch_size=10) as store:
         store.start()

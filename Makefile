@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-fast bench lint dashboards system-deps clean
 
-$(STAMP): exporter/pyproject.toml demo/pyproject.toml requirements-test.txt
+$(STAMP): exporter/pyproject.toml exporter/setup.py exporter/spanscope/_otlpwire.c demo/pyproject.toml requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e "exporter[fast,auth,postgres]" -e demo -r requirements-test.txt

@@ -5,6 +5,7 @@ import platform
 
 from . import __version__
 from .aggregate import Store
+from .wire import NATIVE_READER
 
 # OpenTelemetry GenAI semantic-convention bucket boundaries.
 GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -121,10 +122,14 @@ class Metrics:
         self.fallbacks = c("pipeline_fallbacks_total", "Fallbacks taken.", ("service", "from", "to"))
         self.routing = c("pipeline_routing_decisions_total", "Routing decisions.", ("service", "route", "reason"))
         # The exporter itself
-        self.build_info = g("spanscope_build_info", "Build information; always 1.", ("version", "python_version"))
-        self.build_info.set((__version__, platform.python_version()), 1)
+        self.build_info = g("spanscope_build_info", "Build information; always 1.",
+                            ("version", "python_version", "reader"))
+        self.build_info.set((__version__, platform.python_version(), "native" if NATIVE_READER else "python"), 1)
         self.spans_received = c("spanscope_spans_received_total", "Spans accepted.", ("protocol",))
         self.spans_rejected = c("spanscope_spans_rejected_total", "Spans dropped, by reason.", ("protocol", "reason"))
+        self.spans_duplicate = c("spanscope_spans_duplicate_total",
+                                 "Spans received again (same trace and span id; a retried export), counted once.",
+                                 ("protocol",))
         self.throttled = c("spanscope_requests_throttled_total",
                            "Export requests refused because the ingest queue was full.", ("protocol",))
         self.export_requests = c("spanscope_export_requests_total", "Export requests by answer code.",
@@ -145,6 +150,7 @@ class Metrics:
         for protocol in PROTOCOLS:
             self.throttled.touch((protocol,))
             self.spans_received.touch((protocol,))
+            self.spans_duplicate.touch((protocol,))
             for reason in REJECT_MESSAGES:
                 self.spans_rejected.touch((protocol, reason))
         self.label_capped.touch(("tenant",))

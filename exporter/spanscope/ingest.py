@@ -63,7 +63,9 @@ class Ingest:
         now = self.m.store.clock.tick()
         accepted = 0
         rejected: Tally = Tally()
-        read, record, add, span_names = read_span, self.recorder.record_span, self.assembler.add, self.span_names
+        duplicates = 0
+        read, record, span_names = read_span, self.recorder.record_span, self.span_names
+        seen, add = self.assembler.seen, self.assembler.add
         for service, spans in request:
             service = self.recorder.label("service", service)
             for span in spans:
@@ -71,6 +73,9 @@ class Ingest:
                     rec = read(span, service, span_names)
                 except ValueError as exc:
                     rejected["invalid_timestamps" if "end before" in str(exc) else "invalid_span"] += 1
+                    continue
+                if seen(rec):  # a retried export: its spans were counted the first time
+                    duplicates += 1
                     continue
                 try:
                     record(rec)
@@ -82,12 +87,14 @@ class Ingest:
                 accepted += 1
         if accepted:
             self.m.spans_received.inc((protocol,), accepted)
+        if duplicates:
+            self.m.spans_duplicate.inc((protocol,), duplicates)
         for reason, n in rejected.items():
             self.m.spans_rejected.inc((protocol, reason), n)
         self.m.processing.observe((), time.perf_counter() - started)
         n_rejected = sum(rejected.values())
         message = "; ".join(f"{n} spans rejected: {REJECT_MESSAGES[r]}" for r, n in sorted(rejected.items()))
-        return Result(accepted, n_rejected, message)
+        return Result(accepted + duplicates, n_rejected, message)
 
     def _log_error(self) -> None:
         if self._logged_errors < 10:

@@ -3,7 +3,8 @@
 Spans are buffered by trace id. A trace is finished `finish_delay` seconds after its local root
 arrives (children usually arrive first: they end first), or flushed `timeout` seconds after its
 first span when no root comes. The buffer is bounded: the oldest trace is evicted beyond
-`max_pending`. Times are integer nanoseconds, so the critical-path pieces of a request add up to its
+`max_pending`. The span ids of pending traces and of the last REMEMBERED finished ones are kept, so a
+span received twice (an export retried after its answer was lost) is recognised and counted once. Times are integer nanoseconds, so the critical-path pieces of a request add up to its
 duration exactly.
 """
 from __future__ import annotations
@@ -12,13 +13,25 @@ from collections import OrderedDict, defaultdict
 
 from .contract import SpanRecord
 
+REMEMBERED = 10_000  # finished traces whose span ids are kept (as one 8-bytes-per-id blob each)
+
+
+def _has_id(blob: bytes, span_id: bytes) -> bool:
+    i = blob.find(span_id)
+    while i != -1:
+        if i % 8 == 0:
+            return True
+        i = blob.find(span_id, i + 1)
+    return False
+
 
 class Trace:
-    __slots__ = ("trace_id", "spans", "root", "first_seen", "dropped")
+    __slots__ = ("trace_id", "spans", "span_ids", "root", "first_seen", "dropped")
 
     def __init__(self, trace_id: str, now: float):
         self.trace_id = trace_id
         self.spans: list[SpanRecord] = []
+        self.span_ids: set[bytes] = set()
         self.root: SpanRecord | None = None
         self.first_seen = now
         self.dropped = 0
@@ -34,8 +47,17 @@ class Assembler:
         self.max_spans = max_spans
         self.pending: OrderedDict[str, Trace] = OrderedDict()  # insertion order = first seen
         self.due: dict[str, float] = {}                        # trace id -> finish time (root seen)
+        self.finished: OrderedDict[str, bytes] = OrderedDict()  # trace id -> span ids, newest last
         self.evicted = 0
         self.dropped_spans = 0
+
+    def seen(self, rec: SpanRecord) -> bool:
+        """Whether a span with this trace and span id was added before (pending or finished)."""
+        trace = self.pending.get(rec.trace_id)
+        if trace is not None and rec.span_id in trace.span_ids:
+            return True
+        ids = self.finished.get(rec.trace_id)
+        return ids is not None and _has_id(ids, rec.span_id)
 
     def add(self, rec: SpanRecord, now: float) -> None:
         trace = self.pending.get(rec.trace_id)
@@ -45,6 +67,7 @@ class Assembler:
                 self.due.pop(old_id, None)
                 self.evicted += 1
             trace = self.pending[rec.trace_id] = Trace(rec.trace_id, now)
+        trace.span_ids.add(rec.span_id)
         if len(trace.spans) >= self.max_spans:
             trace.dropped += 1
             self.dropped_spans += 1
@@ -68,7 +91,16 @@ class Assembler:
             self.pending.popitem(last=False)
             self.due.pop(trace_id, None)
             out.append((trace, "root" if trace.root else "timeout"))
+        for trace, _ in out:
+            self._remember(trace)
         return out
+
+    def _remember(self, trace: Trace) -> None:
+        ids = b"".join(trace.span_ids)
+        earlier = self.finished.pop(trace.trace_id, None)  # late spans made a second part: keep both
+        self.finished[trace.trace_id] = earlier + ids if earlier else ids
+        if len(self.finished) > REMEMBERED:
+            self.finished.popitem(last=False)
 
 
 # --- breakdown ---------------------------------------------------------------------------------

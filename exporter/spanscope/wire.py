@@ -17,6 +17,7 @@ try:
     from . import _otlpwire
 except ImportError:  # built without a C compiler: the pure-Python path does the same, slower
     _otlpwire = None
+NATIVE_READER = _otlpwire is not None
 
 
 class RawSpan(NamedTuple):
@@ -63,8 +64,7 @@ class Reader:
         input) when the native reader gives up or is not built."""
         if self._native is not None:
             try:
-                return [(service, [RawSpan._make(s) for s in spans])
-                        for service, spans in self._native.read(body)]
+                return self._native.read(body)  # plain tuples, in RawSpan's order
             except ValueError:
                 pass
         return self.from_message(parse(body))

@@ -67,9 +67,10 @@ def build():
                    Q(sum_rate("spanscope_label_values_capped_total", *SELF, by=("label",)), "capped {{label}}")),
     ])
     build_row = Row("Build", [
-        table("Exporter build", "Version and Python of every exporter instance.", "none",
-              Q(agg("max", sel("spanscope_build_info", *SELF), ("instance", "version", "python_version"))),
-              columns={"instance": "Instance", "version": "Version", "python_version": "Python"},
+        table("Exporter build", "Version, Python and span reader of every exporter instance (reader "
+              "python: installed without the native reader, slower).", "none",
+              Q(agg("max", sel("spanscope_build_info", *SELF), ("instance", "version", "python_version", "reader"))),
+              columns={"instance": "Instance", "version": "Version", "python_version": "Python", "reader": "Reader"},
               hide=("Time", "Value"), w=24, h=5),
     ])
     return dashboard(

@@ -95,6 +95,37 @@ def span_count(payload: bytes) -> int:
     return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
 
 
+def trace_id_offsets(payload: bytes) -> list[int]:
+    """Where the payload's trace ids are, so that a replay can make its traces new (see fresh_traces)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    req = ExportTraceServiceRequest.FromString(payload)
+    offsets = []
+    for trace_id in {s.trace_id for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans}:
+        i = payload.find(trace_id)
+        while i != -1:
+            offsets.append(i)
+            i = payload.find(trace_id, i + 1)
+    return sorted(offsets)
+
+
+def fresh_traces(payload: bytes, offsets: list[int], replay: int) -> bytes:
+    """The payload with every trace id's first 4 bytes XORed with `replay` (its pass over the
+    payloads): a replayed request carries new traces, as real traffic does, instead of spans an
+    exporter has already seen (spanscope drops those as retried duplicates)."""
+    if not replay:
+        return payload
+    body = bytearray(payload)
+    stamp = replay.to_bytes(4, "big")
+    for o in offsets:
+        body[o] ^= stamp[0]
+        body[o + 1] ^= stamp[1]
+        body[o + 2] ^= stamp[2]
+        body[o + 3] ^= stamp[3]
+    return bytes(body)
+
+
 # --- processes -------------------------------------------------------------------------------
 
 def free_port() -> int:

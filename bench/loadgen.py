@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import MB, cpu_seconds, memory, percentile, read_payloads, span_count
+from common import MB, cpu_seconds, fresh_traces, memory, percentile, read_payloads, span_count, trace_id_offsets
 
 GRPC_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 OK, THROTTLED, ERROR = "ok", "throttled", "error"
@@ -183,13 +183,14 @@ def ms(seconds):
 async def throughput(args) -> dict:
     payloads = read_payloads(args.payloads)
     counts = [span_count(p) for p in payloads]
+    offsets = [trace_id_offsets(p) for p in payloads]
     state = {"i": 0}
 
     def source():
         i = state["i"]
         state["i"] = i + 1
-        j = i % len(payloads)
-        return payloads[j], counts[j]
+        replay, j = divmod(i, len(payloads))
+        return fresh_traces(payloads[j], offsets[j], replay), counts[j]
 
     loop = Loop(source)
     ev = asyncio.get_running_loop()

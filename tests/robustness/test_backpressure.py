@@ -1,8 +1,19 @@
-"""Overload: a full ingest queue answers 503/UNAVAILABLE; the SDK's retries deliver every span."""
+"""Overload: a full ingest queue answers 503/UNAVAILABLE; the SDK's retries deliver every span.
+
+The overload is made certain, not left to timing: a flood of pre-serialized requests on the other
+protocol keeps the one-slot queue full while the SDK exporters under test send theirs, until their
+requests have been refused (counted per protocol); then the flood stops, as an overload does, and
+every span must arrive through the SDK's own retries.
+"""
 import socket
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
+import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -12,8 +23,14 @@ from opentelemetry.sdk.resources import Resource
 from processes import start_exporter, wait_until
 from sdk import emit, grpc_exporter, http_exporter, scrape, value
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import payloads  # noqa: E402
+from common import fresh_traces, trace_id_offsets  # noqa: E402
+
 TRACES_PER_BATCH = 100   # 700 spans per export call
 SENDERS = 12
+FLOODERS = 8
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 def make_batches(service: str, n: int):
@@ -29,15 +46,65 @@ def make_batches(service: str, n: int):
     return [spans[i * size:(i + 1) * size] for i in range(n)]
 
 
+def flood(protocol: str, urls: dict, stop: threading.Event) -> threading.Thread:
+    """FLOODERS threads sending new traces (service flood) back to back until `stop`."""
+    bodies = payloads.batches(8, service="flood", base_ns=time.time_ns() - 60 * 10**9)
+    offsets = [trace_id_offsets(b) for b in bodies]
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+
+    def next_body() -> bytes:
+        with lock:
+            i = next(counter)
+        replay, j = divmod(i, len(bodies))
+        return fresh_traces(bodies[j], offsets[j], replay)
+
+    def http_worker():
+        while not stop.is_set():
+            req = urllib.request.Request(urls["http"] + "/v1/traces", data=next_body(),
+                                         headers={"Content-Type": "application/x-protobuf"})
+            try:
+                urllib.request.urlopen(req, timeout=30).read()
+            except urllib.error.HTTPError as exc:  # 503: the queue is full, which is the point
+                exc.read()
+
+    def grpc_worker():
+        with grpc.insecure_channel(urls["grpc"]) as channel:
+            export = channel.unary_unary(EXPORT_METHOD)  # bytes in, bytes out
+            while not stop.is_set():
+                try:
+                    export(next_body(), timeout=30)
+                except grpc.RpcError:  # UNAVAILABLE: the queue is full
+                    pass
+
+    workers = [threading.Thread(target=http_worker if protocol == "http" else grpc_worker, daemon=True)
+               for _ in range(FLOODERS)]
+    for w in workers:
+        w.start()
+
+    def joiner():
+        for w in workers:
+            w.join(60)
+
+    t = threading.Thread(target=joiner)
+    t.start()
+    return t
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_overload_is_refused_with_retry_and_nothing_is_lost(tmp_path, protocol):
     proc = start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, "limits": {"ingest_queue": 1}})
+    stop = threading.Event()
+    flooding = None
     try:
         service = f"load-{protocol}"
         batches = make_batches(service, SENDERS * 2)
         exporter = (lambda: http_exporter(proc.urls["http"], timeout=60)) if protocol == "http" else \
             (lambda: grpc_exporter(proc.urls["grpc"], timeout=60))
+        flooding = flood("grpc" if protocol == "http" else "http", proc.urls, stop)
+        wait_until(lambda: value(scrape(proc.urls["web"]), "spanscope_requests_throttled_total") > 0,
+                   interval=0.02, what="the flood filling the queue")
         results = []
 
         def send(my_batches):
@@ -47,8 +114,12 @@ def test_overload_is_refused_with_retry_and_nothing_is_lost(tmp_path, protocol):
             exp.shutdown()
 
         threads = [threading.Thread(target=send, args=(batches[i::SENDERS],)) for i in range(SENDERS)]
+        label, code = ("http_protobuf", "503") if protocol == "http" else ("grpc", "UNAVAILABLE")
         for t in threads:
             t.start()
+        wait_until(lambda: value(scrape(proc.urls["web"]), "spanscope_export_requests_total",
+                                 protocol=label, code=code) > 0, interval=0.02, what="an SDK request refused")
+        stop.set()
         for t in threads:
             t.join(120)
         assert results == [SpanExportResult.SUCCESS] * len(batches)
@@ -58,10 +129,13 @@ def test_overload_is_refused_with_retry_and_nothing_is_lost(tmp_path, protocol):
                        what="every request counted")
         received = value(s, "pipeline_component_duration_seconds_count", service=service)
         assert received == total
-        assert value(s, "spanscope_requests_throttled_total") > 0, "the queue never filled: no overload tested"
-        code = "503" if protocol == "http" else "UNAVAILABLE"
-        assert value(s, "spanscope_export_requests_total", code=code) > 0
+        # The SDK's own requests were refused (the flood uses the other protocol) and retried.
+        assert value(s, "spanscope_export_requests_total", protocol=label, code=code) > 0
+        assert value(s, "spanscope_requests_throttled_total", protocol=label) > 0
     finally:
+        stop.set()
+        if flooding is not None:
+            flooding.join(60)
         proc.stop()
 
 

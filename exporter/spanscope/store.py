@@ -69,7 +69,7 @@ def read_salt(config: Config) -> str | None:
 
 
 class InteractionStore:
-    def __init__(self, location: Location, users: UserIds, queue_size: int = 10_000, batch_size: int = 500,
+    def __init__(self, location: Location, users: UserIds, queue_size: int = 10_000, batch_size: int = 5000,
                  flush_interval: float = 1.0, retention: float = 30 * 86400, feedback_retention: float = 30 * 86400,
                  max_rows: int | None = None, cleanup_interval: float = 60.0, clock=time.time):
         self.location = location

@@ -30,8 +30,8 @@ from common import fresh_traces, trace_id_offsets  # noqa: E402
 def measure(args) -> dict:
     from spanscope.app import Exporter
     from spanscope.config import load
-    from spanscope.contract import READER, read_span
-    from spanscope.otlp import decode_protobuf
+    from spanscope.contract import read_span
+    from spanscope.otlp import read_protobuf
 
     batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
     offsets = [trace_id_offsets(b) for b in batches]
@@ -42,7 +42,7 @@ def measure(args) -> dict:
 
     def fresh() -> list:
         replay = next(passes)
-        return [READER.from_bytes(fresh_traces(b, o, replay), decode_protobuf) for b, o in zip(batches, offsets)]
+        return [read_protobuf(fresh_traces(b, o, replay)) for b, o in zip(batches, offsets)]
 
     requests = fresh()
     spans = [s for r in requests for _, raw in r for s in raw]
@@ -58,7 +58,7 @@ def measure(args) -> dict:
     t = cpu()
     for _ in range(args.rounds):
         for b in batches:
-            READER.from_bytes(b, decode_protobuf)
+            read_protobuf(b)
     decode = cpu() - t
     t = cpu()
     for _ in range(args.rounds):

@@ -2,7 +2,8 @@
 
 Receivers `submit` a request's reader (a function decoding its body) from the event loop; one
 consumer hands each to a worker thread that decodes it, then interprets and records it under `lock`,
-so the loop only moves bytes and keeps accepting (and refusing) requests while a batch is processed. Readers of the aggregated state (scrapes, the API) take the same lock.
+so the loop only moves bytes and keeps accepting (and refusing) requests while a batch is processed.
+Readers of the aggregated state (scrapes, the API) take the same lock.
 When the queue is full, `submit` raises Overloaded and the receiver answers 503 / UNAVAILABLE with a
 retry delay: the SDK's retry then delivers the spans later instead of the exporter queueing without
 bound.

@@ -1,4 +1,5 @@
-"""Decoding OTLP trace export requests: protobuf and OTLP/JSON, optionally gzip-compressed.
+"""Decoding OTLP trace export requests: protobuf and OTLP/JSON, optionally gzip-compressed, into the
+raw spans the contract reads (`read_protobuf`, `read_json`).
 
 OTLP/JSON differs from the protobuf JSON mapping in one way that matters: trace and span ids are
 hex strings, not base64. Everything else (lowerCamelCase keys, int64 as string or number, enums as
@@ -16,6 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from .contract import READER
 
 try:  # orjson is several times faster on large bodies; the stdlib parser is the fallback
     import orjson
@@ -112,6 +115,16 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
         raise InvalidPayload(f"invalid OTLP/JSON: {exc}") from None
+
+
+def read_protobuf(body: bytes) -> list:
+    """A protobuf body as [(service, [RawSpan])] (spanscope.wire; the native reader when built)."""
+    return READER.from_bytes(body, decode_protobuf)
+
+
+def read_json(body: bytes) -> list:
+    """An OTLP/JSON body as [(service, [RawSpan])]."""
+    return READER.from_message(decode_json(body))
 
 
 def encode_response(rejected: int, message: str, content_type: str) -> bytes:

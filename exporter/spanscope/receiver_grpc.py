@@ -2,9 +2,11 @@
 
 Overload answers UNAVAILABLE with a google.rpc.RetryInfo detail, which the OpenTelemetry SDK's
 exporter honours as the delay before its retry. The method takes the request's bytes undecoded, so
-the same reader as OTLP/HTTP's (spanscope.wire) decodes them; an invalid body is INVALID_ARGUMENT.
+the ingest worker decodes them as it does OTLP/HTTP's; an invalid body is INVALID_ARGUMENT.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -12,7 +14,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from . import otlp
-from .contract import READER
 from .ingest import Ingest, Overloaded
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -39,7 +40,7 @@ class TraceService:
     async def Export(self, body: bytes, context):  # noqa: N802 - the gRPC method name
         m = self.ingest.m
         try:
-            result = await self.ingest.submit(lambda: READER.from_bytes(body, otlp.decode_protobuf), "grpc")
+            result = await self.ingest.submit(partial(otlp.read_protobuf, body), "grpc")
         except Overloaded as exc:
             m.export_requests.inc(("grpc", "UNAVAILABLE"))
             await context.abort_with_status(_unavailable(str(exc), exc.retry_after))

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from functools import partial
 
 from aiohttp import web
 from google.protobuf import json_format
 from google.rpc import status_pb2
 
 from . import otlp
-from .contract import READER
 from .ingest import Ingest, Overloaded
 
 PROTOCOLS = {otlp.PROTOBUF: "http_protobuf", otlp.JSON: "http_json"}
@@ -76,14 +76,9 @@ def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
             return answer(400, str(exc))
         except asyncio.TimeoutError:
             return answer(408, f"body not received within {body_timeout:g}s")
-        if content_type == otlp.JSON:
-            def read():
-                return READER.from_message(otlp.decode_json(body))
-        else:
-            def read():
-                return READER.from_bytes(body, otlp.decode_protobuf)
+        read = otlp.read_json if content_type == otlp.JSON else otlp.read_protobuf
         try:
-            result = await ingest.submit(read, protocol)
+            result = await ingest.submit(partial(read, body), protocol)
         except Overloaded as exc:
             return answer(503, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))})
         except otlp.InvalidPayload as exc:

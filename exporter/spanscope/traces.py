@@ -3,9 +3,10 @@
 Spans are buffered by trace id. A trace is finished `finish_delay` seconds after its local root
 arrives (children usually arrive first: they end first), or flushed `timeout` seconds after its
 first span when no root comes. The buffer is bounded: the oldest trace is evicted beyond
-`max_pending`. The span ids of pending traces and of the last REMEMBERED finished ones are kept, so a
-span received twice (an export retried after its answer was lost) is recognised and counted once. Times are integer nanoseconds, so the critical-path pieces of a request add up to its
-duration exactly.
+`max_pending`. The span ids of pending traces and of the last REMEMBERED finished ones (at most
+REMEMBERED_BYTES of ids) are kept, so a span received twice (an export retried after its answer was
+lost) is recognised and counted once. Times are integer nanoseconds, so the critical-path pieces of
+a request add up to its duration exactly.
 """
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from collections import OrderedDict, defaultdict
 
 from .contract import SpanRecord
 
-REMEMBERED = 10_000  # finished traces whose span ids are kept (as one 8-bytes-per-id blob each)
+# Finished traces whose span ids are kept for duplicate detection (one 8-bytes-per-id blob each):
+# the newest REMEMBERED traces, fewer when their ids pass REMEMBERED_BYTES (huge traces).
+REMEMBERED = 10_000
+REMEMBERED_BYTES = 4 * 1024 * 1024
 
 
 def _has_id(blob: bytes, span_id: bytes) -> bool:
@@ -48,6 +52,7 @@ class Assembler:
         self.pending: OrderedDict[str, Trace] = OrderedDict()  # insertion order = first seen
         self.due: dict[str, float] = {}                        # trace id -> finish time (root seen)
         self.finished: OrderedDict[str, bytes] = OrderedDict()  # trace id -> span ids, newest last
+        self.finished_bytes = 0
         self.evicted = 0
         self.dropped_spans = 0
 
@@ -67,11 +72,11 @@ class Assembler:
                 self.due.pop(old_id, None)
                 self.evicted += 1
             trace = self.pending[rec.trace_id] = Trace(rec.trace_id, now)
-        trace.span_ids.add(rec.span_id)
-        if len(trace.spans) >= self.max_spans:
+        if len(trace.spans) >= self.max_spans:  # and its id is not kept: memory stays bounded
             trace.dropped += 1
             self.dropped_spans += 1
             return
+        trace.span_ids.add(rec.span_id)
         trace.spans.append(rec)
         if rec.is_root and trace.root is None:
             trace.root = rec
@@ -98,9 +103,13 @@ class Assembler:
     def _remember(self, trace: Trace) -> None:
         ids = b"".join(trace.span_ids)
         earlier = self.finished.pop(trace.trace_id, None)  # late spans made a second part: keep both
-        self.finished[trace.trace_id] = earlier + ids if earlier else ids
-        if len(self.finished) > REMEMBERED:
-            self.finished.popitem(last=False)
+        if earlier:
+            self.finished_bytes -= len(earlier)
+            ids = earlier + ids
+        self.finished[trace.trace_id] = ids
+        self.finished_bytes += len(ids)
+        while len(self.finished) > REMEMBERED or self.finished_bytes > REMEMBERED_BYTES:
+            self.finished_bytes -= len(self.finished.popitem(last=False)[1])
 
 
 # --- breakdown ---------------------------------------------------------------------------------

@@ -50,3 +50,28 @@ def test_a_resent_batch_is_counted_once_and_a_late_span_still_counts(exporter):
         scrape(exporter.urls["web"])), what="the late span counted")
     assert value(after, "spanscope_spans_duplicate_total") == 3
     client.shutdown()
+
+
+def record(trace: int, span: int, root: bool = False):
+    from spanscope.contract import read_span
+    from spanscope.wire import RawSpan
+    raw = RawSpan(trace.to_bytes(16, "big"), span.to_bytes(8, "big"), b"" if root else b"\x00" * 7 + b"\x01",
+                  0, "s", 0, 10, 0, {}, 0, [])
+    return read_span(raw, "svc", [])
+
+
+def test_the_ids_kept_for_duplicate_detection_are_bounded(monkeypatch):
+    from spanscope import traces
+    monkeypatch.setattr(traces, "REMEMBERED_BYTES", 8 * 25)  # room for the ids of 25 spans
+    assembler = traces.Assembler(finish_delay=0, timeout=60, max_pending=100, max_spans=5)
+    for span in range(1, 50):  # one trace far over max_spans: only the kept spans' ids are held
+        assembler.add(record(1, span, root=span == 1), now=0)
+    assert len(assembler.pending[record(1, 1).trace_id].span_ids) == 5
+    for trace in range(2, 12):  # ten more traces of 5 spans each, finished one by one
+        for span in range(1, 6):
+            assembler.add(record(trace, span, root=span == 1), now=trace)
+        assembler.take_finished(now=trace)
+    assert assembler.finished_bytes <= 8 * 25
+    assert len(assembler.finished) == 5  # the newest five traces' ids fit
+    assert assembler.seen(record(11, 3)) and not assembler.seen(record(11, 9))
+    assert not assembler.seen(record(2, 3))  # forgotten: the oldest went first

@@ -108,13 +108,13 @@ def main(argv=None) -> None:
     p.add_argument("--batches", type=int, default=32, help="distinct payloads of 512 spans (32)")
     p.add_argument("--rounds", type=int, default=5, help="passes over the payloads per phase (5)")
     p.add_argument("--gc", choices=["on", "off", "threshold"], default="on",
-                   help="cyclic GC as in the server (on), disabled (off), or gc.set_threshold(50000, 20, 100)")
+                   help="cyclic GC as in the server (on), disabled (off), or gc.set_threshold(500000, 20, 100)")
     p.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N functions by own time")
     args = p.parse_args(argv)
     if args.gc == "off":
         gc.disable()
     elif args.gc == "threshold":
-        gc.set_threshold(50_000, 20, 100)
+        gc.set_threshold(500_000, 20, 100)
 
     async def run():  # the Exporter creates asyncio primitives: build it inside a loop
         return measure(args)

@@ -24,6 +24,17 @@ def load_embedded(name: str) -> Any:
     return yaml.safe_load(resources.files("spanscope").joinpath("defaults", name).read_text())
 
 
+def read_yaml(path: str, setting: str) -> Any:
+    """The YAML document in the file `path` names (given by `setting`); ConfigError saying which."""
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{setting}: {path} is not valid YAML: {exc}") from None
+
+
 # --- validators: each takes (path, value) and returns the cleaned value or raises ConfigError ---
 
 def _positive_int(path, v):
@@ -200,13 +211,7 @@ def load(path: str | None = None, overrides: list[str] = (), environ=os.environ)
     """Defaults, then the file at `path`, then env overrides, then `overrides` (flags)."""
     merged = _flatten(load_embedded("config.yaml"))
     if path:
-        try:
-            with open(path) as f:
-                user = yaml.safe_load(f) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        user = read_yaml(path, "--config") or {}
         if not isinstance(user, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         merged.update(_flatten(user))

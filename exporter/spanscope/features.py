@@ -13,9 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-import yaml
-
-from .config import ConfigError, load_embedded
+from .config import ConfigError, load_embedded, read_yaml
 
 log = logging.getLogger("spanscope.features")
 CATEGORIES = ("processing", "rag", "optimization", "integration")
@@ -85,13 +83,7 @@ def parse_catalogue(doc, source: str) -> dict[str, Feature]:
 def load_catalogue(path: str | None) -> dict[str, Feature]:
     if not path:
         return parse_catalogue(load_embedded("features.yaml"), "embedded features")
-    try:
-        with open(path) as f:
-            return parse_catalogue(yaml.safe_load(f), path)
-    except OSError as exc:
-        raise ConfigError(f"features.file: cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"features.file: {path} is not valid YAML: {exc}") from None
+    return parse_catalogue(read_yaml(path, "features.file"), path)
 
 
 def schedule_for(strategy: str, step: float | None = None) -> list[float]:

@@ -6,9 +6,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-import yaml
-
-from .config import ConfigError, load_embedded
+from .config import ConfigError, load_embedded, read_yaml
 
 log = logging.getLogger("spanscope.pricing")
 MILLION = Decimal(1_000_000)
@@ -87,14 +85,7 @@ def parse_table(doc, source: str) -> dict[str, Price]:
 def load_table(user_file: str | None = None) -> dict[str, Price]:
     table = parse_table(load_embedded("pricing.yaml"), "embedded pricing")
     if user_file:
-        try:
-            with open(user_file) as f:
-                doc = yaml.safe_load(f)
-        except OSError as exc:
-            raise ConfigError(f"pricing.file: cannot read {user_file}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"pricing.file: {user_file} is not valid YAML: {exc}") from None
-        table.update(parse_table(doc, user_file))
+        table.update(parse_table(read_yaml(user_file, "pricing.file"), user_file))
     return table
 
 

@@ -19,10 +19,9 @@ import os
 import ssl
 from dataclasses import dataclass, field
 
-import yaml
 from aiohttp import web
 
-from .config import ConfigError
+from .config import ConfigError, read_yaml
 
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
@@ -58,13 +57,7 @@ def load_web_config(path: str | None) -> WebSecurity:
     if not path:
         return WebSecurity()
     where = f"listen.web_config_file ({path})"
-    try:
-        with open(path) as f:
-            doc = yaml.safe_load(f) or {}
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    doc = read_yaml(path, "listen.web_config_file") or {}
     if not isinstance(doc, dict) or set(doc) - {"tls_server_config", "basic_auth_users", "http_server_config"}:
         raise ConfigError(f"{where}: expected tls_server_config and/or basic_auth_users")
     base = os.path.dirname(os.path.abspath(path))

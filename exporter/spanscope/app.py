@@ -56,7 +56,7 @@ class Exporter:
                                    config["traces.max_pending"], config["traces.max_spans"])
         self.ingest = Ingest(self.metrics, self.recorder, self.assembler, config["components.span_names"],
                              config["limits.ingest_queue"], config["limits.retry_after"],
-                             config["limits.series_ttl"])
+                             config["limits.series_ttl"], config["limits.ingest_bytes"])
         # Features, experiments and feedback read finished requests (sinks of the recorder).
         self.features = Features(load_catalogue(config["features.file"]), config["features.state_file"])
         self.impact = Impact(self.features, config["features.window"])

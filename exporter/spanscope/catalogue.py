@@ -21,6 +21,7 @@ REJECT_MESSAGES = {  # spanscope_spans_rejected_total{reason} and the partial_su
     "invalid_timestamps": "end time before start time",
     "processing_error": "could not be processed",
 }
+THROTTLE_REASONS = ("ingest_queue", "ingest_bytes")  # the limits.* key reached
 GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model")
 
 
@@ -131,7 +132,8 @@ class Metrics:
                                  "Spans received again (same trace and span id; a retried export), counted once.",
                                  ("protocol",))
         self.throttled = c("spanscope_requests_throttled_total",
-                           "Export requests refused because the ingest queue was full.", ("protocol",))
+                           "Export requests refused with a retry delay, by the ingest limit reached.",
+                           ("protocol", "reason"))
         self.export_requests = c("spanscope_export_requests_total", "Export requests by answer code.",
                                  ("protocol", "code"))
         self.traces_pending = g("spanscope_traces_pending", "Traces buffered for assembly.")
@@ -146,9 +148,13 @@ class Metrics:
         self.processing = h("spanscope_processing_seconds", "Time to interpret and aggregate one export request.",
                             (), PROCESSING_BUCKETS)
         self.queue_depth = g("spanscope_ingest_queue_depth", "Export requests waiting to be processed.")
+        self.held_bytes = g("spanscope_ingest_bytes",
+                            "Bytes of export request bodies held: being received, queued or processed.")
+        self.held_bytes.set((), 0)
         # Rare events start at zero: a healthy exporter shows 0, not "no data".
         for protocol in PROTOCOLS:
-            self.throttled.touch((protocol,))
+            for limit in THROTTLE_REASONS:
+                self.throttled.touch((protocol, limit))
             self.spans_received.touch((protocol,))
             self.spans_duplicate.touch((protocol,))
             for reason in REJECT_MESSAGES:

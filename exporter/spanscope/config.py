@@ -134,6 +134,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "limits.label_value_length": _positive_int,
     "limits.series_ttl": _seconds,
     "limits.ingest_queue": _positive_int,
+    "limits.ingest_bytes": _positive_int,
     "limits.retry_after": _seconds,
     "limits.body_timeout": _seconds,
     "shutdown.grace": _seconds,

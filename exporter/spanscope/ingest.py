@@ -4,9 +4,11 @@ Receivers `submit` a request's reader (a function decoding its body) from the ev
 consumer hands each to a worker thread that decodes it, then interprets and records it under `lock`,
 so the loop only moves bytes and keeps accepting (and refusing) requests while a batch is processed.
 Readers of the aggregated state (scrapes, the API) take the same lock.
-When the queue is full, `submit` raises Overloaded and the receiver answers 503 / UNAVAILABLE with a
-retry delay: the SDK's retry then delivers the spans later instead of the exporter queueing without
-bound.
+Two limits bound what waits: the number of queued requests (limits.ingest_queue) and the bytes of
+request bodies held at once, from the first byte received until the request is processed
+(limits.ingest_bytes, through `holding`). Past either, Overloaded: the receiver answers 503 /
+UNAVAILABLE with a retry delay, and the SDK's retry delivers the spans later instead of the
+exporter queueing without bound.
 """
 from __future__ import annotations
 
@@ -26,11 +28,41 @@ log = logging.getLogger("spanscope.ingest")
 
 
 class Overloaded(Exception):
-    """The ingest queue is full; retry after `retry_after` seconds."""
+    """The ingest queue or its byte budget is full; retry after `retry_after` seconds."""
 
-    def __init__(self, retry_after: float):
-        super().__init__(f"ingest queue full, retry after {retry_after:g}s")
+    def __init__(self, what: str, retry_after: float):
+        super().__init__(f"{what}, retry after {retry_after:g}s")
         self.retry_after = retry_after
+
+
+class Held:
+    """The bytes of one export request's body counted against limits.ingest_bytes: released when the
+    request has been processed, or when its receiver is done with it without queueing it."""
+
+    __slots__ = ("ingest", "protocol", "n", "queued")
+
+    def __init__(self, ingest: Ingest, protocol: str):
+        self.ingest, self.protocol, self.n = ingest, protocol, 0
+        self.queued = False  # then the consumer releases it, even if the receiver gave up waiting
+
+    def resize(self, n: int) -> None:
+        """Hold `n` bytes in all (more: Overloaded when the budget has no room)."""
+        self.ingest._hold(n - self.n, self.n, self.protocol)
+        self.n = n
+
+    def grow(self, n: int) -> None:
+        self.resize(self.n + n)
+
+    def release(self) -> None:
+        self.ingest._hold(-self.n, self.n, self.protocol)
+        self.n = 0
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.queued:
+            self.release()
 
 
 @dataclass
@@ -42,7 +74,7 @@ class Result:
 
 class Ingest:
     def __init__(self, metrics: Metrics, recorder: Recorder, assembler: Assembler, span_names,
-                 queue_size: int, retry_after: float, series_ttl: float):
+                 queue_size: int, retry_after: float, series_ttl: float, max_bytes: int):
         self.m = metrics
         self.recorder = recorder
         self.assembler = assembler
@@ -50,6 +82,8 @@ class Ingest:
         self.retry_after = retry_after
         self.series_ttl = series_ttl
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
+        self.max_bytes = max_bytes
+        self.held_bytes = 0  # of every Held; changed on the event loop only
         self.lock = threading.Lock()
         self._logged_errors = 0
 
@@ -119,15 +153,32 @@ class Ingest:
 
     # --- the asynchronous edge -----------------------------------------------------------------
 
-    async def submit(self, request, protocol: str) -> Result:
+    def holding(self, protocol: str) -> Held:
+        """`with ingest.holding(protocol) as held:` count a body's bytes as they arrive (held.grow)."""
+        return Held(self, protocol)
+
+    def _hold(self, delta: int, own: int, protocol: str) -> None:
+        # A request alone may pass the budget: any body within the size limits can get through.
+        if delta > 0 and self.held_bytes > own and self.held_bytes + delta > self.max_bytes:
+            self.m.throttled.inc((protocol, "ingest_bytes"))
+            raise Overloaded(f"{self.held_bytes} bytes of export requests held "
+                             f"(limits.ingest_bytes {self.max_bytes})", self.retry_after)
+        self.held_bytes += delta
+        self.m.held_bytes.set((), self.held_bytes)
+
+    async def submit(self, request, protocol: str, held: Held | None = None) -> Result:
         """Queue `request` (a decoded request, or a function returning one) for processing; raises
-        Overloaded when the queue is full, and what the decoding raises (otlp.InvalidPayload)."""
+        Overloaded when the queue is full, and what the decoding raises (otlp.InvalidPayload).
+        `held` (its body's bytes) is released once the request has been processed."""
         future = asyncio.get_running_loop().create_future()
         try:
-            self.queue.put_nowait((request, protocol, future))
+            self.queue.put_nowait((request, protocol, future, held))
         except asyncio.QueueFull:
-            self.m.throttled.inc((protocol,))
-            raise Overloaded(self.retry_after) from None
+            self.m.throttled.inc((protocol, "ingest_queue"))
+            raise Overloaded(f"ingest queue full ({self.queue.maxsize} requests, limits.ingest_queue)",
+                             self.retry_after) from None
+        if held is not None:
+            held.queued = True
         self.m.queue_depth.set((), self.queue.qsize())
         return await future
 
@@ -139,7 +190,7 @@ class Ingest:
 
     async def consume(self) -> None:
         while True:
-            request, protocol, future = await self.queue.get()
+            request, protocol, future, held = await self.queue.get()
             try:
                 result = await asyncio.to_thread(self._process_locked, request, protocol)
                 if not future.done():
@@ -148,6 +199,8 @@ class Ingest:
                 if not future.done():
                     future.set_exception(exc)
             finally:
+                if held is not None:
+                    held.release()
                 self.queue.task_done()
                 self.m.queue_depth.set((), self.queue.qsize())
 

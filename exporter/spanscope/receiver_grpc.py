@@ -1,7 +1,7 @@
 """OTLP/gRPC receiver: the TraceService on grpc.aio, sharing the event loop with the web server.
 
-Overload answers UNAVAILABLE with a google.rpc.RetryInfo detail, which the OpenTelemetry SDK's
-exporter honours as the delay before its retry. The method takes the request's bytes undecoded, so
+Overload (the ingest queue or its byte budget full) answers UNAVAILABLE with a google.rpc.RetryInfo
+detail, which the OpenTelemetry SDK's exporter honours as the delay before its retry. The method takes the request's bytes undecoded, so
 the ingest worker decodes them as it does OTLP/HTTP's; an invalid body is INVALID_ARGUMENT.
 """
 from __future__ import annotations
@@ -39,14 +39,17 @@ class TraceService:
 
     async def Export(self, body: bytes, context):  # noqa: N802 - the gRPC method name
         m = self.ingest.m
-        try:
-            result = await self.ingest.submit(partial(otlp.read_protobuf, body), "grpc")
-        except Overloaded as exc:
-            m.export_requests.inc(("grpc", "UNAVAILABLE"))
-            await context.abort_with_status(_unavailable(str(exc), exc.retry_after))
-        except otlp.InvalidPayload as exc:
-            m.export_requests.inc(("grpc", "INVALID_ARGUMENT"))
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        # gRPC has received the whole message by now: it counts against the budget from here on.
+        with self.ingest.holding("grpc") as held:
+            try:
+                held.resize(len(body))
+                result = await self.ingest.submit(partial(otlp.read_protobuf, body), "grpc", held)
+            except Overloaded as exc:
+                m.export_requests.inc(("grpc", "UNAVAILABLE"))
+                await context.abort_with_status(_unavailable(str(exc), exc.retry_after))
+            except otlp.InvalidPayload as exc:
+                m.export_requests.inc(("grpc", "INVALID_ARGUMENT"))
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         m.export_requests.inc(("grpc", "OK"))
         response = trace_service_pb2.ExportTraceServiceResponse()
         if result.rejected:

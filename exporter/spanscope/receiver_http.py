@@ -2,8 +2,10 @@
 
 200 with an ExportTraceServiceResponse (partial_success when spans were dropped); 400 with a
 google.rpc.Status for an undecodable body; 413 above the body limit (compressed or decompressed);
-415 for an unsupported content type or encoding; 503 with Retry-After when the ingest queue is full.
-Responses use the request's content type.
+415 for an unsupported content type or encoding; 503 with Retry-After when the ingest queue or its
+byte budget is full. Responses use the request's content type. A body's bytes count against the
+budget as they arrive (all of them at once when Content-Length announces them), so a full budget
+refuses a request before the rest of its body is read.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 
 from . import otlp
-from .ingest import Ingest, Overloaded
+from .ingest import Held, Ingest, Overloaded
 
 PROTOCOLS = {otlp.PROTOBUF: "http_protobuf", otlp.JSON: "http_json"}
 GRPC_CODES = {400: 3, 408: 4, 413: 8, 415: 3, 503: 14}  # google.rpc.Code for the Status body
@@ -37,14 +39,19 @@ def _error(http_code: int, message: str, content_type: str, headers=None) -> web
                         content_type=content_type, headers=headers)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise otlp.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} bytes")
+async def _read_body(request: web.Request, limit: int, held: Held) -> bytes:
+    announced = request.content_length
+    if announced is not None:
+        if announced > limit:
+            raise otlp.PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {limit} bytes")
+        held.resize(announced)
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
             raise otlp.PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        if announced is None:
+            held.resize(size)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -66,23 +73,22 @@ def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip", ""):
             return answer(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none")
-        try:
-            body = await asyncio.wait_for(_read_body(request, max_body), body_timeout)
-            if encoding == "gzip":
-                body = otlp.gunzip(body, max_body)
-        except otlp.PayloadTooLarge as exc:
-            return answer(413, str(exc))
-        except otlp.InvalidPayload as exc:
-            return answer(400, str(exc))
-        except asyncio.TimeoutError:
-            return answer(408, f"body not received within {body_timeout:g}s")
         read = otlp.read_json if content_type == otlp.JSON else otlp.read_protobuf
-        try:
-            result = await ingest.submit(partial(read, body), protocol)
-        except Overloaded as exc:
-            return answer(503, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))})
-        except otlp.InvalidPayload as exc:
-            return answer(400, str(exc))
+        with ingest.holding(protocol) as held:
+            try:
+                body = await asyncio.wait_for(_read_body(request, max_body, held), body_timeout)
+                if encoding == "gzip":
+                    body = otlp.gunzip(body, max_body)
+                    held.resize(len(body))
+                result = await ingest.submit(partial(read, body), protocol, held)
+            except otlp.PayloadTooLarge as exc:
+                return answer(413, str(exc))
+            except otlp.InvalidPayload as exc:
+                return answer(400, str(exc))
+            except asyncio.TimeoutError:
+                return answer(408, f"body not received within {body_timeout:g}s")
+            except Overloaded as exc:
+                return answer(503, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))})
         m.export_requests.inc((protocol, "200"))
         return web.Response(body=otlp.encode_response(result.rejected, result.message, content_type),
                             content_type=content_type)

@@ -1,5 +1,5 @@
-"""Exporter: the spanscope sidecar in detail — ingest per protocol and answer code, throttling, queue,
-processing time, trace assembly and cardinality protection, per instance."""
+"""Exporter: the spanscope sidecar in detail — ingest per protocol and answer code, throttling, queue
+and bytes held, processing time, trace assembly and cardinality protection, per instance."""
 from .common import (
     INSTANCE,
     JOB,
@@ -35,12 +35,16 @@ def build():
                    "(200/OK; 400 and 413/415 are the sender's fault; 503/UNAVAILABLE is throttling).", "reqps",
                    Q(sum_rate("spanscope_export_requests_total", *SELF, by=("protocol", "code")),
                      "{{protocol}} {{code}}"), stack=True),
-        timeseries("Throttled export requests", "Export requests per second refused because the ingest queue "
-                   "was full. Senders retry after Retry-After; if it persists, add replicas.", "reqps",
-                   Q(sum_rate("spanscope_requests_throttled_total", *SELF, by=("instance", "protocol")),
-                     "{{instance}} {{protocol}}")),
+        timeseries("Throttled export requests", "Export requests per second refused with a retry delay, by the "
+                   "limit reached: ingest_queue (requests waiting) or ingest_bytes (bytes of request bodies "
+                   "held). Senders retry after Retry-After; if it persists, add replicas.", "reqps",
+                   Q(sum_rate("spanscope_requests_throttled_total", *SELF, by=("instance", "protocol", "reason")),
+                     "{{instance}} {{protocol}} {{reason}}")),
         timeseries("Ingest queue depth", "Export requests waiting to be processed (limits.ingest_queue is the "
                    "maximum).", "short", Q(gauge_per_instance("spanscope_ingest_queue_depth"), "{{instance}}")),
+        timeseries("Request bodies held", "Bytes of export request bodies being received, queued or processed "
+                   "(limits.ingest_bytes is the budget).", "bytes",
+                   Q(gauge_per_instance("spanscope_ingest_bytes"), "{{instance}}")),
         timeseries("Processing time", "Time to interpret and aggregate one export request.", "s",
                    Q(quantile(0.5, "spanscope_processing_seconds", *SELF, by=("instance",)), "p50 {{instance}}"),
                    Q(quantile(0.99, "spanscope_processing_seconds", *SELF, by=("instance",)), "p99 {{instance}}")),

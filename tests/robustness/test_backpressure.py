@@ -15,35 +15,18 @@ from pathlib import Path
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from processes import start_exporter, wait_until
-from sdk import emit, grpc_exporter, http_exporter, scrape, value
+from sdk import TRACES_PER_BATCH, grpc_exporter, http_exporter, make_batches, scrape, value
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import payloads  # noqa: E402
 from common import fresh_traces, trace_id_offsets  # noqa: E402
 
-TRACES_PER_BATCH = 100   # 700 spans per export call
 SENDERS = 12
 FLOODERS = 8
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-
-def make_batches(service: str, n: int):
-    memory = InMemorySpanExporter()
-    tp = TracerProvider(resource=Resource.create({"service.name": service}))
-    tp.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = tp.get_tracer("load")
-    for _ in range(n * TRACES_PER_BATCH):
-        emit(tracer, ("gateway", 0, 100, {"pipeline.component": "gateway"}, [
-            ("a", 0, 10), ("b", 10, 20), ("c", 20, 30), ("d", 30, 40), ("e", 40, 50), ("f", 50, 60)]))
-    spans = memory.get_finished_spans()
-    size = len(spans) // n
-    return [spans[i * size:(i + 1) * size] for i in range(n)]
 
 
 def flood(protocol: str, urls: dict, stop: threading.Event) -> threading.Thread:

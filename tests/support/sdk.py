@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -61,6 +62,23 @@ def emit(tracer, tree, base_ns: int | None = None, parent=None, events=None):
         emit(tracer, child, base_ns, span)
     span.end(end_time=base_ns + int(end_ms * MS))
     return span
+
+
+TRACES_PER_BATCH = 100  # of make_batches: 700 spans per export call
+
+
+def make_batches(service: str, n: int) -> list:
+    """`n` export calls' worth of finished SDK spans (TRACES_PER_BATCH traces of 7 spans each)."""
+    memory = InMemorySpanExporter()
+    tp = TracerProvider(resource=Resource.create({"service.name": service}))
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tp.get_tracer("load")
+    for _ in range(n * TRACES_PER_BATCH):
+        emit(tracer, ("gateway", 0, 100, {"pipeline.component": "gateway"}, [
+            ("a", 0, 10), ("b", 10, 20), ("c", 20, 30), ("d", 30, 40), ("e", 40, 50), ("f", 50, 60)]))
+    spans = memory.get_finished_spans()
+    size = len(spans) // n
+    return [spans[i * size:(i + 1) * size] for i in range(n)]
 
 
 def trace_id_hex(span) -> str:

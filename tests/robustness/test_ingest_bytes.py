@@ -1,0 +1,141 @@
+"""The byte budget of request bodies (limits.ingest_bytes): bytes count from the first one received
+until the request is processed; a request that does not fit is refused with a retry delay, the
+SDK's retry delivers it once bytes are released, and a sender that gives up releases what it held.
+
+A held body is made certain, not left to timing: a raw connection announces a body (Content-Length,
+or chunks) and sends only part of it, so its bytes stay held until the test finishes or drops it.
+"""
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from processes import start_exporter, wait_until
+from sdk import grpc_exporter, http_exporter, make_batches, scrape, value
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import payloads  # noqa: E402
+
+BUDGET = 100_000
+HELD = 80_000  # what the partial body announces: later requests over 20 000 bytes do not fit
+
+
+def body_of(n_requests: int = 1) -> bytes:
+    return payloads.batches(n_requests, service="held", base_ns=time.time_ns() - 60 * 10**9)[0]
+
+
+def partial_post(http_url: str, head: bytes, length: int | None) -> socket.socket:
+    """A POST /v1/traces that announces `length` bytes (chunked when None) and sends only `head`."""
+    host, port = http_url[len("http://"):].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    sock.sendall(f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                 f"{framing}\r\n\r\n".encode())
+    sock.sendall(head if length is not None else b"%x\r\n" % len(head) + head + b"\r\n")
+    return sock
+
+
+def held(proc) -> float:
+    return value(scrape(proc.urls["web"]), "spanscope_ingest_bytes")
+
+
+def throttled(proc, **labels) -> float:
+    return value(scrape(proc.urls["web"]), "spanscope_requests_throttled_total", reason="ingest_bytes", **labels)
+
+
+def export_in_background(exporter, batch) -> list:
+    results: list = []
+    t = threading.Thread(target=lambda: results.append(exporter.export(batch)))
+    t.start()
+    results.append(t)
+    return results
+
+
+def test_http_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_path):
+    proc = start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, "limits": {"ingest_bytes": BUDGET}})
+    try:
+        batch = make_batches("budget-http", 1)[0]
+        assert len(encode_spans(batch).SerializeToString()) > BUDGET - HELD
+        sock = partial_post(proc.urls["http"], b"\x0a", HELD)
+        wait_until(lambda: held(proc) == HELD, what="the announced body held")
+
+        exporter = http_exporter(proc.urls["http"], timeout=60)
+        results = export_in_background(exporter, batch)
+        wait_until(lambda: throttled(proc, protocol="http_protobuf") >= 1, what="the SDK's request refused")
+        s = scrape(proc.urls["web"])
+        assert value(s, "spanscope_export_requests_total", protocol="http_protobuf", code="503") >= 1
+        assert value(s, "spanscope_spans_received_total") == 0
+
+        sock.close()  # the sender gives up: what it held is released, and the SDK's retry gets in
+        results[0].join(60)
+        assert results[1:] == [SpanExportResult.SUCCESS]
+        s = wait_until(lambda: (lambda s: s if value(s, "pipeline_component_duration_seconds_count",
+                                                     service="budget-http") == len(batch) else None)(
+            scrape(proc.urls["web"])), what="every span counted")
+        assert value(s, "spanscope_ingest_bytes") == 0
+        exporter.shutdown()
+    finally:
+        proc.stop()
+
+
+def test_grpc_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_path):
+    proc = start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, "limits": {"ingest_bytes": BUDGET}})
+    try:
+        batch = make_batches("budget-grpc", 1)[0]
+        body = body_of()
+        assert len(body) > HELD
+        sock = partial_post(proc.urls["http"], body[:10], len(body))  # holds len(body) > HELD bytes
+        wait_until(lambda: held(proc) == len(body), what="the announced body held")
+
+        exporter = grpc_exporter(proc.urls["grpc"], timeout=60)
+        results = export_in_background(exporter, batch)
+        wait_until(lambda: throttled(proc, protocol="grpc") >= 1, what="the SDK's request refused")
+        assert value(scrape(proc.urls["web"]), "spanscope_export_requests_total", protocol="grpc",
+                     code="UNAVAILABLE") >= 1
+
+        sock.sendall(body[10:])  # the held request completes: processed, then released
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.close()
+        results[0].join(60)
+        assert results[1:] == [SpanExportResult.SUCCESS]
+        s = wait_until(lambda: (lambda s: s if value(s, "pipeline_component_duration_seconds_count",
+                                                     service="budget-grpc") == len(batch) else None)(
+            scrape(proc.urls["web"])), what="every span counted")
+        assert value(s, "spanscope_ingest_bytes") == 0
+        exporter.shutdown()
+    finally:
+        proc.stop()
+
+
+def test_chunked_body_counts_as_it_arrives_and_a_lone_request_may_pass_the_budget(tmp_path):
+    proc = start_exporter(tmp_path, {"limits": {"ingest_bytes": BUDGET}})
+    try:
+        sock = partial_post(proc.urls["http"], b"\x0a" * 30_000, None)
+        wait_until(lambda: held(proc) == 30_000, what="the chunk received held")
+        body = body_of()
+        req = urllib.request.Request(proc.urls["http"] + "/v1/traces", data=body,
+                                     headers={"Content-Type": "application/x-protobuf"})
+        try:
+            urllib.request.urlopen(req, timeout=30)
+            raise AssertionError("a request past the budget was accepted")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503
+            assert exc.headers["Retry-After"] == "1"
+        assert throttled(proc, protocol="http_protobuf") == 1
+        sock.close()
+        wait_until(lambda: held(proc) == 0, what="the dropped body released")
+
+        # Alone, a body larger than the whole budget is accepted: the budget never blocks a request
+        # that the size limits allow.
+        assert len(body) > BUDGET
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+        wait_until(lambda: held(proc) == 0, what="the processed body released")
+    finally:
+        proc.stop()

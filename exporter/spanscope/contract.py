@@ -53,13 +53,15 @@ def first_count(attrs: dict, *names: str) -> int | None:
     return int(v)
 
 
-def str_list(attrs: dict, name: str) -> list[str]:
+def str_list(attrs: dict, name: str) -> tuple[str, ...]:
+    # Tuples, not lists: a record lives until its trace is finished, and the garbage collector
+    # would traverse every list of every pending span.
     v = attrs.get(name)
     if isinstance(v, str) and v:
-        return [v]
+        return (v,)
     if isinstance(v, list):
-        return [x for x in v if isinstance(x, str) and x]
-    return []
+        return tuple(x for x in v if isinstance(x, str) and x)
+    return ()
 
 
 class Usage:
@@ -243,15 +245,17 @@ def _breaker_event(a: dict):
 
 
 def _events(events: list, r: SpanRecord) -> None:
+    flags, breaker_events = [], []
     for name, attrs in events:
         if name in FLAG_EVENTS:
             found = _flag_evaluation(attrs)
             if found:
-                r.flags.append(found)
+                flags.append(found)
         else:
             found = _breaker_event(attrs)
             if found:
-                r.breaker_events.append(found)
+                breaker_events.append(found)
+    r.flags, r.breaker_events = flags, breaker_events
 
 
 def _text(value) -> str | None:
@@ -289,8 +293,7 @@ def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
     r.cache = Cache(a) if groups & CACHE else None
     r.quality = Quality(a) if groups & QUALITY else None
     r.resilience = Resilience(a) if groups & RESILIENCE else None
-    r.flags = []
-    r.breaker_events = []
+    r.flags = r.breaker_events = ()  # most spans have no events (and see str_list)
     if events:
         _events(events, r)
     r.cost = None

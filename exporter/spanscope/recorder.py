@@ -67,7 +67,7 @@ class RequestSummary:
     self_time: dict = field(default_factory=dict)     # component -> seconds
     by_feature: dict = field(default_factory=dict)    # feature -> critical-path seconds
     variants: dict = field(default_factory=dict)      # flag -> variant
-    features_enabled: list = field(default_factory=list)
+    features_enabled: tuple = ()
     cache_lookups: list = field(default_factory=list)  # (cache name, result, feature, miss reason)
     tokens: dict = field(default_factory=dict)        # token type -> count
     components: dict = field(default_factory=dict)    # component -> (calls, errors, [durations s])
@@ -127,8 +127,11 @@ class Recorder:
                 self._record_genai(r, genai, svc, duration)
         if r.cache is not None:
             self._record_cache(r.cache, svc)
-        for flag, variant, reason in r.flags:
-            m.flag_evaluations.inc((svc, self.label("flag", flag), self.label("variant", variant), self.label("reason", reason)))
+        if r.flags:  # labelled once here; the request's variants (record_trace) reuse them
+            label = self.label
+            r.flags = [(label("flag", f), label("variant", v), label("reason", why)) for f, v, why in r.flags]
+            for key in r.flags:
+                m.flag_evaluations.inc((svc, *key))
         if r.resilience is not None or r.breaker_events:
             self._record_resilience(r, svc)
 
@@ -250,7 +253,7 @@ class Recorder:
                     tokens["cache_creation"] += u.cache_creation
                     tokens["reasoning"] += u.reasoning
             for flag, variant, _ in s.flags:
-                variants[self.label("flag", flag)] = self.label("variant", variant)
+                variants[flag] = variant
             c = s.cache
             if c is not None and c.result:
                 cache_lookups.append((c.name or "default", c.result, s.feature, c.miss_reason))
@@ -277,10 +280,12 @@ class Recorder:
         m.request_duration.observe(key, duration, trace.trace_id)
         m.tenant_requests.inc((svc, tenant, status))
         m.request_cost.inc((svc, mode, tenant), cost)
-        for comp, ns in critical_ns.items():
-            m.component_critical.inc((svc, comp), ns * NS)
-        for comp, ns in self_ns.items():
-            m.component_self.inc((svc, comp), ns * NS)
+        critical = {c: ns * NS for c, ns in critical_ns.items()}
+        self_time = {c: ns * NS for c, ns in self_ns.items()}
+        for comp, seconds in critical.items():
+            m.component_critical.inc((svc, comp), seconds)
+        for comp, seconds in self_time.items():
+            m.component_self.inc((svc, comp), seconds)
         for flag, variant in variants.items():
             vkey = (svc, flag, variant)
             m.variant_duration.observe(vkey, duration, trace.trace_id)
@@ -299,8 +304,7 @@ class Recorder:
         summary = RequestSummary(
             trace_id=trace.trace_id, service=svc, mode=mode, tenant=tenant, user=root.user, error=root.error,
             start_ns=root.start, duration=duration, cache_status=cache_status, cost=cost, model=model,
-            critical={c: ns * NS for c, ns in critical_ns.items()},
-            self_time={c: ns * NS for c, ns in self_ns.items()},
+            critical=critical, self_time=self_time,
             by_feature={f: ns * NS for f, ns in feature_ns.items()},
             variants=variants, features_enabled=root.features_enabled, cache_lookups=cache_lookups,
             tokens=dict(tokens), quality=quality, confidence=confidence, citations=citations,

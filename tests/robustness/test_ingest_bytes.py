@@ -49,12 +49,23 @@ def throttled(proc, **labels) -> float:
     return value(scrape(proc.urls["web"]), "spanscope_requests_throttled_total", reason="ingest_bytes", **labels)
 
 
-def export_in_background(exporter, batch) -> list:
+def export_in_background(exporter, batch) -> tuple[threading.Thread, list]:
     results: list = []
-    t = threading.Thread(target=lambda: results.append(exporter.export(batch)))
-    t.start()
-    results.append(t)
-    return results
+    sender = threading.Thread(target=lambda: results.append(exporter.export(batch)))
+    sender.start()
+    return sender, results
+
+
+def assert_delivered(proc, exporter, sending, batch, service) -> None:
+    """The SDK's export succeeded through its retries, every span was counted, nothing is held."""
+    sender, results = sending
+    sender.join(60)
+    assert results == [SpanExportResult.SUCCESS]
+    s = wait_until(lambda: (lambda s: s if value(s, "pipeline_component_duration_seconds_count",
+                                                 service=service) == len(batch) else None)(
+        scrape(proc.urls["web"])), what="every span counted")
+    assert value(s, "spanscope_ingest_bytes") == 0
+    exporter.shutdown()
 
 
 def test_http_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_path):
@@ -66,20 +77,14 @@ def test_http_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_
         wait_until(lambda: held(proc) == HELD, what="the announced body held")
 
         exporter = http_exporter(proc.urls["http"], timeout=60)
-        results = export_in_background(exporter, batch)
+        sending = export_in_background(exporter, batch)
         wait_until(lambda: throttled(proc, protocol="http_protobuf") >= 1, what="the SDK's request refused")
         s = scrape(proc.urls["web"])
         assert value(s, "spanscope_export_requests_total", protocol="http_protobuf", code="503") >= 1
         assert value(s, "spanscope_spans_received_total") == 0
 
         sock.close()  # the sender gives up: what it held is released, and the SDK's retry gets in
-        results[0].join(60)
-        assert results[1:] == [SpanExportResult.SUCCESS]
-        s = wait_until(lambda: (lambda s: s if value(s, "pipeline_component_duration_seconds_count",
-                                                     service="budget-http") == len(batch) else None)(
-            scrape(proc.urls["web"])), what="every span counted")
-        assert value(s, "spanscope_ingest_bytes") == 0
-        exporter.shutdown()
+        assert_delivered(proc, exporter, sending, batch, "budget-http")
     finally:
         proc.stop()
 
@@ -94,7 +99,7 @@ def test_grpc_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_
         wait_until(lambda: held(proc) == len(body), what="the announced body held")
 
         exporter = grpc_exporter(proc.urls["grpc"], timeout=60)
-        results = export_in_background(exporter, batch)
+        sending = export_in_background(exporter, batch)
         wait_until(lambda: throttled(proc, protocol="grpc") >= 1, what="the SDK's request refused")
         assert value(scrape(proc.urls["web"]), "spanscope_export_requests_total", protocol="grpc",
                      code="UNAVAILABLE") >= 1
@@ -102,13 +107,7 @@ def test_grpc_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_
         sock.sendall(body[10:])  # the held request completes: processed, then released
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         sock.close()
-        results[0].join(60)
-        assert results[1:] == [SpanExportResult.SUCCESS]
-        s = wait_until(lambda: (lambda s: s if value(s, "pipeline_component_duration_seconds_count",
-                                                     service="budget-grpc") == len(batch) else None)(
-            scrape(proc.urls["web"])), what="every span counted")
-        assert value(s, "spanscope_ingest_bytes") == 0
-        exporter.shutdown()
+        assert_delivered(proc, exporter, sending, batch, "budget-grpc")
     finally:
         proc.stop()
 

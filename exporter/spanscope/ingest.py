@@ -50,9 +50,6 @@ class Held:
         self.ingest._hold(n - self.n, self.n, self.protocol)
         self.n = n
 
-    def grow(self, n: int) -> None:
-        self.resize(self.n + n)
-
     def release(self) -> None:
         self.ingest._hold(-self.n, self.n, self.protocol)
         self.n = 0
@@ -154,7 +151,7 @@ class Ingest:
     # --- the asynchronous edge -----------------------------------------------------------------
 
     def holding(self, protocol: str) -> Held:
-        """`with ingest.holding(protocol) as held:` count a body's bytes as they arrive (held.grow)."""
+        """`with ingest.holding(protocol) as held:` count a body's bytes as they arrive (held.resize)."""
         return Held(self, protocol)
 
     def _hold(self, delta: int, own: int, protocol: str) -> None:

@@ -1,8 +1,9 @@
 """OTLP/gRPC receiver: the TraceService on grpc.aio, sharing the event loop with the web server.
 
 Overload (the ingest queue or its byte budget full) answers UNAVAILABLE with a google.rpc.RetryInfo
-detail, which the OpenTelemetry SDK's exporter honours as the delay before its retry. The method takes the request's bytes undecoded, so
-the ingest worker decodes them as it does OTLP/HTTP's; an invalid body is INVALID_ARGUMENT.
+detail, which the OpenTelemetry SDK's exporter honours as the delay before its retry. The method
+takes the request's bytes undecoded, so the ingest worker decodes them as it does OTLP/HTTP's; an
+invalid body is INVALID_ARGUMENT.
 """
 from __future__ import annotations
 

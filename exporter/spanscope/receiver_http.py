@@ -4,8 +4,8 @@
 google.rpc.Status for an undecodable body; 413 above the body limit (compressed or decompressed);
 415 for an unsupported content type or encoding; 503 with Retry-After when the ingest queue or its
 byte budget is full. Responses use the request's content type. A body's bytes count against the
-budget as they arrive (all of them at once when Content-Length announces them), so a full budget
-refuses a request before the rest of its body is read.
+budget as they arrive, so a sender that announces a large body and sends it slowly holds only what
+it has sent.
 """
 from __future__ import annotations
 
@@ -40,18 +40,14 @@ def _error(http_code: int, message: str, content_type: str, headers=None) -> web
 
 
 async def _read_body(request: web.Request, limit: int, held: Held) -> bytes:
-    announced = request.content_length
-    if announced is not None:
-        if announced > limit:
-            raise otlp.PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {limit} bytes")
-        held.resize(announced)
+    if request.content_length is not None and request.content_length > limit:
+        raise otlp.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
             raise otlp.PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-        if announced is None:
-            held.resize(size)
+        held.resize(size)  # what has arrived, not what Content-Length announces: announcing is free
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -1,9 +1,9 @@
-"""The byte budget of request bodies (limits.ingest_bytes): bytes count from the first one received
-until the request is processed; a request that does not fit is refused with a retry delay, the
-SDK's retry delivers it once bytes are released, and a sender that gives up releases what it held.
+"""The byte budget of request bodies (limits.ingest_bytes): bytes count as they arrive, until the
+request is processed; a request that does not fit is refused with a retry delay, the SDK's retry
+delivers it once bytes are released, and a sender that gives up releases what it held.
 
 A held body is made certain, not left to timing: a raw connection announces a body (Content-Length,
-or chunks) and sends only part of it, so its bytes stay held until the test finishes or drops it.
+or chunks) and sends only part of it, so what it sent stays held until the test finishes or drops it.
 """
 import socket
 import sys
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import payloads  # noqa: E402
 
 BUDGET = 100_000
-HELD = 80_000  # what the partial body announces: later requests over 20 000 bytes do not fit
+HELD = 80_000  # what the partial body sends: later requests over 20 000 bytes do not fit
 
 
 def body_of(n_requests: int = 1) -> bytes:
@@ -73,8 +73,8 @@ def test_http_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_
     try:
         batch = make_batches("budget-http", 1)[0]
         assert len(encode_spans(batch).SerializeToString()) > BUDGET - HELD
-        sock = partial_post(proc.urls["http"], b"\x0a", HELD)
-        wait_until(lambda: held(proc) == HELD, what="the announced body held")
+        sock = partial_post(proc.urls["http"], b"\x0a" * HELD, HELD + 1)
+        wait_until(lambda: held(proc) == HELD, what="the bytes sent held")
 
         exporter = http_exporter(proc.urls["http"], timeout=60)
         sending = export_in_background(exporter, batch)
@@ -94,9 +94,8 @@ def test_grpc_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_
     try:
         batch = make_batches("budget-grpc", 1)[0]
         body = body_of()
-        assert len(body) > HELD
-        sock = partial_post(proc.urls["http"], body[:10], len(body))  # holds len(body) > HELD bytes
-        wait_until(lambda: held(proc) == len(body), what="the announced body held")
+        sock = partial_post(proc.urls["http"], body[:HELD], len(body))
+        wait_until(lambda: held(proc) == HELD, what="the bytes sent held")
 
         exporter = grpc_exporter(proc.urls["grpc"], timeout=60)
         sending = export_in_background(exporter, batch)
@@ -104,7 +103,7 @@ def test_grpc_request_over_the_budget_is_refused_and_delivered_by_the_retry(tmp_
         assert value(scrape(proc.urls["web"]), "spanscope_export_requests_total", protocol="grpc",
                      code="UNAVAILABLE") >= 1
 
-        sock.sendall(body[10:])  # the held request completes: processed, then released
+        sock.sendall(body[HELD:])  # the held request completes (alone, past the budget): processed, released
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         sock.close()
         assert_delivered(proc, exporter, sending, batch, "budget-grpc")
@@ -136,5 +135,24 @@ def test_chunked_body_counts_as_it_arrives_and_a_lone_request_may_pass_the_budge
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 200
         wait_until(lambda: held(proc) == 0, what="the processed body released")
+    finally:
+        proc.stop()
+
+
+def test_an_announced_body_holds_only_what_was_sent(tmp_path):
+    proc = start_exporter(tmp_path, {"limits": {"ingest_bytes": BUDGET}})
+    try:
+        slow = [partial_post(proc.urls["http"], b"\x0a" * 10, 10_000_000) for _ in range(5)]
+        wait_until(lambda: held(proc) == 50, what="the bytes sent held")
+        small = payloads.batches(1, spans_per_batch=64, service="small", base_ns=time.time_ns() - 60 * 10**9)[0]
+        assert len(small) < BUDGET - 50
+        req = urllib.request.Request(proc.urls["http"] + "/v1/traces", data=small,
+                                     headers={"Content-Type": "application/x-protobuf"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+        assert throttled(proc) == 0
+        for sock in slow:
+            sock.close()
+        wait_until(lambda: held(proc) == 0, what="the dropped bodies released")
     finally:
         proc.stop()

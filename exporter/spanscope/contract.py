@@ -54,7 +54,7 @@ def first_count(attrs: dict, *names: str) -> int | None:
 
 
 def str_list(attrs: dict, name: str) -> tuple[str, ...]:
-    # Tuples, not lists: a record lives until its trace is finished, and the garbage collector
+    # A tuple, not a list: a record lives until its trace is finished, and the garbage collector
     # would traverse every list of every pending span.
     v = attrs.get(name)
     if isinstance(v, str) and v:
@@ -162,7 +162,7 @@ class Resilience:
 BASE, GENAI, CACHE, QUALITY, RESILIENCE = 1, 2, 4, 8, 16
 _GROUPS = {
     BASE: ("pipeline.component", "pipeline.feature", "pipeline.mode", "tenant.id", "enduser.id", "error.type",
-           "pipeline.features.enabled", "pipeline.rag.source"),
+           "pipeline.rag.source"),
     GENAI: ("gen_ai.provider.name", "gen_ai.system", "gen_ai.operation.name", "llm.request.type",
             "gen_ai.request.model", "llm.request.model", "gen_ai.response.model", "llm.response.model",
             "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens",
@@ -187,7 +187,7 @@ class SpanRecord:
 
     __slots__ = (
         "trace_id", "span_id", "parent_id", "is_root", "service", "name", "component", "start", "end",
-        "error", "error_type", "feature", "mode", "tenant", "user", "rag_source", "features_enabled",
+        "error", "error_type", "feature", "mode", "tenant", "user", "rag_source",
         "genai", "cache", "quality", "resilience", "flags", "breaker_events", "cost",
     )
 
@@ -289,11 +289,10 @@ def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
     r.tenant = _text(get("tenant.id"))
     r.user = _text(get("enduser.id"))
     r.rag_source = _text(get("pipeline.rag.source"))
-    r.features_enabled = str_list(a, "pipeline.features.enabled")
     r.cache = Cache(a) if groups & CACHE else None
     r.quality = Quality(a) if groups & QUALITY else None
     r.resilience = Resilience(a) if groups & RESILIENCE else None
-    r.flags = r.breaker_events = ()  # most spans have no events (and see str_list)
+    r.flags = r.breaker_events = ()  # most spans have no events: no lists for them (see str_list)
     if events:
         _events(events, r)
     r.cost = None

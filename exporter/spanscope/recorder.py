@@ -67,7 +67,6 @@ class RequestSummary:
     self_time: dict = field(default_factory=dict)     # component -> seconds
     by_feature: dict = field(default_factory=dict)    # feature -> critical-path seconds
     variants: dict = field(default_factory=dict)      # flag -> variant
-    features_enabled: tuple = ()
     cache_lookups: list = field(default_factory=list)  # (cache name, result, feature, miss reason)
     tokens: dict = field(default_factory=dict)        # token type -> count
     components: dict = field(default_factory=dict)    # component -> (calls, errors, [durations s])
@@ -306,7 +305,7 @@ class Recorder:
             start_ns=root.start, duration=duration, cache_status=cache_status, cost=cost, model=model,
             critical=critical, self_time=self_time,
             by_feature={f: ns * NS for f, ns in feature_ns.items()},
-            variants=variants, features_enabled=root.features_enabled, cache_lookups=cache_lookups,
+            variants=variants, cache_lookups=cache_lookups,
             tokens=dict(tokens), quality=quality, confidence=confidence, citations=citations,
             components=components, degraded=degraded,
         )

@@ -104,8 +104,8 @@ def test_every_any_value_kind(native):
         "pipeline.cache.evictions": 1.5e-300,
         "pipeline.rag.source": b"\x00\xffbytes",    # bytes (not UTF-8 checked)
         "pipeline.cache.name": b"",
-        "pipeline.features.enabled": ["a", "b", 3, [True, [b"x", 2.5, []]], []],  # nested arrays
-        "pipeline.warnings": [],
+        "pipeline.warnings": ["a", "b", 3, [True, [b"x", 2.5, []]], []],  # nested arrays
+        "pipeline.degradation.reason": [],          # an empty array
     }
     s = span(b"\x01" * 16, "spän ✓", 0, 10, attrs=values)
     s.attributes.add(key="gen_ai.system", value=AnyValue(kvlist_value=KeyValueList(values=kvs({"a": 1}))))
@@ -118,7 +118,7 @@ def test_every_any_value_kind(native):
     attrs = got[0][1][0].attributes
     assert attrs["enduser.id"] is True and attrs["gen_ai.usage.input_tokens"] == -(2**63)
     assert math.isnan(attrs["pipeline.quality.score"]) and attrs["pipeline.rag.source"] == b"\x00\xffbytes"
-    assert attrs["pipeline.features.enabled"] == ["a", "b", 3, [True, [b"x", 2.5, []]], []]
+    assert attrs["pipeline.warnings"] == ["a", "b", 3, [True, [b"x", 2.5, []]], []]
     assert attrs["gen_ai.system"] is None and attrs["gen_ai.tool.name"] is None and attrs["llm.request.type"] is None
     assert attrs["gen_ai.provider.name"] == -7 and attrs["pipeline.route.name"] == [None]
     assert got[0][1][0].groups == 1 | 2 | 4 | 8 | 16

@@ -69,7 +69,9 @@ def make_server(ingest: Ingest, address: str, max_message_bytes: int, security=N
         response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": export}),))
     if security is not None and security.cert_pem:
-        credentials = grpc.ssl_server_credentials([(security.key_pem, security.cert_pem)])
+        credentials = grpc.ssl_server_credentials([(security.key_pem, security.cert_pem)],
+                                                  root_certificates=security.client_ca_pem,
+                                                  require_client_auth=security.require_client_cert)
         port = server.add_secure_port(address, credentials)
     else:
         port = server.add_insecure_port(address)

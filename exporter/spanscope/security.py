@@ -1,4 +1,5 @@
-"""TLS and basic auth for the web and OTLP/HTTP listeners, from an exporter-toolkit web config file.
+"""TLS and basic auth for the web and OTLP/HTTP listeners (TLS, with client certificates, for OTLP/gRPC
+too), from an exporter-toolkit web config file.
 
 The file has the format of the Prometheus exporter-toolkit (`--web.config.file`), so one file can
 serve Prometheus exporters and spanscope alike:
@@ -37,6 +38,8 @@ class WebSecurity:
     ssl_context: ssl.SSLContext | None = None
     cert_pem: bytes | None = None                # for the gRPC listener's credentials
     key_pem: bytes | None = None
+    client_ca_pem: bytes | None = None           # the gRPC listener verifies client certificates with it
+    require_client_cert: bool = False
     users: dict = field(default_factory=dict)   # user -> bcrypt hash
     _verified: set = field(default_factory=set)  # sha256(user, password) of checked credentials
 
@@ -73,6 +76,9 @@ def load_web_config(path: str | None) -> WebSecurity:
             auth = tls.get("client_auth_type", "NoClientCert")
             if auth not in CLIENT_AUTH:
                 raise ConfigError(f"{where}: client_auth_type: expected one of {', '.join(CLIENT_AUTH)}")
+            if auth != "NoClientCert" and not tls.get("client_ca_file"):
+                raise ConfigError(f"{where}: client_auth_type {auth} needs client_ca_file (the CA that signs "
+                                  f"client certificates)")
             if tls.get("client_ca_file"):
                 ctx.load_verify_locations(os.path.join(base, tls["client_ca_file"]))
             ctx.verify_mode = CLIENT_AUTH[auth]
@@ -83,6 +89,10 @@ def load_web_config(path: str | None) -> WebSecurity:
             security.cert_pem = f.read()
         with open(os.path.join(base, tls["key_file"]), "rb") as f:
             security.key_pem = f.read()
+        if tls.get("client_ca_file"):
+            with open(os.path.join(base, tls["client_ca_file"]), "rb") as f:
+                security.client_ca_pem = f.read()
+            security.require_client_cert = CLIENT_AUTH[auth] == ssl.CERT_REQUIRED
     users = doc.get("basic_auth_users") or {}
     if not isinstance(users, dict) or not all(isinstance(h, str) and h.startswith("$2") for h in users.values()):
         raise ConfigError(f"{where}: basic_auth_users: expected user: bcrypt hash")

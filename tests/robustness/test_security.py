@@ -116,3 +116,88 @@ def test_unauthenticated_otlp_http_is_refused(secured, monkeypatch):
     span = emit(tp.get_tracer("t"), ("gateway", 0, 10))
     assert exporter.export([span]) == SpanExportResult.FAILURE
     tp.shutdown()
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def mutual(tmp_path_factory):
+    """An exporter whose listeners require client certificates signed by its client CA."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test certificates")
+    d = tmp_path_factory.mktemp("mtls")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", "server.key", "-out", "server.crt",
+            cwd=d)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=client-ca",
+            "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=client", "-keyout", "client.key",
+            "-out", "client.csr", cwd=d)
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-out", "client.crt", cwd=d)
+    (d / "web.yml").write_text(json.dumps({"tls_server_config": {
+        "cert_file": "server.crt", "key_file": "server.key",
+        "client_ca_file": "ca.crt", "client_auth_type": "RequireAndVerifyClientCert"}}))
+    ports = {name: free_port() for name in ("http", "grpc", "web")}
+    proc = spawn([PYTHON, "-m", "spanscope.cli", "--web-config-file", str(d / "web.yml"),
+                  "--otlp-http", f"127.0.0.1:{ports['http']}", "--otlp-grpc", f"127.0.0.1:{ports['grpc']}",
+                  "--web", f"127.0.0.1:{ports['web']}", "--set", "shutdown.grace=0"], d, "mutual")
+    proc.dir, proc.ports = d, ports
+
+    def context(with_cert: bool) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(d / "server.crt"))
+        if with_cert:
+            ctx.load_cert_chain(str(d / "client.crt"), str(d / "client.key"))
+        return ctx
+
+    proc.context = context
+
+    def ready():
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{ports['web']}/readyz", context=context(True),
+                                        timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            assert proc.popen.poll() is None, proc.log()
+            return False
+
+    wait_until(ready, what="mutual-TLS exporter ready")
+    yield proc
+    proc.stop()
+
+
+def test_client_certificates_are_required_on_otlp_http(mutual):
+    url = f"https://127.0.0.1:{mutual.ports['http']}/v1/traces"
+    req = urllib.request.Request(url, data=b"", headers={"Content-Type": "application/x-protobuf"})
+    with pytest.raises(OSError):
+        urllib.request.urlopen(req, context=mutual.context(False), timeout=10).read()
+    with urllib.request.urlopen(req, context=mutual.context(True), timeout=10) as r:
+        assert r.status == 200
+
+
+def test_client_certificates_are_required_on_otlp_grpc(mutual):
+    import grpc
+    d = mutual.dir
+    root = (d / "server.crt").read_bytes()
+    method = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    address = f"127.0.0.1:{mutual.ports['grpc']}"
+    without = grpc.ssl_channel_credentials(root)
+    with grpc.secure_channel(address, without) as channel, pytest.raises(grpc.RpcError) as refused:
+        channel.unary_unary(method)(b"", timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    with_cert = grpc.ssl_channel_credentials(root, (d / "client.key").read_bytes(), (d / "client.crt").read_bytes())
+    with grpc.secure_channel(address, with_cert) as channel:
+        assert channel.unary_unary(method)(b"", timeout=10) == b""  # an empty ExportTraceServiceResponse
+
+
+def test_client_auth_without_a_client_ca_is_a_configuration_error(tmp_path):
+    (tmp_path / "web.yml").write_text(json.dumps({"tls_server_config": {
+        "cert_file": "server.crt", "key_file": "server.key", "client_auth_type": "RequireAndVerifyClientCert"}}))
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-keyout", "server.key", "-out", "server.crt", cwd=tmp_path)
+    run = subprocess.run([PYTHON, "-m", "spanscope.cli", "--web-config-file", str(tmp_path / "web.yml"),
+                          "--check-config"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "client_auth_type RequireAndVerifyClientCert needs client_ca_file" in run.stderr

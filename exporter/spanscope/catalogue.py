@@ -139,6 +139,9 @@ class Metrics:
         self.traces_pending = g("spanscope_traces_pending", "Traces buffered for assembly.")
         self.traces_completed = c("spanscope_traces_completed_total", "Traces finished, by reason.", ("reason",))
         self.traces_evicted = c("spanscope_traces_evicted_total", "Traces dropped because the buffer was full.")
+        self.trace_spans_dropped = c("spanscope_trace_spans_dropped_total",
+                                     "Spans left out of their trace's assembly because it reached traces.max_spans "
+                                     "(their per-span metrics are recorded).")
         self.active_series = g("spanscope_active_series", "Series held per metric family.", ("metric",))
         self.series_overflowed = c("spanscope_series_overflowed_total",
                                    "Samples routed to a family's overflow series.", ("metric",))
@@ -161,6 +164,7 @@ class Metrics:
                 self.spans_rejected.touch((protocol, reason))
         self.label_capped.touch(("tenant",))
         self.traces_evicted.touch(())
+        self.trace_spans_dropped.touch(())
         for reason in ("root", "timeout"):
             self.traces_completed.touch((reason,))
         self.interactions_written = c("spanscope_interactions_written_total",

@@ -143,6 +143,7 @@ class Ingest:
                 self._log_error()
         self.m.traces_pending.set((), len(self.assembler.pending))
         self.m.traces_evicted.mirror((), float(self.assembler.evicted))
+        self.m.trace_spans_dropped.mirror((), float(self.assembler.dropped_spans))
         return len(finished)
 
     def expire_series(self, now: float | None = None) -> int:

@@ -72,7 +72,9 @@ class Assembler:
                 self.due.pop(old_id, None)
                 self.evicted += 1
             trace = self.pending[rec.trace_id] = Trace(rec.trace_id, now)
-        if len(trace.spans) >= self.max_spans:  # and its id is not kept: memory stays bounded
+        # Past max_spans a span is left out, and its id not kept: memory stays bounded. The local root
+        # still gets in (one more span at most), so the request is finished and counted.
+        if len(trace.spans) >= self.max_spans and not (rec.is_root and trace.root is None):
             trace.dropped += 1
             self.dropped_spans += 1
             return

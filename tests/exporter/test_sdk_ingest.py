@@ -105,3 +105,21 @@ def test_openmetrics_exposition_carries_trace_id_exemplars(exporter):
     assert sample.exemplar.labels == {"trace_id": trace_id}
     assert sample.exemplar.value == pytest.approx(0.05)
     assert sample.labels["le"] == "0.08"
+
+
+def test_spans_beyond_max_spans_are_counted_per_span_and_left_out_of_assembly(tmp_path):
+    from processes import start_exporter
+    proc = start_exporter(tmp_path, {"traces": {"finish_delay": 0.05, "max_spans": 3}})
+    try:
+        tp = provider(http_exporter(proc.urls["http"]), "wide")
+        # 5 children end (and are exported) first, then the root: 3 children are assembled, 2 are left
+        # out, and the root still gets in, so the request is finished and counted.
+        emit(tp.get_tracer("t"), ("gateway", 0, 100, {"pipeline.component": "gateway"},
+                                  [(f"step {i}", i * 10, i * 10 + 5, {"pipeline.component": "step"}) for i in range(5)]))
+        tp.shutdown()
+        s = wait_until(lambda: (lambda s: s if value(s, "pipeline_requests_total", service="wide") == 1 else None)(
+            scrape(proc.urls["web"])), what="the request finished")
+        assert value(s, "spanscope_trace_spans_dropped_total") == 2
+        assert value(s, "pipeline_component_duration_seconds_count", service="wide") == 6
+    finally:
+        proc.stop()

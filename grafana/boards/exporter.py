@@ -56,6 +56,9 @@ def build():
                    "incomplete (timeout), and dropped because the buffer was full (evicted).", "ops",
                    Q(sum_rate("spanscope_traces_completed_total", *SELF, by=("reason",)), "{{reason}}"),
                    Q(sum_rate("spanscope_traces_evicted_total", *SELF), "evicted")),
+        timeseries("Spans left out of assembly", "Spans per second left out of their trace's breakdown because "
+                   "it reached traces.max_spans (their per-span metrics still count).", "ops",
+                   Q(sum_rate("spanscope_trace_spans_dropped_total", *SELF, by=("instance",)), "{{instance}}")),
     ])
     cardinality = Row("Cardinality", [
         timeseries("Active series by family", "Series held per metric family, top 10.", "short",

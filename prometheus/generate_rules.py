@@ -1122,9 +1122,10 @@ def alerts_doc(gen: Generated, am_config: dict | None) -> str:
 
 
 def _labels_kept(r: Record, known: dict) -> list[str]:
-    """The labels a record's series carry: its first `by (...)`, or those of the record it reads."""
+    """The labels a record's series carry: its first `by (...)`, or those of the record it reads
+    (with `group_left`, the left-hand side's: the first record it reads)."""
     m = re.search(r"\bby \(([^)]*)\)", r.expr)
-    if m:
+    if m and "group_left" not in r.expr:
         labels = [x.strip() for x in m.group(1).split(",")]
     else:
         ref = next((n for n in re.findall(r"[a-z_]*:[a-z0-9_]+:[a-z0-9_]+", r.expr) if n in known), None)

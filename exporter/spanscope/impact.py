@@ -7,7 +7,8 @@ Definitions (docs/features.md):
 - contribution of a feature = mean critical-path seconds per request spent in its spans;
 - saving of a caching feature = hit ratio × (mean latency of misses − mean latency of hits);
 - what-if latency = current mean − Σ contribution of features turned off
-  + Σ saving of caching features turned off + Σ last measured contribution of features turned on.
+  + Σ saving of caching features turned off + Σ last measured contribution of features turned on
+  − Σ saving of caching features turned on.
 """
 from __future__ import annotations
 

@@ -168,45 +168,43 @@ def breakdown(spans: list[SpanRecord], root: SpanRecord):
     critical: dict[str, int] = defaultdict(int)
     self_time: dict[str, int] = defaultdict(int)
     by_feature: dict[str, int] = defaultdict(int)
-
-    def credit(span: SpanRecord, ns: int) -> None:
-        if ns > 0:
-            critical[span.component] += ns
-            if span.feature:
-                by_feature[span.feature] += ns
-
-    # Self time of every span reachable from the root. The index is a tree (one parent each), so
-    # every span is reached once.
-    stack = [root]
+    # One walk over the tree (one parent each: every span is reached once). A span on the critical
+    # path comes with its window (lo, hi), and its children are taken latest end first: t only
+    # moves back, so one pass over them finds each next child the backward walk takes. The pieces
+    # are sums per component, so the order spans are walked in does not matter.
+    stack: list = [(root, (root.start, root.end))]
     while stack:
-        span = stack.pop()
+        span, window = stack.pop()
         kids = children.get(span.span_id)
-        if kids:
-            covered = _covered(span, kids)
-            stack.extend(kids)
-        else:
-            covered = 0
-        own = span.end - span.start - covered
-        self_time[span.component] += own if own > 0 else 0
-
-    # Critical path, iteratively: frames of (span, window start, window end, t). Each span is
-    # descended into at most once (a guard: the index above already rules out cycles).
-    frames = [(root, root.start, root.end, root.end)]
-    descended = {root.span_id}
-    while frames:
-        span, lo, hi, t = frames.pop()
-        best, best_start, best_end = None, 0, 0
-        for k in children.get(span.span_id, ()):
-            k_end = k.end if k.end < hi else hi
-            if k_end <= t and (best is None or k_end > best_end):
-                k_start = k.start if k.start > lo else lo
-                if k_end > k_start and k.span_id not in descended:
-                    best, best_start, best_end = k, k_start, k_end
-        if best is None:
-            credit(span, t - lo)
+        if kids is None:  # a leaf: its time is its own, and on the path its whole window
+            own = span.end - span.start
+            self_time[span.component] += own if own > 0 else 0
+            if window is not None:
+                _credit(critical, by_feature, span, window[1] - window[0])
             continue
-        credit(span, t - best_end)
-        descended.add(best.span_id)
-        frames.append((span, lo, hi, best_start))  # continue in this span before the child
-        frames.append((best, best_start, best_end, best_end))
+        own = span.end - span.start - _covered(span, kids)
+        self_time[span.component] += own if own > 0 else 0
+        if window is None:  # not on the critical path
+            stack.extend((k, None) for k in kids)
+            continue
+        lo, hi = window
+        t = hi
+        on_path = set()
+        for k in sorted(kids, key=lambda k: k.end if k.end < hi else hi, reverse=True):
+            k_end = k.end if k.end < hi else hi
+            k_start = k.start if k.start > lo else lo
+            if k_start < k_end <= t:
+                _credit(critical, by_feature, span, t - k_end)
+                stack.append((k, (k_start, k_end)))
+                on_path.add(k.span_id)
+                t = k_start
+        stack.extend((k, None) for k in kids if k.span_id not in on_path)
+        _credit(critical, by_feature, span, t - lo)
     return critical, self_time, by_feature
+
+
+def _credit(critical: dict, by_feature: dict, span: SpanRecord, ns: int) -> None:
+    if ns > 0:
+        critical[span.component] += ns
+        if span.feature:
+            by_feature[span.feature] += ns

@@ -1,10 +1,12 @@
 """Self time and critical path on hand-constructed traces (docs: DESIGN definitions)."""
 import os
+from collections import defaultdict
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from spanscope.contract import READER, read_span
-from spanscope.traces import breakdown
+from spanscope.contract import READER, SpanRecord, read_span
+from spanscope.traces import _children_index, _covered, breakdown
 
 from protospans import span, tree
 
@@ -129,3 +131,73 @@ def test_a_span_reusing_the_root_id_cannot_form_a_cycle():
     critical, self_time, _ = breakdown(recs, recs[1])
     assert {k: v / MS for k, v in critical.items() if v} == {"b": 100}
     assert sum(critical.values()) == 100 * MS
+
+
+# --- the fast walk against the definition, step by step ------------------------------------------
+
+def definition(spans, root):
+    """The critical path walked exactly as the docstring of breakdown() says (the test's oracle):
+    at every step, scan all children for the one ending last at or before t."""
+    children = _children_index(spans, root)
+    critical, self_time, by_feature = defaultdict(int), defaultdict(int), defaultdict(int)
+    stack = [root]
+    while stack:
+        s = stack.pop()
+        kids = children.get(s.span_id, [])
+        stack.extend(kids)
+        own = s.end - s.start - (_covered(s, kids) if kids else 0)
+        self_time[s.component] += max(own, 0)
+
+    def credit(s, ns):
+        if ns > 0:
+            critical[s.component] += ns
+            if s.feature:
+                by_feature[s.feature] += ns
+
+    frames = [(root, root.start, root.end, root.end)]
+    while frames:
+        s, lo, hi, t = frames.pop()
+        best = None
+        for k in children.get(s.span_id, ()):
+            k_start, k_end = max(k.start, lo), min(k.end, hi)
+            if k_start < k_end <= t and (best is None or k_end > best[2]):
+                best = (k, k_start, k_end)
+        if best is None:
+            credit(s, t - lo)
+            continue
+        k, k_start, k_end = best
+        credit(s, t - k_end)
+        frames += [(s, lo, hi, k_start), (k, k_start, k_end, k_end)]
+    return critical, self_time, by_feature
+
+
+def record(i, parent, start, end, component, feature):
+    r = SpanRecord()
+    r.span_id, r.parent_id = bytes([0] * 7 + [i]), parent
+    r.start, r.end, r.component, r.feature = start, end, component, feature
+    return r
+
+
+@st.composite
+def traces(draw):
+    """Up to 12 spans: parents among the others (or unknown, or itself), duplicate ids, children
+    outside their parent's window, ties in end times, zero-length spans."""
+    n = draw(st.integers(1, 12))
+    ids = draw(st.lists(st.integers(1, n + 2), min_size=n, max_size=n))
+    spans = []
+    for i in range(n):
+        start = draw(st.integers(0, 100))
+        end = start + draw(st.integers(0, 60))
+        parent = b"" if i == 0 else bytes([0] * 7 + [draw(st.sampled_from(ids + [99]))])
+        spans.append(record(ids[i], parent, start, end, draw(st.sampled_from("abc")),
+                            draw(st.sampled_from([None, "f", "g"]))))
+    return spans
+
+
+@settings(max_examples=400, deadline=None)
+@given(traces())
+def test_breakdown_matches_the_definition(spans):
+    root = spans[0]
+    assert breakdown(spans, root) == definition(spans, root)
+    critical, _, _ = breakdown(spans, root)
+    assert sum(critical.values()) == root.end - root.start

@@ -69,7 +69,9 @@ class Exporter:
                                  on_rating=self.rollups.observe_rating)
         self.recorder.component_features = self.features.component_features()
         self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe,
-                                self.rollups.observe, self.interactions.observe]
+                                self.rollups.observe]
+        if self.interactions.enabled:
+            self.recorder.sinks.append(self.interactions.observe)
         scenarios = config["features.scenarios"]
         self.state: dict = {"ready": False,
                             "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios),

@@ -150,6 +150,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "auth.bearer_token": _optional_str,
     "auth.bearer_token_file": _optional_str,
     "feedback.retention": _seconds,
+    "store.enabled": _bool,
     "store.url": _optional_str,
     "store.queue_size": _positive_int,
     "store.batch_size": _positive_int,

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .recorder import RequestSummary
+from .store import StoreDisabled
 
 TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 MAX_COMMENT = 2000
@@ -84,6 +85,8 @@ class Feedback:
         try:
             saved = await self.store.run(self.store.save_feedback, rating.interaction_id, rating.rating,
                                          rating.comment)
+        except StoreDisabled as exc:
+            raise FeedbackError(404, str(exc)) from None
         except Exception as exc:  # the database refused or is unreachable: nothing was stored
             raise FeedbackError(503, f"could not store the rating, retry later: {' '.join(str(exc).split())}") \
                 from None

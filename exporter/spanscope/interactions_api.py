@@ -20,7 +20,7 @@ from aiohttp import web
 
 from .api import error
 from .interactions import MAX_USER_ID, iso
-from .store import InteractionStore
+from .store import InteractionStore, StoreDisabled
 from .web import lock_free
 
 MAX_LIMIT = 500
@@ -100,7 +100,7 @@ def _next_offset(items: list, limit: int, offset: int) -> int | None:
 
 
 def endpoint(handler):
-    """Lock-free, with BadParameter as 400 and an unreachable database as 503."""
+    """Lock-free, with BadParameter as 400, a disabled store as 404 and an unreachable database as 503."""
 
     @functools.wraps(handler)
     async def wrapped(self, request: web.Request):
@@ -108,6 +108,8 @@ def endpoint(handler):
             return await handler(self, request)
         except BadParameter as exc:
             return error(400, str(exc))
+        except StoreDisabled as exc:
+            return error(404, str(exc))
         except Exception as exc:
             if isinstance(exc, web.HTTPException):
                 raise

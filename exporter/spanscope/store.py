@@ -68,10 +68,15 @@ def read_salt(config: Config) -> str | None:
     return salt
 
 
+class StoreDisabled(Exception):
+    """store.enabled is false: the API of interactions, users and feedback has nothing to answer with."""
+
+
 class InteractionStore:
     def __init__(self, location: Location, users: UserIds, queue_size: int = 10_000, batch_size: int = 5000,
                  flush_interval: float = 1.0, retention: float = 30 * 86400, feedback_retention: float = 30 * 86400,
-                 max_rows: int | None = None, cleanup_interval: float = 60.0, clock=time.time):
+                 max_rows: int | None = None, cleanup_interval: float = 60.0, clock=time.time, enabled: bool = True):
+        self.enabled = enabled  # false: nothing is opened, written or answered (the API says so: 404)
         self.location = location
         self.users = users
         self.queue_size = queue_size
@@ -105,11 +110,14 @@ class InteractionStore:
                     queue_size=config["store.queue_size"], batch_size=config["store.batch_size"],
                     flush_interval=config["store.flush_interval"],
                     retention=config["store.retention"], feedback_retention=config["feedback.retention"],
-                    max_rows=config["store.max_rows"], cleanup_interval=config["store.cleanup_interval"])
+                    max_rows=config["store.max_rows"], cleanup_interval=config["store.cleanup_interval"],
+                    enabled=config["store.enabled"])
         return store
 
     def open(self) -> None:
         """Connect both connections and migrate the schema; ConfigError naming the path when unusable."""
+        if not self.enabled:
+            return
         if self.location.temporary and self.location.path is None:
             self.location = temporary_location()
             log.warning("store.url is not set: interactions and feedback go to a temporary database (%s) that "
@@ -160,6 +168,8 @@ class InteractionStore:
 
     def start(self) -> None:
         """Open the database (when not yet open) and start the writer thread."""
+        if not self.enabled:
+            return
         if self._writer_db is None:
             self.open()
         self._thread = threading.Thread(target=self._run, name="interaction-writer", daemon=True)
@@ -284,6 +294,9 @@ class InteractionStore:
 
     async def run(self, method, *args):
         """Run a blocking API method on the store's API thread (not the event loop, not the default executor)."""
+        if not self.enabled:
+            raise StoreDisabled("the interaction store is disabled (store.enabled: false): no interactions, "
+                                "user statistics or feedback are kept")
         return await asyncio.get_running_loop().run_in_executor(self._api_thread, functools.partial(method, *args))
 
     def _call(self, fn, *args):

@@ -198,3 +198,23 @@ def test_a_blocked_database_does_not_slow_ingest(request, tmp_path, backend):
             assert 20 <= value(scrape(proc.urls["web"]), "spanscope_interactions_written_total") <= 25
         finally:
             proc.stop()
+
+
+def test_a_disabled_store_keeps_nothing_and_says_so(tmp_path):
+    proc = start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, "store": {"enabled": False}})
+    try:
+        service = f"svc-{uuid.uuid4().hex[:6]}"
+        tp = provider(http_exporter(proc.urls["http"]), service)
+        root = emit(tp.get_tracer("t"), request_tree("someone"))
+        tp.shutdown()
+        s = wait_until(lambda: (lambda s: s if value(s, "pipeline_requests_total", service=service) == 1 else None)(
+            scrape(proc.urls["web"])), what="the request counted")
+        assert value(s, "spanscope_interactions_written_total") == 0
+        trace_id = trace_id_hex(root)
+        for status, doc in (get(proc, f"/api/v1/interactions/{trace_id}"), get(proc, "/api/v1/users/someone/stats"),
+                            get(proc, "/api/v1/feedback"), rate(proc, trace_id, 5)):
+            assert status == 404
+            assert "store.enabled: false" in doc["error"]
+        assert "temporary database" not in proc.log()  # no store was opened
+    finally:
+        proc.stop()

@@ -11,40 +11,61 @@ import bcrypt
 import pytest
 
 from processes import PYTHON, free_port, spawn, wait_until
-from sdk import emit, grpc_exporter, http_exporter, provider
+from sdk import emit, http_exporter, provider
 
 USER, PASSWORD, TOKEN = "prometheus", "correct horse", "write-token"
 
 
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory):
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def server_certificate(d):
+    """server.key and a self-signed server.crt for 127.0.0.1 in `d`."""
     if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make the test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(d / "server.key"), "-out", str(d / "server.crt")], check=True, capture_output=True)
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    (d / "web.yml").write_text(json.dumps({"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
-                                           "basic_auth_users": {USER: hashed}}))
-    ports = {name: free_port() for name in ("http", "grpc", "web")}
-    proc = spawn([PYTHON, "-m", "spanscope.cli", "--web-config-file", str(d / "web.yml"),
-                  "--otlp-http", f"127.0.0.1:{ports['http']}", "--otlp-grpc", f"127.0.0.1:{ports['grpc']}",
-                  "--web", f"127.0.0.1:{ports['web']}", "--set", "shutdown.grace=0",
-                  "--set", "traces.finish_delay=0.05", "--set", f"auth.bearer_token={TOKEN}"], d, "secured")
-    ctx = ssl.create_default_context(cafile=str(d / "server.crt"))
-    proc.urls = {"web": f"https://127.0.0.1:{ports['web']}", "http": f"https://127.0.0.1:{ports['http']}",
-                 "grpc": f"127.0.0.1:{ports['grpc']}", "ca": str(d / "server.crt"), "ctx": ctx}
+        pytest.fail("openssl is needed to make the test certificates")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", "server.key", "-out", "server.crt",
+            cwd=d)
+
+
+def start_with_web_config(d, name: str, web_config: dict, ready_context: ssl.SSLContext, *settings: str):
+    """The exporter with `web_config` as its web config file, on free ports, once /readyz answers
+    over TLS with `ready_context`; proc.ports holds the ports."""
+    (d / "web.yml").write_text(json.dumps(web_config))
+    ports = {listener: free_port() for listener in ("http", "grpc", "web")}
+    args = [PYTHON, "-m", "spanscope.cli", "--web-config-file", str(d / "web.yml"),
+            "--otlp-http", f"127.0.0.1:{ports['http']}", "--otlp-grpc", f"127.0.0.1:{ports['grpc']}",
+            "--web", f"127.0.0.1:{ports['web']}", "--set", "shutdown.grace=0"]
+    proc = spawn(args + [a for setting in settings for a in ("--set", setting)], d, name)
+    proc.ports = ports
 
     def ready():
         try:
-            with urllib.request.urlopen(proc.urls["web"] + "/readyz", context=ctx, timeout=2) as r:
+            with urllib.request.urlopen(f"https://127.0.0.1:{ports['web']}/readyz", context=ready_context,
+                                        timeout=2) as r:
                 return r.status == 200
         except OSError:
             assert proc.popen.poll() is None, proc.log()
             return False
 
-    wait_until(ready, what="TLS exporter ready")
+    wait_until(ready, what=f"{name} exporter ready")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    server_certificate(d)
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    ctx = ssl.create_default_context(cafile=str(d / "server.crt"))
+    proc = start_with_web_config(
+        d, "secured", {"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+                       "basic_auth_users": {USER: hashed}},
+        ctx, "traces.finish_delay=0.05", f"auth.bearer_token={TOKEN}")
+    ports = proc.ports
+    proc.urls = {"web": f"https://127.0.0.1:{ports['web']}", "http": f"https://127.0.0.1:{ports['http']}",
+                 "grpc": f"127.0.0.1:{ports['grpc']}", "ca": str(d / "server.crt"), "ctx": ctx}
     yield proc
     proc.stop()
 
@@ -118,33 +139,17 @@ def test_unauthenticated_otlp_http_is_refused(secured, monkeypatch):
     tp.shutdown()
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def mutual(tmp_path_factory):
     """An exporter whose listeners require client certificates signed by its client CA."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make the test certificates")
     d = tmp_path_factory.mktemp("mtls")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", "server.key", "-out", "server.crt",
-            cwd=d)
+    server_certificate(d)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=client-ca",
             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=client", "-keyout", "client.key",
             "-out", "client.csr", cwd=d)
     openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-days", "1", "-out", "client.crt", cwd=d)
-    (d / "web.yml").write_text(json.dumps({"tls_server_config": {
-        "cert_file": "server.crt", "key_file": "server.key",
-        "client_ca_file": "ca.crt", "client_auth_type": "RequireAndVerifyClientCert"}}))
-    ports = {name: free_port() for name in ("http", "grpc", "web")}
-    proc = spawn([PYTHON, "-m", "spanscope.cli", "--web-config-file", str(d / "web.yml"),
-                  "--otlp-http", f"127.0.0.1:{ports['http']}", "--otlp-grpc", f"127.0.0.1:{ports['grpc']}",
-                  "--web", f"127.0.0.1:{ports['web']}", "--set", "shutdown.grace=0"], d, "mutual")
-    proc.dir, proc.ports = d, ports
 
     def context(with_cert: bool) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(d / "server.crt"))
@@ -152,18 +157,10 @@ def mutual(tmp_path_factory):
             ctx.load_cert_chain(str(d / "client.crt"), str(d / "client.key"))
         return ctx
 
-    proc.context = context
-
-    def ready():
-        try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{ports['web']}/readyz", context=context(True),
-                                        timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            assert proc.popen.poll() is None, proc.log()
-            return False
-
-    wait_until(ready, what="mutual-TLS exporter ready")
+    proc = start_with_web_config(d, "mutual", {"tls_server_config": {
+        "cert_file": "server.crt", "key_file": "server.key",
+        "client_ca_file": "ca.crt", "client_auth_type": "RequireAndVerifyClientCert"}}, context(True))
+    proc.dir, proc.context = d, context
     yield proc
     proc.stop()
 
@@ -195,8 +192,7 @@ def test_client_certificates_are_required_on_otlp_grpc(mutual):
 def test_client_auth_without_a_client_ca_is_a_configuration_error(tmp_path):
     (tmp_path / "web.yml").write_text(json.dumps({"tls_server_config": {
         "cert_file": "server.crt", "key_file": "server.key", "client_auth_type": "RequireAndVerifyClientCert"}}))
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-            "-keyout", "server.key", "-out", "server.crt", cwd=tmp_path)
+    server_certificate(tmp_path)
     run = subprocess.run([PYTHON, "-m", "spanscope.cli", "--web-config-file", str(tmp_path / "web.yml"),
                           "--check-config"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run.stderr

@@ -5,7 +5,7 @@ google.rpc.Status for an undecodable body; 413 above the body limit (compressed 
 415 for an unsupported content type or encoding; 503 with Retry-After when the ingest queue or its
 byte budget is full. Responses use the request's content type. A body's bytes count against the
 budget as they arrive, so a sender that announces a large body and sends it slowly holds only what
-it has sent.
+it has sent; a gzip body counts its compressed size, and is inflated by the ingest worker.
 """
 from __future__ import annotations
 
@@ -52,6 +52,13 @@ async def _read_body(request: web.Request, limit: int, held: Held) -> bytes:
     return b"".join(chunks)
 
 
+def _inflate_and_read(read, body: bytes, limit: int) -> list:
+    # In the ingest worker, just before decoding: the event loop never inflates, and a queued gzip
+    # body holds only its compressed bytes of limits.ingest_bytes. The worker takes one request
+    # at a time, so at most one decompressed body (<= limit) exists beyond the budget.
+    return read(otlp.gunzip(body, limit))
+
+
 def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
     m = ingest.m
 
@@ -74,9 +81,9 @@ def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
             try:
                 body = await asyncio.wait_for(_read_body(request, max_body, held), body_timeout)
                 if encoding == "gzip":
-                    body = otlp.gunzip(body, max_body)
-                    held.resize(len(body))
-                result = await ingest.submit(partial(read, body), protocol, held)
+                    result = await ingest.submit(partial(_inflate_and_read, read, body, max_body), protocol, held)
+                else:
+                    result = await ingest.submit(partial(read, body), protocol, held)
             except otlp.PayloadTooLarge as exc:
                 return answer(413, str(exc))
             except otlp.InvalidPayload as exc:

@@ -5,6 +5,7 @@ delivers it once bytes are released, and a sender that gives up releases what it
 A held body is made certain, not left to timing: a raw connection announces a body (Content-Length,
 or chunks) and sends only part of it, so what it sent stays held until the test finishes or drops it.
 """
+import gzip
 import socket
 import sys
 import threading
@@ -21,6 +22,7 @@ from sdk import grpc_exporter, http_exporter, make_batches, scrape, value
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import payloads  # noqa: E402
+from common import span_count  # noqa: E402
 
 BUDGET = 100_000
 HELD = 80_000  # what the partial body sends: later requests over 20 000 bytes do not fit
@@ -154,5 +156,27 @@ def test_an_announced_body_holds_only_what_was_sent(tmp_path):
         for sock in slow:
             sock.close()
         wait_until(lambda: held(proc) == 0, what="the dropped bodies released")
+    finally:
+        proc.stop()
+
+
+def test_gzip_body_holds_its_compressed_size(tmp_path):
+    """A gzip body counts what was sent: the ingest worker inflates it just before decoding."""
+    proc = start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, "limits": {"ingest_bytes": BUDGET}})
+    try:
+        raw = body_of()
+        body = gzip.compress(raw)
+        assert len(body) < BUDGET - HELD < len(raw)  # fits compressed, not inflated
+        sock = partial_post(proc.urls["http"], b"\x0a" * HELD, HELD + 1)
+        wait_until(lambda: held(proc) == HELD, what="the bytes sent held")
+        req = urllib.request.Request(proc.urls["http"] + "/v1/traces", data=body, headers={
+            "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+        s = scrape(proc.urls["web"])
+        assert value(s, "spanscope_spans_received_total", protocol="http_protobuf") == span_count(raw)
+        assert value(s, "spanscope_ingest_bytes") == HELD
+        assert throttled(proc) == 0
+        sock.close()
     finally:
         proc.stop()

@@ -125,7 +125,7 @@ class Exporter:
         await self._serve(self.web_app, c["listen.web"], "web")
         await self._serve(self.http_app, c["listen.otlp_http"], "OTLP/HTTP")
         self._grpc = receiver_grpc.make_server(self.ingest, c["listen.otlp_grpc"], c["limits.max_grpc_message_bytes"],
-                                               self.security)
+                                               c["limits.grpc_calls"], self.security)
         await self._grpc.start()
         self.state["ready"] = True
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",

@@ -154,6 +154,10 @@ class Metrics:
         self.held_bytes = g("spanscope_ingest_bytes",
                             "Bytes of export request bodies held: being received, queued or processed.")
         self.held_bytes.set((), 0)
+        self.grpc_receiving = g("spanscope_grpc_calls_receiving",
+                                "OTLP/gRPC export calls whose message is being received (bounded by limits.grpc_calls).")
+        self.grpc_receiving.set((), 0)
+        self.throttled.touch(("grpc", "grpc_calls"))
         # Rare events start at zero: a healthy exporter shows 0, not "no data".
         for protocol in PROTOCOLS:
             for limit in THROTTLE_REASONS:

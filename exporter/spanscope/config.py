@@ -128,6 +128,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "histograms.duration_buckets": _buckets,
     "limits.max_body_bytes": _positive_int,
     "limits.max_grpc_message_bytes": _positive_int,
+    "limits.grpc_calls": _positive_int,
     "limits.max_series_per_metric": _positive_int,
     "limits.label_values": _positive_int,
     "limits.tenant_values": _positive_int,

@@ -1,7 +1,8 @@
 """OTLP/gRPC receiver: the TraceService on grpc.aio, sharing the event loop with the web server.
 
-Overload (the ingest queue or its byte budget full) answers UNAVAILABLE with a google.rpc.RetryInfo
-detail, which the OpenTelemetry SDK's exporter honours as the delay before its retry. The method
+Overload (the ingest queue or its byte budget full, or limits.grpc_calls calls already being
+received) answers UNAVAILABLE with a google.rpc.RetryInfo detail, which the OpenTelemetry SDK's
+exporter honours as the delay before its retry. The method
 takes the request's bytes undecoded, so the ingest worker decodes them as it does OTLP/HTTP's; an
 invalid body is INVALID_ARGUMENT.
 """
@@ -35,11 +36,32 @@ def _unavailable(message: str, retry_after: float) -> grpc.Status:
 
 
 class TraceService:
-    def __init__(self, ingest: Ingest):
-        self.ingest = ingest
+    """Export, registered as a request-streaming method so that it runs before the request message
+    is read: a call is admitted (at most `max_calls` being received at once) before gRPC receives
+    its message, and refused otherwise without reading it. Clients call it as the unary method it is;
+    the wire format is the same."""
 
-    async def Export(self, body: bytes, context):  # noqa: N802 - the gRPC method name
+    def __init__(self, ingest: Ingest, max_calls: int):
+        self.ingest = ingest
+        self.max_calls = max_calls
+        self.receiving = 0
+
+    async def Export(self, requests, context):  # noqa: N802 - the gRPC method name
         m = self.ingest.m
+        if self.receiving >= self.max_calls:
+            m.throttled.inc(("grpc", "grpc_calls"))
+            m.export_requests.inc(("grpc", "UNAVAILABLE"))
+            await context.abort_with_status(_unavailable(
+                f"{self.receiving} gRPC export calls being received (limits.grpc_calls {self.max_calls}), "
+                f"retry after {self.ingest.retry_after:g}s", self.ingest.retry_after))
+        self._receiving(+1)
+        try:
+            body = await context.read()
+        finally:
+            self._receiving(-1)
+        if body is grpc.aio.EOF:
+            m.export_requests.inc(("grpc", "INVALID_ARGUMENT"))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no ExportTraceServiceRequest message in the call")
         # gRPC has received the whole message by now: it counts against the budget from here on.
         with self.ingest.holding("grpc") as held:
             try:
@@ -58,14 +80,19 @@ class TraceService:
             response.partial_success.error_message = result.message
         return response
 
+    def _receiving(self, delta: int) -> None:
+        self.receiving += delta
+        self.ingest.m.grpc_receiving.set((), self.receiving)
 
-def make_server(ingest: Ingest, address: str, max_message_bytes: int, security=None) -> grpc.aio.Server:
+
+def make_server(ingest: Ingest, address: str, max_message_bytes: int, max_calls: int,
+                security=None) -> grpc.aio.Server:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
-    export = grpc.unary_unary_rpc_method_handler(
-        TraceService(ingest).Export, request_deserializer=None,
+    export = grpc.stream_unary_rpc_method_handler(
+        TraceService(ingest, max_calls).Export, request_deserializer=None,
         response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": export}),))
     if security is not None and security.cert_pem:

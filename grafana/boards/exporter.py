@@ -36,8 +36,9 @@ def build():
                    Q(sum_rate("spanscope_export_requests_total", *SELF, by=("protocol", "code")),
                      "{{protocol}} {{code}}"), stack=True),
         timeseries("Throttled export requests", "Export requests per second refused with a retry delay, by the "
-                   "limit reached: ingest_queue (requests waiting) or ingest_bytes (bytes of request bodies "
-                   "held). Senders retry after Retry-After; if it persists, add replicas.", "reqps",
+                   "limit reached: ingest_queue (requests waiting), ingest_bytes (bytes of request bodies "
+                   "held) or grpc_calls (OTLP/gRPC calls being received). Senders retry after Retry-After; "
+                   "if it persists, add replicas.", "reqps",
                    Q(sum_rate("spanscope_requests_throttled_total", *SELF, by=("instance", "protocol", "reason")),
                      "{{instance}} {{protocol}} {{reason}}")),
         timeseries("Ingest queue depth", "Export requests waiting to be processed (limits.ingest_queue is the "
@@ -45,6 +46,9 @@ def build():
         timeseries("Request bodies held", "Bytes of export request bodies being received, queued or processed "
                    "(limits.ingest_bytes is the budget).", "bytes",
                    Q(gauge_per_instance("spanscope_ingest_bytes"), "{{instance}}")),
+        timeseries("OTLP/gRPC calls being received", "gRPC export calls whose message is still arriving "
+                   "(limits.grpc_calls is the maximum; more are refused before their message is read).", "short",
+                   Q(gauge_per_instance("spanscope_grpc_calls_receiving"), "{{instance}}")),
         timeseries("Processing time", "Time to interpret and aggregate one export request.", "s",
                    Q(quantile(0.5, "spanscope_processing_seconds", *SELF, by=("instance",)), "p50 {{instance}}"),
                    Q(quantile(0.99, "spanscope_processing_seconds", *SELF, by=("instance",)), "p99 {{instance}}")),

@@ -1,4 +1,5 @@
-"""Hostile and malformed OTLP/HTTP requests get the right 4xx; the exporter keeps its counts."""
+"""Hostile and malformed OTLP/HTTP requests get the right 4xx, and OTLP/gRPC calls the right status
+code; the exporter keeps its counts."""
 import gzip
 import json
 import os
@@ -6,6 +7,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import grpc
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -20,7 +22,8 @@ LIMIT = 64 * 1024
 @pytest.fixture(scope="module")
 def small_exporter(tmp_path_factory):
     proc = start_exporter(tmp_path_factory.mktemp("bad"),
-                          {"traces": {"finish_delay": 0.05}, "limits": {"max_body_bytes": LIMIT}})
+                          {"traces": {"finish_delay": 0.05},
+                           "limits": {"max_body_bytes": LIMIT, "max_grpc_message_bytes": LIMIT}})
     yield proc
     proc.stop()
 
@@ -78,6 +81,28 @@ def test_bad_request_gets_the_right_status_and_a_clear_message(small_exporter, b
     s = scrape(small_exporter.urls["web"])
     assert value(s, "pipeline_requests_total", service=baseline) == 1  # still serving, counts intact
     assert value(s, "spanscope_export_requests_total", code=str(expected)) >= 1
+
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+GRPC_CASES = {  # messages sent in one call (request-streaming, so that "none" can be sent), expected code
+    "malformed protobuf": ([b"\x0a\xff\xff\xff"], grpc.StatusCode.INVALID_ARGUMENT),
+    "no message": ([], grpc.StatusCode.INVALID_ARGUMENT),
+    "oversized message": ([b"\x0a" * (LIMIT + 1)], grpc.StatusCode.RESOURCE_EXHAUSTED),
+}
+
+
+@pytest.mark.parametrize("case", list(GRPC_CASES))
+def test_bad_grpc_call_gets_the_right_code_and_a_clear_message(small_exporter, baseline, case):
+    messages, expected = GRPC_CASES[case]
+    with grpc.insecure_channel(small_exporter.urls["grpc"]) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            channel.stream_unary(EXPORT)(iter(messages), timeout=10)
+    assert err.value.code() == expected
+    assert err.value.details()
+    s = scrape(small_exporter.urls["web"])
+    assert value(s, "pipeline_requests_total", service=baseline) == 1  # still serving, counts intact
+    if expected == grpc.StatusCode.INVALID_ARGUMENT:
+        assert value(s, "spanscope_export_requests_total", protocol="grpc", code="INVALID_ARGUMENT") >= 1
 
 
 def test_invalid_spans_are_rejected_with_partial_success(small_exporter):

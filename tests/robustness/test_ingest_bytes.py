@@ -1,6 +1,7 @@
 """The byte budget of request bodies (limits.ingest_bytes): bytes count as they arrive, until the
 request is processed; a request that does not fit is refused with a retry delay, the SDK's retry
-delivers it once bytes are released, and a sender that gives up releases what it held.
+delivers it once bytes are released, and a sender that gives up releases what it held. And what
+gRPC buffers before a message counts: at most limits.grpc_calls calls being received at once.
 
 A held body is made certain, not left to timing: a raw connection announces a body (Content-Length,
 or chunks) and sends only part of it, so what it sent stays held until the test finishes or drops it.
@@ -13,6 +14,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import grpc
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -47,8 +50,8 @@ def held(proc) -> float:
     return value(scrape(proc.urls["web"]), "spanscope_ingest_bytes")
 
 
-def throttled(proc, **labels) -> float:
-    return value(scrape(proc.urls["web"]), "spanscope_requests_throttled_total", reason="ingest_bytes", **labels)
+def throttled(proc, reason: str = "ingest_bytes", **labels) -> float:
+    return value(scrape(proc.urls["web"]), "spanscope_requests_throttled_total", reason=reason, **labels)
 
 
 def export_in_background(exporter, batch) -> tuple[threading.Thread, list]:
@@ -179,4 +182,37 @@ def test_gzip_body_holds_its_compressed_size(tmp_path):
         assert throttled(proc) == 0
         sock.close()
     finally:
+        proc.stop()
+
+
+def test_grpc_calls_being_received_are_bounded_and_the_sdk_retry_delivers(tmp_path):
+    proc = start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, "limits": {"grpc_calls": 2}})
+    channel = grpc.insecure_channel(proc.urls["grpc"])
+    try:
+        release = threading.Event()
+        body = body_of()
+
+        def message_later():
+            release.wait(60)  # the call is open, its message not sent yet
+            yield body
+
+        open_call = channel.stream_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        stalled = [open_call.future(message_later(), timeout=60) for _ in range(2)]
+        wait_until(lambda: value(scrape(proc.urls["web"]), "spanscope_grpc_calls_receiving") == 2,
+                   what="two calls being received")
+
+        exporter = grpc_exporter(proc.urls["grpc"], timeout=60)
+        batch = make_batches("grpc-calls", 1)[0]
+        sending = export_in_background(exporter, batch)
+        wait_until(lambda: throttled(proc, "grpc_calls", protocol="grpc") >= 1, what="the SDK's call refused")
+        assert value(scrape(proc.urls["web"]), "spanscope_export_requests_total", protocol="grpc",
+                     code="UNAVAILABLE") >= 1
+
+        release.set()  # the open calls send their message: received, processed, answered
+        for call in stalled:
+            call.result(timeout=30)
+        assert_delivered(proc, exporter, sending, batch, "grpc-calls")
+        assert value(scrape(proc.urls["web"]), "spanscope_grpc_calls_receiving") == 0
+    finally:
+        channel.close()
         proc.stop()

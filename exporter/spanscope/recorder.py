@@ -128,7 +128,7 @@ class Recorder:
             self._record_cache(r.cache, svc)
         if r.flags:  # labelled once here; the request's variants (record_trace) reuse them
             label = self.label
-            r.flags = [(label("flag", f), label("variant", v), label("reason", why)) for f, v, why in r.flags]
+            r.flags = tuple([(label("flag", f), label("variant", v), label("reason", why)) for f, v, why in r.flags])
             for key in r.flags:
                 m.flag_evaluations.inc((svc, *key))
         if r.resilience is not None or r.breaker_events:

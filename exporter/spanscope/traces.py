@@ -78,6 +78,7 @@ class Assembler:
             trace.dropped += 1
             self.dropped_spans += 1
             return
+        rec.trace_id = trace.trace_id  # one string per trace, not one per pending span
         trace.span_ids.add(rec.span_id)
         trace.spans.append(rec)
         if rec.is_root and trace.root is None:

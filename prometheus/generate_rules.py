@@ -844,6 +844,12 @@ def _human_days(seconds: float) -> str:
     return f"{seconds / 86400:.1f}d" if seconds >= 86400 else f"{seconds / 3600:.1f}h"
 
 
+def _objective(value, path: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise GeneratorError(f"thresholds.yml: {path} must be a number between 0 and 1, got {value!r}")
+    return Decimal(str(value))
+
+
 def slo_groups(t: Thresholds) -> list[Group]:
     period = t.duration("slo.period")
     burn_rates = t.get("slo.burn_rates")
@@ -854,12 +860,14 @@ def slo_groups(t: Thresholds) -> list[Group]:
             alert="PipelineErrorBudgetBurn",
             bad=lambda w: srate("pipeline_requests_total", ("service",), 'status="error"', w),
             total=lambda w: srate("pipeline_requests_total", ("service",), window=w),
+            counted="pipeline_requests_total",
             what="requests failed",
             objective_text=lambda o: f"{pct(o)} availability",
             keys=["slo.objectives.availability.objective"]),
         "latency": dict(
             alert="PipelineLatencyBudgetBurn",
             total=lambda w: srate("pipeline_request_duration_seconds_count", ("service",), window=w),
+            counted="pipeline_request_duration_seconds_count",
             what="requests were slower than {}",
             objective_text=lambda o: f"{pct(o)} latency",
             keys=["slo.objectives.latency.objective", "slo.objectives.latency.threshold_seconds"]),
@@ -873,20 +881,36 @@ def slo_groups(t: Thresholds) -> list[Group]:
     slis["latency"]["what"] = f"requests took longer than {seconds_text(lat)}"
 
     for slo, spec in slis.items():
-        objective = Decimal(str(t.number(f"slo.objectives.{slo}.objective")))
-        if not 0 < objective < 1:
-            raise GeneratorError(f"slo.objectives.{slo}.objective must be between 0 and 1")
+        objective = _objective(t.get(f"slo.objectives.{slo}.objective"), f"slo.objectives.{slo}.objective")
         budget = 1 - objective
+        services = t.get(f"slo.objectives.{slo}.services") or {}
+        if not isinstance(services, dict):
+            raise GeneratorError(f"thresholds.yml: slo.objectives.{slo}.services must map service names "
+                                 f"to objectives, got {services!r}")
+        overrides = {str(name): _objective(o, f"slo.objectives.{slo}.services[{name!r}]")
+                     for name, o in services.items()}
         rules: list = [
             Record("slo:objective:ratio", f"vector({num(objective)})", {"slo": slo}),
             Record("slo:error_budget:ratio", f"vector({num(budget)})", {"slo": slo}),
         ]
+        for name, o in overrides.items():
+            rules += [Record("slo:objective:ratio", f"vector({num(o)})", {"slo": slo, "service": name}),
+                      Record("slo:error_budget:ratio", f"vector({num(1 - o)})", {"slo": slo, "service": name})]
         for w in windows:
             if slo == "availability":
                 expr = ratio(spec["bad"](w), spec["total"](w))
             else:  # slow = all - within threshold; never negative, never missing
                 expr = f"{spec['bad'](w)}\n/\n{spec['total'](w)}"
             rules.append(Record(f"slo:sli_error:ratio_rate{w}", expr, {"slo": slo}))
+        # The budget of every service the SLI counts: its own objective's, else the default's.
+        known = f"group by (service) ({spec['counted']})"
+        default = f"{known} * {num(budget)}"
+        if overrides:
+            own = "\nor\n".join(f'label_replace(vector({num(1 - o)}), "service", "{name}", "", "")'
+                                 for name, o in overrides.items())
+            default = f"(\n{own}\n)\nor on (service)\n{default}"
+        rules.append(Record("slo:service_error_budget:ratio", default, {"slo": slo}))
+        budget_of = f'slo:service_error_budget:ratio{{slo="{slo}"}}'  # same labels: service, slo
         for i, br in enumerate(burn_rates):
             sev, long_w, short_w = br["severity"], br["long"], br["short"]
             factor = Decimal(str(br["factor"]))
@@ -895,20 +919,21 @@ def slo_groups(t: Thresholds) -> list[Group]:
             for_ = br["for"]
             if not DURATION_RE.match(str(for_)):
                 raise GeneratorError(f"slo.burn_rates[{i}].for must be a duration, got {for_!r}")
-            limit = f"({num(factor)} * {num(budget)})"
             exhaust = _human_days(_duration_seconds(period) / float(factor))
+            objective_text = spec["objective_text"](objective) + (
+                " (or the service's own, slo.objectives." + slo + ".services)" if overrides else "")
             rules.append(Alert(
                 spec["alert"], "slo", sev,
-                f'slo:sli_error:ratio_rate{long_w}{{slo="{slo}"}} > {limit}\n'
-                f'and\nslo:sli_error:ratio_rate{short_w}{{slo="{slo}"}} > {limit}', for_,
+                f'slo:sli_error:ratio_rate{long_w}{{slo="{slo}"}} > {num(factor)} * {budget_of}\n'
+                f'and\nslo:sli_error:ratio_rate{short_w}{{slo="{slo}"}} > {num(factor)} * {budget_of}', for_,
                 f"Pipeline {slo} error budget is burning "
                 + ("fast" if sev == "critical" else "steadily"),
                 "{{ $labels.service }}: {{ $value | humanizePercentage }} of " + spec["what"]
                 + f" over the last {long_w} (and the last {short_w} still shows the burn), spending the "
-                f"{spec['objective_text'](objective)} error budget {num(factor)}x faster than the "
+                f"{objective_text} error budget {num(factor)}x faster than the "
                 f"{period} period allows: at this rate it is gone in {exhaust}.",
-                f"{slo} SLI error ratio > {num(factor)}x budget over {long_w} and {short_w}",
-                spec["keys"] + [f"slo.burn_rates[{i}]", "slo.period"],
+                f"{slo} SLI error ratio > {num(factor)}x the service's budget over {long_w} and {short_w}",
+                spec["keys"] + [f"slo.objectives.{slo}.services", f"slo.burn_rates[{i}]", "slo.period"],
                 labels={"slo": slo, "long_window": long_w, "short_window": short_w}))
         groups.append(Group(f"spanscope.slo.{slo}", rules))
     return groups
@@ -1016,6 +1041,12 @@ def alert_route(alert: Alert, t: Thresholds, am_config: dict) -> list[str]:
     return route_receivers(am_config["route"], labels)
 
 
+def _own_objectives(t: Thresholds) -> str:
+    own = [f"{name} {pct(o)} ({slo})" for slo in ("availability", "latency")
+           for name, o in (t.get(f"slo.objectives.{slo}.services") or {}).items()]
+    return ": " + ", ".join(own) if own else ": none is set"
+
+
 def alerts_doc(gen: Generated, am_config: dict | None) -> str:
     t = gen.thresholds
     lines = [
@@ -1077,8 +1108,12 @@ def alerts_doc(gen: Generated, am_config: dict | None) -> str:
         f"| availability | {pct(t.get('slo.objectives.availability.objective'))} | requests with `status=\"error\"` / all requests (`pipeline_requests_total`) |",
         f"| latency | {pct(t.get('slo.objectives.latency.objective'))} | requests slower than {seconds_text(t.get('slo.objectives.latency.threshold_seconds'))} / all requests (`pipeline_request_duration_seconds`) |",
         "",
+        "A service can have an objective of its own (`slo.objectives.<slo>.services`, e.g.",
+        "`{checkout-api: 0.999}`)" + _own_objectives(t) + "; the others get the objective above.",
+        "`slo:service_error_budget:ratio` holds each service's budget (`1 - objective`).",
+        "",
         "Burn-rate alerts (Google SRE workbook, multi-window multi-burn-rate): each fires when the SLI",
-        "error ratio exceeds `factor x (1 - objective)` over both the long and the short window.",
+        "error ratio exceeds `factor x (1 - the service's objective)` over both the long and the short window.",
         "",
         "| Severity | Long window | Short window | Factor | `for` |",
         "|---|---|---|---|---|",

@@ -27,10 +27,11 @@ ERROR_RATIO = ratio(or_zero(sum_rate(REQ, SERVICE, MODE, 'status="error"')), sum
 
 
 def burn_rate(slo: str, window: str) -> str:
-    """SLO error ratio over `window` / error budget, from the recording rules of prometheus/rules/slo.yml
-    (the same series the multi-window burn-rate alerts read; objectives live in thresholds.yml)."""
+    """SLO error ratio over `window` / the service's error budget, from the recording rules of
+    prometheus/rules/slo.yml (the same series the multi-window burn-rate alerts read; objectives,
+    per service where set, live in thresholds.yml)."""
     return (f'slo:sli_error:ratio_rate{window}{{slo="{slo}",{SERVICE}}}\n'
-            f'/ on (slo) group_left ()\nslo:error_budget:ratio{{slo="{slo}"}}')
+            f'/\nslo:service_error_budget:ratio{{slo="{slo}"}}')
 
 
 def build():

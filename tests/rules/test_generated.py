@@ -68,6 +68,9 @@ def test_override_changes_only_the_overridden_value(generator):
     ({"alerts.NoSuchAlert.warning.for": "1m"}, "no key alerts.NoSuchAlert"),
     ({"alerts.PipelineHighErrorRate.critical.for": "soon"}, "must be a duration"),
     ({"alerts.PipelineHighErrorRate.critical.threshold": "high"}, "must be a number"),
+    ({"slo.objectives.availability.services": {"checkout.api": 1.5}},
+     r"slo.objectives.availability.services\['checkout.api'\] must be a number between 0 and 1"),
+    ({"slo.objectives.latency.services": ["checkout-api"]}, "must map service names to objectives"),
 ])
 def test_bad_overrides_are_rejected(generator, override, message):
     with pytest.raises(generator.GeneratorError, match=message):
@@ -126,13 +129,17 @@ WINDOW = re.compile(r"\[([^\]]+)\]")
 
 def _raw_counter_uses(expr: str):
     for m in RAW_COUNTER.finditer(expr):
-        yield m.group(1), expr[max(0, m.start() - 10):m.start()]
+        yield m.group(1), expr[max(0, m.start() - 40):m.start()]
+
+
+# group() keeps only the label sets (the services a counter has), never its value.
+LABELS_ONLY = re.compile(r"group(?: by \([^)]*\))? \($")
 
 
 def test_counters_only_inside_rate_or_increase():
     for rule in all_rules():
         for name, before in _raw_counter_uses(rule["expr"]):
-            assert before.endswith(("rate(", "increase(", "absent(")), \
+            assert before.endswith(("rate(", "increase(", "absent(")) or LABELS_ONLY.search(before), \
                 f"{rule.get('record') or rule.get('alert')}: counter {name} outside rate()/increase()"
 
 
@@ -204,7 +211,7 @@ def test_metric_names_exist_in_the_catalogue():
         known |= {fam + s for s in ("_bucket", "_sum", "_count")}
     recorded = {r["record"] for r in recording_rules()}
     functions = {"sum", "max", "by", "on", "and", "or", "rate", "increase", "histogram_quantile", "absent",
-                 "vector", "count", "ignoring", "group_left", "offset", "le", "unless",
+                 "vector", "count", "group", "ignoring", "group_left", "offset", "le", "unless",
                  "avg_over_time", "stddev_over_time"}
     for rule in all_rules():
         expr = re.sub(r'\{[^}]*\}', "", rule["expr"])   # drop label matchers

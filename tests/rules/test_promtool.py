@@ -148,6 +148,7 @@ MUTATIONS = [
     ({"alerts.SpanscopeExporterAbsent.critical.for": "10m"}, "exporter_test.yml"),
     ({"slo.objectives.availability.objective": 0.999}, "slo_availability_test.yml"),
     ({"slo.objectives.latency.threshold_seconds": 10.24}, "slo_latency_test.yml"),
+    ({"slo.objectives.availability.services": {"rag-api": 0.999}}, "slo_availability_test.yml"),
     ({"teams.quality": "ml-platform"}, "quality_test.yml"),
     ({"links.runbooks": "https://example.com/runbooks.md"}, "meta_test.yml"),
     ({"alerts.PipelineLatencyAnomaly.warning.for": "20m"}, "anomaly_test.yml"),
@@ -173,3 +174,19 @@ def test_unit_tests_fail_when_a_rule_changes(promtool, tmp_path, override, test_
     out = proc.stdout + proc.stderr
     assert "FAILED" in out and "got:" in out and "err:" not in out, explain(proc)
 
+
+
+def test_a_service_with_its_own_objective_is_paged_on_its_own_budget(promtool, tmp_path):
+    gen = load_generator()
+    rules_dir, tests_dir = tmp_path / "rules", tmp_path / "tests"
+    rules_dir.mkdir()
+    tests_dir.mkdir()
+    override = {"slo.objectives.availability.services": {"checkout-api": 0.999}}
+    (rules_dir / "slo.yml").write_text(gen.generate(override, with_docs=False)["prometheus/rules/slo.yml"])
+    shutil.copy(Path(__file__).with_name("slo_service_objective_test.yml"), tests_dir)
+    proc = run([promtool, "test", "rules", "slo_service_objective_test.yml"], cwd=tests_dir)
+    assert proc.returncode == 0, explain(proc)
+    # The same test against the default rules must fail: checkout-api is then not paged at 5 %.
+    (rules_dir / "slo.yml").write_text((RULES / "slo.yml").read_text())
+    proc = run([promtool, "test", "rules", "slo_service_objective_test.yml"], cwd=tests_dir)
+    assert proc.returncode != 0 and "got:" in proc.stdout + proc.stderr, explain(proc)

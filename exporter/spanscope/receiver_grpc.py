@@ -2,9 +2,8 @@
 
 Overload (the ingest queue or its byte budget full, or limits.grpc_calls calls already being
 received) answers UNAVAILABLE with a google.rpc.RetryInfo detail, which the OpenTelemetry SDK's
-exporter honours as the delay before its retry. The method
-takes the request's bytes undecoded, so the ingest worker decodes them as it does OTLP/HTTP's; an
-invalid body is INVALID_ARGUMENT.
+exporter honours as the delay before its retry. The method takes the request's bytes undecoded, so
+the ingest worker decodes them as it does OTLP/HTTP's; an invalid body is INVALID_ARGUMENT.
 """
 from __future__ import annotations
 
@@ -48,31 +47,28 @@ class TraceService:
 
     async def Export(self, requests, context):  # noqa: N802 - the gRPC method name
         m = self.ingest.m
-        if self.receiving >= self.max_calls:
-            m.throttled.inc(("grpc", "grpc_calls"))
-            m.export_requests.inc(("grpc", "UNAVAILABLE"))
-            await context.abort_with_status(_unavailable(
-                f"{self.receiving} gRPC export calls being received (limits.grpc_calls {self.max_calls}), "
-                f"retry after {self.ingest.retry_after:g}s", self.ingest.retry_after))
-        self._receiving(+1)
         try:
-            body = await context.read()
-        finally:
-            self._receiving(-1)
-        if body is grpc.aio.EOF:
-            m.export_requests.inc(("grpc", "INVALID_ARGUMENT"))
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no ExportTraceServiceRequest message in the call")
-        # gRPC has received the whole message by now: it counts against the budget from here on.
-        with self.ingest.holding("grpc") as held:
+            if self.receiving >= self.max_calls:
+                m.throttled.inc(("grpc", "grpc_calls"))
+                raise Overloaded(f"{self.receiving} gRPC export calls being received "
+                                 f"(limits.grpc_calls {self.max_calls})", self.ingest.retry_after)
+            self._receiving(+1)
             try:
+                body = await context.read()
+            finally:
+                self._receiving(-1)
+            if body is grpc.aio.EOF:
+                raise otlp.InvalidPayload("no ExportTraceServiceRequest message in the call")
+            # gRPC has received the whole message by now: it counts against the budget from here on.
+            with self.ingest.holding("grpc") as held:
                 held.resize(len(body))
                 result = await self.ingest.submit(partial(otlp.read_protobuf, body), "grpc", held)
-            except Overloaded as exc:
-                m.export_requests.inc(("grpc", "UNAVAILABLE"))
-                await context.abort_with_status(_unavailable(str(exc), exc.retry_after))
-            except otlp.InvalidPayload as exc:
-                m.export_requests.inc(("grpc", "INVALID_ARGUMENT"))
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Overloaded as exc:
+            m.export_requests.inc(("grpc", "UNAVAILABLE"))
+            await context.abort_with_status(_unavailable(str(exc), exc.retry_after))
+        except otlp.InvalidPayload as exc:
+            m.export_requests.inc(("grpc", "INVALID_ARGUMENT"))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         m.export_requests.inc(("grpc", "OK"))
         response = trace_service_pb2.ExportTraceServiceResponse()
         if result.rejected:

@@ -144,6 +144,18 @@ def test_a_row_the_database_refuses_costs_only_that_row(store_url):
         assert stored_ids(store) == [f"{1:032x}", f"{3:032x}"]
 
 
+def test_a_trace_written_twice_in_one_batch_keeps_the_later_row(store_url):
+    # A trace flushed incomplete and then finished with its late spans: the writer sorts a batch by
+    # trace id, and the later, fuller row must still win.
+    with opened(store_url, batch_size=10) as store:
+        for n, duration in ((9, 0.1), (5, 0.75), (1, 0.1), (5, 0.25)):
+            store.observe(summary(n, duration=duration))
+        store.start()
+        written(store, 4)
+        assert stored_ids(store) == [f"{n:032x}" for n in (1, 5, 9)]
+        assert store.interaction(f"{5:032x}")["duration_seconds"] == 0.25
+
+
 def test_nul_characters_from_spans_are_stripped(store_url):
     with opened(store_url) as store:  # PostgreSQL TEXT refuses NUL
         store.start()

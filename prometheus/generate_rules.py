@@ -920,8 +920,12 @@ def slo_groups(t: Thresholds) -> list[Group]:
             if not DURATION_RE.match(str(for_)):
                 raise GeneratorError(f"slo.burn_rates[{i}].for must be a duration, got {for_!r}")
             exhaust = _human_days(_duration_seconds(period) / float(factor))
-            objective_text = spec["objective_text"](objective) + (
-                " (or the service's own, slo.objectives." + slo + ".services)" if overrides else "")
+            objective_text = spec["objective_text"](objective)
+            if overrides:  # the service's own objective where it has one (a query at notification time)
+                objective_text = (
+                    '{{ with printf "slo:objective:ratio{slo=\\"' + slo + '\\",service=\\"%s\\"}" $labels.service'
+                    " | query }}{{ . | first | value | humanizePercentage }} " + slo + "{{ else }}"
+                    + objective_text + "{{ end }}")
             rules.append(Alert(
                 spec["alert"], "slo", sev,
                 f'slo:sli_error:ratio_rate{long_w}{{slo="{slo}"}} > {num(factor)} * {budget_of}\n'

@@ -145,8 +145,7 @@ def test_a_row_the_database_refuses_costs_only_that_row(store_url):
 
 
 def test_a_trace_written_twice_in_one_batch_keeps_the_later_row(store_url):
-    # A trace flushed incomplete and then finished with its late spans: the writer sorts a batch by
-    # trace id, and the later, fuller row must still win.
+    # A trace flushed incomplete and then finished with its late spans: the later, fuller row wins.
     with opened(store_url, batch_size=10) as store:
         for n, duration in ((9, 0.1), (5, 0.75), (1, 0.1), (5, 0.25)):
             store.observe(summary(n, duration=duration))

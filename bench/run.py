@@ -152,7 +152,8 @@ def metric_sums(metrics_url: str, names: list[str]) -> dict:
 
 
 EXPORTER_SELF = ["spanscope_spans_received_total", "spanscope_spans_rejected_total",
-                 "spanscope_requests_throttled_total", "spanscope_traces_evicted_total"]
+                 "spanscope_requests_throttled_total", "spanscope_traces_evicted_total",
+                 "spanscope_interactions_written_total", "spanscope_interactions_dropped_total"]
 
 
 class LoadedScrapes(threading.Thread):
@@ -374,6 +375,11 @@ def markdown(result: dict) -> str:
                          f"{fmt(r['spans_per_core_s'])} | {fmt(r['latency_p50_ms'], 1)} | "
                          f"{fmt(r['latency_p99_ms'], 1)} | {fmt(r['server_peak_rss_mb'])} | "
                          f"{fmt(loaded.get('p50_ms'), 1)} / {fmt(loaded.get('p99_ms'), 1)} |")
+        stored = [f"{key.replace('_', ' ')} {fmt(c['spanscope_interactions_written_total'])} written, "
+                  f"{fmt(c['spanscope_interactions_dropped_total'])} dropped"
+                  for key, r in tp.items() for c in [r.get("exporter_counters")] if c]
+        if stored:  # every feature on means the interaction store keeps up too, or says it did not
+            lines += ["", "Interaction store during the run: " + "; ".join(stored) + "."]
         r = result["ratios"]
         lines += ["", "| ratio (spans/s per core) | HTTP | gRPC |", "|---|---:|---:|",
                   f"| exporter / baseline | {fmt(r['exporter_vs_baseline_http'], 2)} | "

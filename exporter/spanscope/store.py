@@ -8,7 +8,7 @@ Two connections, two paths:
 - Interactions are written off the ingest path. `observe` (a recorder sink) appends the
   RequestSummary to a bounded queue and returns; when the queue is full the oldest unwritten
   interaction is dropped and counted, so ingest never waits for the database. One writer thread
-  drains the queue in batches (one transaction and executemany per batch), retries a batch the
+  drains the queue in batches (one transaction per batch, many rows per statement), retries a batch the
   database refused for a transient reason (lock, full disk, lost connection) and enforces
   retention every `cleanup_interval` seconds.
 - Feedback is written synchronously on the API connection and committed before the API answers

@@ -6,22 +6,34 @@ transaction), `enforce_retention`. Reads: `feedback_page`, `interaction`, `user_
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .interactions import COLUMNS, TOKEN_TYPES, as_json, iso, money
 from .store_db import Database
 
-INSERT_INTERACTION = (
-    f"INSERT INTO interactions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    # A trace finished twice (flushed incomplete, then its late spans): the later, fuller one wins.
-    f"ON CONFLICT (trace_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "trace_id")
-)
+# A trace finished twice (flushed incomplete, then its late spans): the later, fuller row wins.
+_UPSERT = " ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in COLUMNS if c != "trace_id")
+_ROW = f"({', '.join('?' * len(COLUMNS))})"
+ROWS_PER_STATEMENT = 100
+
+
+@functools.lru_cache(maxsize=None)
+def _insert(n_rows: int) -> str:
+    return f"INSERT INTO interactions ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * n_rows)}{_UPSERT}"
 
 
 def insert_interactions(db: Database, rows: list[tuple]) -> None:
+    # Many rows per statement: the sqlite3 module lets go of the GIL and takes it back around every
+    # statement it runs, and with the ingest threads busy each take waits for a switch interval; one
+    # statement per row left the writer too few turns to keep up under load.
+    # One statement must not upsert a row twice (PostgreSQL refuses): the later row of a trace.
+    rows = list({row[0]: row for row in rows}.values())
     with db.transaction():
-        db.executemany(INSERT_INTERACTION, rows)
+        for i in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[i:i + ROWS_PER_STATEMENT]
+            db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
 
 
 # --- retention ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from spanscope.migrations import LATEST, migrate
 from spanscope.recorder import RequestSummary
 from spanscope.store import InteractionStore
 from spanscope.store_db import connect, parse_url
+from spanscope.store_queries import ROWS_PER_STATEMENT
 
 HOUR = 3600.0
 
@@ -153,6 +154,17 @@ def test_a_trace_written_twice_in_one_batch_keeps_the_later_row(store_url):
         written(store, 4)
         assert stored_ids(store) == [f"{n:032x}" for n in (1, 5, 9)]
         assert store.interaction(f"{5:032x}")["duration_seconds"] == 0.25
+
+
+def test_a_batch_larger_than_one_statement_is_written_whole(store_url):
+    n = 2 * ROWS_PER_STATEMENT + 7  # several multi-row statements and a shorter last one
+    with opened(store_url, batch_size=1000) as store:
+        for i in range(1, n + 1):
+            store.observe(summary(i))
+        store.start()
+        written(store, n)
+        assert (store.written, store.dropped["write_error"]) == (n, 0)
+        assert stored_ids(store) == [f"{i:032x}" for i in range(1, n + 1)]
 
 
 def test_nul_characters_from_spans_are_stripped(store_url):

@@ -887,8 +887,11 @@ def slo_groups(t: Thresholds) -> list[Group]:
         if not isinstance(services, dict):
             raise GeneratorError(f"thresholds.yml: slo.objectives.{slo}.services must map service names "
                                  f"to objectives, got {services!r}")
-        overrides = {str(name): _objective(o, f"slo.objectives.{slo}.services[{name!r}]")
-                     for name, o in services.items()}
+        for name in services:  # written into PromQL strings below
+            if not isinstance(name, str) or not name or '"' in name or "\\" in name:
+                raise GeneratorError(f"thresholds.yml: slo.objectives.{slo}.services: {name!r} is not a "
+                                     f"service name (a non-empty string without quotes or backslashes)")
+        overrides = {name: _objective(o, f"slo.objectives.{slo}.services[{name!r}]") for name, o in services.items()}
         rules: list = [
             Record("slo:objective:ratio", f"vector({num(objective)})", {"slo": slo}),
             Record("slo:error_budget:ratio", f"vector({num(budget)})", {"slo": slo}),

@@ -71,6 +71,7 @@ def test_override_changes_only_the_overridden_value(generator):
     ({"slo.objectives.availability.services": {"checkout.api": 1.5}},
      r"slo.objectives.availability.services\['checkout.api'\] must be a number between 0 and 1"),
     ({"slo.objectives.latency.services": ["checkout-api"]}, "must map service names to objectives"),
+    ({"slo.objectives.latency.services": {'check"out': 0.99}}, "is not a service name"),
 ])
 def test_bad_overrides_are_rejected(generator, override, message):
     with pytest.raises(generator.GeneratorError, match=message):

@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -147,7 +148,7 @@ class SqliteDatabase(Database):
             reason = exc.args[0] if isinstance(exc, NotADirectoryError) else getattr(exc, "strerror", None) or exc
             raise ConfigError(f"store.url: cannot open the SQLite database {path}: {reason}") from None
         try:
-            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._switch_to_wal()
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"could not switch to WAL mode (journal_mode is {mode})")
             self.conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -160,6 +161,18 @@ class SqliteDatabase(Database):
             raise ConfigError(f"store.url: {path} is not a usable SQLite database ({exc}); "
                               f"move the file away or point store.url elsewhere") from None
         self.conn.create_aggregate("decimal_sum", 1, DecimalSum)
+
+    def _switch_to_wal(self) -> str:
+        # While another connection converts a new file to WAL, SQLite answers "database is locked"
+        # at once, without its busy handler (replicas starting together): retry for the busy timeout.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def execute(self, sql, params=()):
         return self.conn.execute(sql, params).rowcount

@@ -8,13 +8,14 @@ from decimal import Decimal
 from database_lock import database_locked
 from processes import wait_until
 from spanscope.interactions import UserIds
-from spanscope.migrations import LATEST, migrate
+from spanscope.migrations import MIGRATIONS, migrate
 from spanscope.recorder import RequestSummary
 from spanscope.store import InteractionStore
 from spanscope.store_db import connect, parse_url
 from spanscope.store_queries import ROWS_PER_STATEMENT
 
 HOUR = 3600.0
+ALL_VERSIONS = [version for version, _, _ in MIGRATIONS]
 
 
 def summary(n: int, *, start: float | None = None, user: str | None = "u1", cost="0", **kw) -> RequestSummary:
@@ -49,14 +50,39 @@ def written(store, n: int) -> None:
 def test_migrations_apply_once_and_are_idempotent(store_url):
     db = connect(parse_url(store_url), "writer")
     try:
-        assert migrate(db) == [LATEST]
+        assert migrate(db) == ALL_VERSIONS
         assert migrate(db) == []
-        assert db.query("SELECT version FROM schema_migrations") == [(LATEST,)]
+        assert db.query("SELECT version FROM schema_migrations ORDER BY version") == [(v,) for v in ALL_VERSIONS]
         assert db.query("SELECT COUNT(*) FROM interactions") == [(0,)]
     finally:
         db.close()
     with opened(store_url):  # a store opening an up-to-date database migrates nothing and works
         pass
+
+
+def interaction_indexes(db) -> set[str]:
+    if db.dialect.name == "sqlite":
+        rows = db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'interactions'")
+    else:
+        rows = db.query("SELECT indexname FROM pg_indexes WHERE tablename = 'interactions'")
+    return {name for (name,) in rows}
+
+
+def test_a_database_of_an_older_exporter_is_migrated_and_keeps_its_rows(store_url):
+    db = connect(parse_url(store_url), "writer")
+    try:
+        assert migrate(db, MIGRATIONS[:1]) == [1]  # what the first release created
+        assert "interactions_by_confidence" in interaction_indexes(db)
+        db.execute("INSERT INTO interactions VALUES (" + ", ".join(["?"] * 22) + ")",
+                   ("ab" * 16, "svc", "t", None, "chat", 1.0, 0.5, 0, "[]", 1, 2, 0, 0, 0, None, "0.5", 0.9,
+                    None, None, "miss", "{}", 1.0))
+        assert migrate(db) == ALL_VERSIONS[1:]
+        assert "interactions_by_confidence" not in interaction_indexes(db)
+        assert "interactions_by_time" in interaction_indexes(db)
+    finally:
+        db.close()
+    with opened(store_url) as store:
+        assert stored_ids(store) == ["ab" * 16]
 
 
 def start_replicas_together(store_url: str, replicas: int = 4) -> list[list[int]]:
@@ -81,14 +107,14 @@ def start_replicas_together(store_url: str, replicas: int = 4) -> list[list[int]
 
 
 def test_replicas_starting_together_migrate_once(store_url):
-    assert start_replicas_together(store_url) == [[], [], [], [LATEST]]
+    assert start_replicas_together(store_url) == [[], [], [], ALL_VERSIONS]
 
 
 def test_replicas_creating_one_sqlite_file_together_all_open_it(tmp_path):
     # Switching a new file to WAL answers "database is locked" to the others at once, bypassing the
     # busy timeout; it happened in about one start in 16, so this test starts 40 times.
     for n in range(40):
-        assert start_replicas_together(f"sqlite:///{tmp_path}/race-{n}.db") == [[], [], [], [LATEST]]
+        assert start_replicas_together(f"sqlite:///{tmp_path}/race-{n}.db") == [[], [], [], ALL_VERSIONS]
 
 
 # --- the writer: batched, bounded, never blocking the caller ------------------------------------

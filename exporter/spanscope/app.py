@@ -53,7 +53,8 @@ class Exporter:
         self.recorder = Recorder(self.metrics, self.pricing, config["components.names"], config["limits.label_values"],
                                  config["limits.tenant_values"], config["limits.label_value_length"])
         self.assembler = Assembler(config["traces.finish_delay"], config["traces.timeout"],
-                                   config["traces.max_pending"], config["traces.max_spans"])
+                                   config["traces.max_pending"], config["traces.max_spans"],
+                                   config["traces.max_pending_spans"])
         self.ingest = Ingest(self.metrics, self.recorder, self.assembler, config["components.span_names"],
                              config["limits.ingest_queue"], config["limits.retry_after"],
                              config["limits.series_ttl"], config["limits.ingest_bytes"])

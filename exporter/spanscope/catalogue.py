@@ -137,6 +137,10 @@ class Metrics:
         self.export_requests = c("spanscope_export_requests_total", "Export requests by answer code.",
                                  ("protocol", "code"))
         self.traces_pending = g("spanscope_traces_pending", "Traces buffered for assembly.")
+        self.trace_spans_pending = g("spanscope_trace_spans_pending",
+                                     "Spans buffered for assembly (bounded by traces.max_pending_spans).")
+        self.traces_pending.set((), 0)
+        self.trace_spans_pending.set((), 0)
         self.traces_completed = c("spanscope_traces_completed_total", "Traces finished, by reason.", ("reason",))
         self.traces_evicted = c("spanscope_traces_evicted_total", "Traces dropped because the buffer was full.")
         self.trace_spans_dropped = c("spanscope_trace_spans_dropped_total",
@@ -169,7 +173,7 @@ class Metrics:
         self.label_capped.touch(("tenant",))
         self.traces_evicted.touch(())
         self.trace_spans_dropped.touch(())
-        for reason in ("root", "timeout"):
+        for reason in ("root", "timeout", "spans_limit"):
             self.traces_completed.touch((reason,))
         self.interactions_written = c("spanscope_interactions_written_total",
                                       "Interactions written to the interaction store.")

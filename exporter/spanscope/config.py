@@ -143,6 +143,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "traces.timeout": _seconds,
     "traces.max_pending": _positive_int,
     "traces.max_spans": _positive_int,
+    "traces.max_pending_spans": _positive_int,
     "features.file": _optional_str,
     "features.state_file": _optional_str,
     "features.window": _seconds,

@@ -122,6 +122,7 @@ class Ingest:
                     continue
                 add(rec, now)
                 accepted += 1
+        self._record_traces(self.assembler.take_over_limit())
         if accepted:
             self.m.spans_received.inc((protocol,), accepted)
         if duplicates:
@@ -154,6 +155,7 @@ class Ingest:
 
     def _publish_assembly(self) -> None:
         self.m.traces_pending.set((), len(self.assembler.pending))
+        self.m.trace_spans_pending.set((), self.assembler.pending_spans)
         self.m.traces_evicted.mirror((), float(self.assembler.evicted))
         self.m.trace_spans_dropped.mirror((), float(self.assembler.dropped_spans))
 

@@ -2,8 +2,10 @@
 
 Spans are buffered by trace id. A trace is finished `finish_delay` seconds after its local root
 arrives (children usually arrive first: they end first), or flushed `timeout` seconds after its
-first span when no root comes. The buffer is bounded: the oldest trace is evicted beyond
-`max_pending`. The span ids of pending traces and of the last REMEMBERED finished ones (at most
+first span when no root comes. The buffer is bounded twice: the oldest trace is evicted beyond
+`max_pending` traces, and the oldest traces are finished early (reason `spans_limit`) while more
+than `max_pending_spans` spans are buffered, which bounds memory whatever the traces' sizes (a flood
+of rootless spans would otherwise be held for `timeout`). The span ids of pending traces and of the last REMEMBERED finished ones (at most
 REMEMBERED_BYTES of ids) are kept, so a span received twice (an export retried after its answer was
 lost) is recognised and counted once. Times are integer nanoseconds, so the critical-path pieces of
 a request add up to its duration exactly.
@@ -44,12 +46,15 @@ class Trace:
 class Assembler:
     """Buffers spans per trace and hands out finished traces."""
 
-    def __init__(self, finish_delay: float, timeout: float, max_pending: int, max_spans: int):
+    def __init__(self, finish_delay: float, timeout: float, max_pending: int, max_spans: int,
+                 max_pending_spans: int = 200_000):
         self.finish_delay = finish_delay
         self.timeout = timeout
         self.max_pending = max_pending
         self.max_spans = max_spans
+        self.max_pending_spans = max_pending_spans
         self.pending: OrderedDict[str, Trace] = OrderedDict()  # insertion order = first seen
+        self.pending_spans = 0
         self.due: dict[str, float] = {}                        # trace id -> finish time (root seen)
         self.finished: OrderedDict[str, bytes] = OrderedDict()  # trace id -> span ids, newest last
         self.finished_bytes = 0
@@ -68,8 +73,7 @@ class Assembler:
         trace = self.pending.get(rec.trace_id)
         if trace is None:
             if len(self.pending) >= self.max_pending:
-                old_id, _ = self.pending.popitem(last=False)
-                self.due.pop(old_id, None)
+                self._pop_oldest()
                 self.evicted += 1
             trace = self.pending[rec.trace_id] = Trace(rec.trace_id, now)
         # Past max_spans a span is left out, and its id not kept: memory stays bounded. The local root
@@ -81,6 +85,7 @@ class Assembler:
         rec.trace_id = trace.trace_id  # one string per trace, not one per pending span
         trace.span_ids.add(rec.span_id)
         trace.spans.append(rec)
+        self.pending_spans += 1
         if rec.is_root and trace.root is None:
             trace.root = rec
             self.due[rec.trace_id] = now + self.finish_delay
@@ -90,18 +95,33 @@ class Assembler:
         out = []
         for trace_id in [t for t, at in self.due.items() if everything or at <= now]:
             del self.due[trace_id]
-            out.append((self.pending.pop(trace_id), "root"))
+            trace = self.pending.pop(trace_id)
+            self.pending_spans -= len(trace.spans)
+            out.append((trace, "root"))
         cutoff = now - self.timeout
         while self.pending:
-            trace_id, trace = next(iter(self.pending.items()))
+            trace = next(iter(self.pending.values()))
             if not everything and trace.first_seen > cutoff:
                 break
-            self.pending.popitem(last=False)
-            self.due.pop(trace_id, None)
-            out.append((trace, "root" if trace.root else "timeout"))
+            out.append((self._pop_oldest(), "root" if trace.root else "timeout"))
         for trace, _ in out:
             self._remember(trace)
         return out
+
+    def take_over_limit(self) -> list[tuple[Trace, str]]:
+        """The oldest traces, finished early until at most max_pending_spans spans are buffered."""
+        out = []
+        while self.pending_spans > self.max_pending_spans:
+            trace = self._pop_oldest()
+            self._remember(trace)
+            out.append((trace, "spans_limit"))
+        return out
+
+    def _pop_oldest(self) -> Trace:
+        trace_id, trace = self.pending.popitem(last=False)
+        self.due.pop(trace_id, None)
+        self.pending_spans -= len(trace.spans)
+        return trace
 
     def _remember(self, trace: Trace) -> None:
         ids = b"".join(trace.span_ids)

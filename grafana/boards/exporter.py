@@ -56,8 +56,12 @@ def build():
     assembly = Row("Trace assembly", [
         timeseries("Pending traces", "Traces buffered until their local root (plus traces.finish_delay) or "
                    "the timeout.", "short", Q(gauge_per_instance("spanscope_traces_pending"), "{{instance}}")),
-        timeseries("Traces finished", "Traces finished per second after their root (root) or flushed "
-                   "incomplete (timeout), and dropped because the buffer was full (evicted).", "ops",
+        timeseries("Pending spans", "Spans of the pending traces: most of the exporter's memory under load "
+                   "(about 760 bytes each). At traces.max_pending_spans the oldest traces are finished early.",
+                   "short", Q(gauge_per_instance("spanscope_trace_spans_pending"), "{{instance}}")),
+        timeseries("Traces finished", "Traces finished per second after their root (root), flushed "
+                   "incomplete (timeout) or early because the buffer held traces.max_pending_spans spans "
+                   "(spans_limit), and dropped because it held traces.max_pending traces (evicted).", "ops",
                    Q(sum_rate("spanscope_traces_completed_total", *SELF, by=("reason",)), "{{reason}}"),
                    Q(sum_rate("spanscope_traces_evicted_total", *SELF), "evicted")),
         timeseries("Spans left out of assembly", "Spans per second left out of their trace's breakdown because "

@@ -1,0 +1,75 @@
+"""The trace-assembly buffer is bounded in spans (traces.max_pending_spans), whatever the traces'
+sizes: beyond the limit the oldest traces are finished early, counted with reason `spans_limit`,
+and nothing else is lost. In process, with SDK-made spans."""
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+from sdk import TRACES_PER_BATCH, make_batches
+from spanscope.aggregate import Histogram
+from spanscope.app import Exporter
+from spanscope.config import load
+
+LIMIT = 200
+SPANS_PER_TRACE = 7  # of make_batches
+
+
+def exporter(*settings: str) -> Exporter:
+    # finish_delay and timeout of an hour: only the limit finishes a trace during the test.
+    return Exporter(load(None, ["store.enabled=false", "traces.finish_delay=3600", "traces.timeout=3600",
+                                f"traces.max_pending_spans={LIMIT}", *settings]))
+
+
+def total(metric, **labels) -> float:
+    """The sum of a counter's or gauge's series with `labels`; of a histogram, the observations."""
+    names, at = metric.labelnames, 2 if isinstance(metric, Histogram) else 0
+    return sum(s[at] for key, s in metric.series.items()
+               if all(key[names.index(k)] == v for k, v in labels.items()))
+
+
+def test_rootless_spans_are_held_up_to_the_limit_and_the_oldest_traces_finished_early():
+    # The roots are never exported, as when a service's entry spans go elsewhere: without the limit,
+    # every span would be held for traces.timeout.
+    exp = exporter()
+    m = exp.metrics
+    sent = 0
+    for batch in make_batches("orphans", 3):
+        children = [s for s in batch if s.parent is not None]
+        exp.ingest.process(encode_spans(children), "test")
+        sent += len(children)
+        assert exp.assembler.pending_spans <= LIMIT
+        assert exp.assembler.pending_spans == sum(len(t.spans) for t in exp.assembler.pending.values())
+    traces = 3 * TRACES_PER_BATCH
+    held = len(exp.assembler.pending)
+    assert total(m.traces_completed, reason="spans_limit") == traces - held
+    assert total(m.component_duration, service="orphans") == sent  # every span still counted once
+    assert total(m.requests) == 0  # no root, no request
+
+
+def test_complete_traces_finished_early_are_recorded_and_their_retries_recognised():
+    exp = exporter()
+    m = exp.metrics
+    batches = make_batches("early", 2)
+    for batch in batches:
+        exp.ingest.process(encode_spans(batch), "test")
+        assert exp.assembler.pending_spans <= LIMIT
+    early = total(m.traces_completed, reason="spans_limit")
+    assert early >= 2 * TRACES_PER_BATCH - LIMIT // SPANS_PER_TRACE
+    assert total(m.requests, service="early") == early  # finished early, recorded in full
+
+    exp.ingest.process(encode_spans(batches[0]), "test")  # a retried export of traces finished early
+    assert total(m.spans_duplicate) == len(batches[0])
+
+    with exp.ingest.lock:
+        exp.ingest.finish_traces(everything=True)
+    assert total(m.requests, service="early") == 2 * TRACES_PER_BATCH  # none lost
+    assert exp.assembler.pending_spans == 0
+    assert total(m.trace_spans_pending) == 0
+
+
+def test_the_limit_is_configurable_and_must_be_positive():
+    assert exporter("traces.max_pending_spans=5").assembler.max_pending_spans == 5
+    try:
+        exporter("traces.max_pending_spans=0")
+    except Exception as exc:
+        assert "traces.max_pending_spans" in str(exc)
+    else:
+        raise AssertionError("a limit of 0 was accepted")

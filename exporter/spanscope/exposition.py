@@ -38,7 +38,8 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def render(store: Store, openmetrics: bool = False) -> bytes:
+def render(store: Store, openmetrics: bool = False, tail: str = "") -> bytes:
+    """The store's families, then `tail` (more families, already in the same format)."""
     out: list[str] = []
     w = out.append
     for fam in store.families.values():
@@ -73,6 +74,7 @@ def render(store: Store, openmetrics: bool = False) -> bytes:
                     w(line + "\n")
                 suffix = f"{{{lbl}}}" if lbl else ""
                 w(f"{name}_sum{suffix} {format_value(s[1])}\n{name}_count{suffix} {cumulative}\n")
+    w(tail)
     if openmetrics:
         w("# EOF\n")
     return "".join(out).encode()

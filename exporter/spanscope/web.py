@@ -10,6 +10,7 @@ from aiohttp import web
 from . import __version__
 from .catalogue import Metrics
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render
+from .runtime import runtime_families
 
 ENDPOINTS = [
     ("/metrics", "Prometheus metrics (OpenMetrics with exemplars when asked for)"),
@@ -81,7 +82,7 @@ def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
             hook()
         metrics.refresh_self_metrics()
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-        body = render(metrics.store, openmetrics=openmetrics)
+        body = render(metrics.store, openmetrics=openmetrics, tail=runtime_families(openmetrics))
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         if state.get("after_scrape"):  # shutting down: this was the last scrape that was waited for

@@ -1,5 +1,5 @@
 """Exporter: the spanscope sidecar in detail — ingest per protocol and answer code, throttling, queue
-and bytes held, processing time, trace assembly and cardinality protection, per instance."""
+and bytes held, processing time, trace assembly, cardinality protection, CPU and memory, per instance."""
 from .common import (
     INSTANCE,
     JOB,
@@ -81,6 +81,14 @@ def build():
                    Q(sum_rate("spanscope_series_expired_total", *SELF, by=("metric",)), "expired {{metric}}"),
                    Q(sum_rate("spanscope_label_values_capped_total", *SELF, by=("label",)), "capped {{label}}")),
     ])
+    process = Row("Process", [
+        timeseries("CPU", "Cores used per instance (process_cpu_seconds_total). One exporter does its Python "
+                   "work on one core: near 1, add replicas (docs/scaling.md).", "short",
+                   Q(sum_rate("process_cpu_seconds_total", *SELF, by=("instance",)), "{{instance}}")),
+        timeseries("Resident memory", "Resident memory per instance (process_resident_memory_bytes): series, "
+                   "pending spans and the interaction writer's queue; compare with the container's limit.",
+                   "bytes", Q(gauge_per_instance("process_resident_memory_bytes"), "{{instance}}")),
+    ])
     build_row = Row("Build", [
         table("Exporter build", "Version, Python and span reader of every exporter instance (reader "
               "python: installed without the native reader, slower).", "none",
@@ -91,5 +99,5 @@ def build():
     return dashboard(
         UID, "spanscope · Exporter",
         "The exporter itself per instance: ingest, answers, throttling, processing time, trace assembly, "
-        "cardinality protection and build.",
-        tags=["exporter"], variables=["job", "instance"], rows=[ingest, assembly, cardinality, build_row])
+        "cardinality protection, CPU and memory, and build.",
+        tags=["exporter"], variables=["job", "instance"], rows=[ingest, assembly, cardinality, process, build_row])

@@ -2,6 +2,8 @@
 import os
 import shutil
 import subprocess
+import time
+import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -128,3 +130,29 @@ def test_label_value_cap_keeps_configured_components():
     assert "llm_inference" in comps and "__other__" in comps
     assert len({c for c in comps if c.startswith("flood-")}) == 1000 - 6  # the cap less the 6 configured
     assert pipeline.metrics.label_capped.value(("component",)) == 2000 - (1000 - 6)
+
+
+def scraped(exporter, accept: str | None = None) -> str:
+    headers = {"Accept": accept} if accept else {}
+    with urllib.request.urlopen(urllib.request.Request(exporter.urls["web"] + "/metrics", headers=headers),
+                                timeout=10) as resp:
+        return resp.read().decode()
+
+
+def test_the_scrape_carries_the_process_and_python_runtime_families_in_both_formats(exporter, tmp_path):
+    text = scraped(exporter)
+    om = scraped(exporter, "application/openmetrics-text; version=1.0.0")
+    samples = {s.name: s for f in parse_text(text) for s in f.samples}
+    assert samples["process_resident_memory_bytes"].value > 10 * 2**20
+    assert samples["process_cpu_seconds_total"].value > 0
+    assert 0 < time.time() - samples["process_start_time_seconds"].value < 3600
+    assert samples["process_open_fds"].value > 0
+    assert samples["python_info"].labels["implementation"] == "CPython"
+    assert "python_gc_collections_total" in samples
+    assert "spanscope_build_info" in samples  # after the store's families, not instead of them
+    om_names = {s.name for f in parse_openmetrics(om) for s in f.samples}  # strict: one # EOF, at the end
+    assert {"process_cpu_seconds_total", "python_info", "spanscope_build_info"} <= om_names
+    assert om.count("# EOF") == 1
+    promtool = shutil.which("promtool")
+    proc = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr.decode()

@@ -785,6 +785,18 @@ def alert_groups(t: Thresholds) -> list[Group]:
         "Job {{ $labels.job }} evicts {{ $value | humanize }} traces/s from its assembly buffer "
         "over the last 5m: request-level metrics of those traces are lost.",
         "traces evicted (5m) > 0", keys, dashboard_var="job"))
+    # Per instance, not recorded (records aggregate instances away): each replica reaches its
+    # one-core ceiling on its own. The job selector keeps Prometheus' and Alertmanager's own
+    # process_cpu_seconds_total out.
+    name = "SpanscopeExporterSaturated"
+    thr, for_, keys = _sev(t, name, "warning")
+    rules.append(Alert(
+        name, "exporter", "warning", f'rate(process_cpu_seconds_total{{job="{job}"}}[5m]) > {num(thr)}', for_,
+        "An exporter is near its CPU ceiling",
+        "{{ $labels.instance }} (job {{ $labels.job }}) used {{ $value | printf \"%.2f\" }} cores over the "
+        f"last 5m (threshold {num(thr)}): one exporter does its Python work on one core, so it is close to "
+        "throttling export requests. Add replicas.",
+        f"cores used by one instance (5m) > {num(thr)}", keys + ["exporter_job"], dashboard_var="job"))
     name = "InteractionsDropped"
     thr, for_, keys = _sev(t, name, "warning")
     rules.append(Alert(

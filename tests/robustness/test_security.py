@@ -10,7 +10,7 @@ import urllib.request
 import bcrypt
 import pytest
 
-from processes import PYTHON, free_port, spawn, wait_until
+from processes import PYTHON, free_port, on_free_ports, spawn, wait_until
 from sdk import emit, http_exporter, provider
 
 USER, PASSWORD, TOKEN = "prometheus", "correct horse", "write-token"
@@ -29,6 +29,7 @@ def server_certificate(d):
             cwd=d)
 
 
+@on_free_ports
 def start_with_web_config(d, name: str, web_config: dict, ready_context: ssl.SSLContext, *settings: str):
     """The exporter with `web_config` as its web config file, on free ports, once /readyz answers
     over TLS with `ready_context`; proc.ports holds the ports."""
@@ -46,7 +47,8 @@ def start_with_web_config(d, name: str, web_config: dict, ready_context: ssl.SSL
                                         timeout=2) as r:
                 return r.status == 200
         except OSError:
-            assert proc.popen.poll() is None, proc.log()
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{name} exporter exited:\n{proc.log()}") from None
             return False
 
     wait_until(ready, what=f"{name} exporter ready")

@@ -157,6 +157,7 @@ MUTATIONS = [
     ({"alerts.LLMCostGrowthWeekOverWeek.warning.threshold": 1.55}, "cost_wow_test.yml"),
     ({"alerts.LLMCostGrowthWeekOverWeek.min_daily_cost": 50}, "cost_wow_test.yml"),
     ({"alerts.InteractionsDropped.warning.for": "5m"}, "exporter_test.yml"),
+    ({"alerts.SpanscopeExporterSaturated.warning.threshold": 0.96}, "exporter_test.yml"),
 ]
 
 

@@ -102,6 +102,24 @@ def spawn(cmd: list[str], log_dir: Path, name: str, env: dict | None = None, cwd
     return Process(popen, log_path)
 
 
+def on_free_ports(start):
+    """Call `start` again (it picks new ports) when its process found a port taken: free_port()
+    releases the port before the child binds it, and an outgoing connection of another process can
+    get it as its ephemeral port meanwhile."""
+
+    def retrying(*args, **kwargs) -> Process:
+        for attempt in range(3):
+            try:
+                return start(*args, **kwargs)
+            except RuntimeError as exc:
+                if attempt == 2 or "address already in use" not in str(exc).lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    return retrying
+
+
+@on_free_ports
 def start_exporter(tmp_path: Path, config: dict | None = None, extra_args: list[str] | None = None,
                    env: dict | None = None) -> Process:
     """Start `spanscope-exporter` on free loopback ports and wait for /readyz.
@@ -137,6 +155,7 @@ def binary(name: str) -> str | None:
     return shutil.which(name)
 
 
+@on_free_ports
 def start_prometheus(tmp_path: Path, config: dict, rule_files: list[Path] = (), extra_args=()) -> Process:
     """Run a real Prometheus with `config` (rule_files are copied next to it)."""
     port = free_port()
@@ -166,6 +185,7 @@ def start_prometheus(tmp_path: Path, config: dict, rule_files: list[Path] = (), 
     return proc
 
 
+@on_free_ports
 def start_alertmanager(tmp_path: Path, config_path: Path, extra_args=()) -> Process:
     port, cluster_port = free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="am-", dir=tmp_path))

@@ -138,21 +138,25 @@ def run_json(cmd: list[str], timeout: float) -> dict:
 
 
 def metric_sums(metrics_url: str, names: list[str]) -> dict:
-    """Sum of the samples of each named metric in a text scrape."""
+    """Sum of the samples of each named metric in a text scrape; `name{label="value"}` sums only
+    the samples with that label value."""
     with urllib.request.urlopen(metrics_url, timeout=60) as resp:
         text = resp.read().decode()
+    wanted = [(key, *key.rstrip("}").split("{", 1)) if "{" in key else (key, key, None) for key in names]
     sums = dict.fromkeys(names, 0.0)
     for line in text.splitlines():
         if line.startswith("#"):
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in sums:
-            sums[name] += float(line.rsplit(" ", 1)[1])
+        for key, metric, matcher in wanted:
+            if name == metric and (matcher is None or matcher in line):
+                sums[key] += float(line.rsplit(" ", 1)[1])
     return sums
 
 
+FINISHED_EARLY = 'spanscope_traces_completed_total{reason="spans_limit"}'
 EXPORTER_SELF = ["spanscope_spans_received_total", "spanscope_spans_rejected_total",
-                 "spanscope_requests_throttled_total", "spanscope_traces_evicted_total",
+                 "spanscope_requests_throttled_total", "spanscope_traces_evicted_total", FINISHED_EARLY,
                  "spanscope_interactions_written_total", "spanscope_interactions_dropped_total"]
 
 
@@ -380,6 +384,11 @@ def markdown(result: dict) -> str:
                   for key, r in tp.items() for c in [r.get("exporter_counters")] if c]
         if stored:  # every feature on means the interaction store keeps up too, or says it did not
             lines += ["", "Interaction store during the run: " + "; ".join(stored) + "."]
+        assembly = [f"{key.replace('_', ' ')} {fmt(c['spanscope_traces_evicted_total'])} evicted, "
+                    f"{fmt(c[FINISHED_EARLY])} finished early (traces.max_pending_spans)"
+                    for key, r in tp.items() for c in [r.get("exporter_counters")] if c]
+        if assembly:
+            lines += ["", "Trace assembly during the run: " + "; ".join(assembly) + "."]
         r = result["ratios"]
         lines += ["", "| ratio (spans/s per core) | HTTP | gRPC |", "|---|---:|---:|",
                   f"| exporter / baseline | {fmt(r['exporter_vs_baseline_http'], 2)} | "

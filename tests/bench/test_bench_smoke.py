@@ -77,6 +77,8 @@ def test_throughput_fields(result, target):
         assert counters["spanscope_spans_rejected_total"] == 0
         assert {"spanscope_interactions_written_total", "spanscope_interactions_dropped_total"} <= set(counters)
         assert "Interaction store during the run: " in result["_markdown"]
+        assert counters['spanscope_traces_completed_total{reason="spans_limit"}'] >= 0
+        assert "Trace assembly during the run: " in result["_markdown"]
 
 
 def test_ratios_come_from_the_per_core_rates(result):

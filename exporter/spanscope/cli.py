@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import os
 import sys
 
-from . import __version__
+from . import __version__, logs
 from .config import ConfigError, load
 
 FLAG_ENV = {  # flag -> (environment variable, config path)
@@ -17,6 +16,8 @@ FLAG_ENV = {  # flag -> (environment variable, config path)
     "--web": ("SPANSCOPE_WEB", "listen.web"),
     "--web-config-file": ("SPANSCOPE_WEB_CONFIG_FILE", "listen.web_config_file"),
 }
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,7 +37,9 @@ def parser() -> argparse.ArgumentParser:
                    help="override one config option (repeatable)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     p.add_argument("--log-level", default=os.environ.get("SPANSCOPE_LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"])
+                   choices=LOG_LEVELS, help="env SPANSCOPE_LOG_LEVEL")
+    p.add_argument("--log-format", default=os.environ.get("SPANSCOPE_LOG_FORMAT", "text"), choices=LOG_FORMATS,
+                   help="json: one object per line (ts, level, logger, msg, exc); env SPANSCOPE_LOG_FORMAT")
     p.add_argument("--version", action="version", version=f"spanscope-exporter {__version__}")
     return p
 
@@ -52,8 +55,13 @@ def main(argv=None) -> int:
     if argv[:1] == ["insights"]:
         from .insights_cli import main as insights
         return insights(argv[1:])
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = parser()
+    args = p.parse_args(argv)
+    for option, choices in (("log_level", LOG_LEVELS), ("log_format", LOG_FORMATS)):
+        if getattr(args, option) not in choices:  # argparse checks a flag's choices, not its env default
+            p.error(f"{option.replace('_', '-')} {getattr(args, option)!r} (from the environment): "
+                    f"choose from {', '.join(choices)}")
+    logs.configure(args.log_level, args.log_format)
     try:
         config = build_config(args)
         from .app import (

@@ -1,14 +1,23 @@
-"""What the interaction store's schema costs the writer per row, schema by schema, side by side.
+"""What the interaction store's writes cost, side by side: by schema version, and by how a batch is
+handed to SQLite while another thread wants the GIL.
 
-    python bench/store_writes.py [--rows 150000] [--batch 1000] [--report-every 50000]
+    python bench/store_writes.py [--sections schemas,contention] [--rows 150000] [--batch 1000]
 
-Writes the same rows, batch by batch, into one SQLite database per schema version (the first
-version and the latest), alternating between them so that the machine's noise falls on both
-alike. Each batch goes through the store's own code: `interactions.row` builds the rows and
-`store_queries.insert_interactions` writes them in one transaction. Trace ids are random (as
-W3C trace ids are), confidences random in [0, 1], users drawn from 500. Reports CPU microseconds
-per row over each slice of the growing table and the ratio latest / first: the cost of random
-inserts grows with the table as its indexes outgrow SQLite's page cache.
+Both sections write the same rows, batch by batch, alternating between the two variants so that
+the machine's noise falls on both alike, through the store's own code (`interactions.row` builds
+the rows, `store_queries` writes them, one transaction per batch). Trace ids are random (as W3C
+trace ids are), confidences random in [0, 1], users drawn from 500.
+
+- schemas: one SQLite database per schema version (the first and the latest). CPU microseconds
+  per row over each slice of the growing table, and the ratio latest / first: the cost of random
+  inserts grows with the table as its indexes outgrow SQLite's page cache.
+- contention: a Python thread spins beside the writer, as the ingest threads run beside it in the
+  exporter. Each batch goes either as one JSON parameter (`insert_as_json`, what the store does on
+  SQLite) or as statements of ROWS_PER_STATEMENT rows (`insert_as_statements`, what it does on
+  PostgreSQL). Reports the writer's wall and CPU microseconds per row and how fast the spinning
+  thread ran meanwhile (millions of loop iterations per second): the sqlite3 module holds the GIL
+  to bind parameters and takes it back after every statement, so the fewer statements, the less
+  the writer and the other threads wait for each other.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ import argparse
 import os
 import random
 import tempfile
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +34,7 @@ from spanscope.interactions import UserIds, row
 from spanscope.migrations import MIGRATIONS, migrate
 from spanscope.recorder import RequestSummary
 from spanscope.store_db import connect, parse_url
-from spanscope.store_queries import insert_interactions
+from spanscope.store_queries import insert_as_json, insert_as_statements, insert_interactions
 
 USERS = 500
 
@@ -38,38 +48,94 @@ def summaries(n: int, rng: random.Random) -> list[RequestSummary]:
         tokens={"input": 900, "output": 120}) for i in range(n)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=150_000, help="rows written into each database")
-    ap.add_argument("--batch", type=int, default=1000, help="rows per transaction (store.batch_size: 5000)")
-    ap.add_argument("--report-every", type=int, default=50_000, help="rows per reported slice")
-    args = ap.parse_args()
-    rng = random.Random(1)
+def batches(args, rng: random.Random):
     users = UserIds(False, None)
-    workdir = Path(tempfile.mkdtemp(prefix="spanscope-store-bench-"))
-    schemas = {f"version {MIGRATIONS[0][0]}": MIGRATIONS[:1], f"version {MIGRATIONS[-1][0]}": MIGRATIONS}
-    dbs = {}
-    for name, migrations in schemas.items():
-        dbs[name] = connect(parse_url(f"sqlite:///{workdir}/{name.replace(' ', '-')}.db"), "writer")
-        migrate(dbs[name], migrations)
-    spent = {name: 0.0 for name in dbs}
-    print(f"rows in table | {' | '.join(f'{n} us/row' for n in dbs)} | ratio")
-    written = 0
-    while written < args.rows:
-        rows = [row(s, users, decimal_cost=False) for s in summaries(args.batch, rng)]
+    for _ in range(args.rows // args.batch):
+        yield [row(s, users, decimal_cost=False) for s in summaries(args.batch, rng)]
+
+
+def database(workdir: Path, name: str, migrations=MIGRATIONS):
+    db = connect(parse_url(f"sqlite:///{workdir}/{name}.db"), "writer")
+    migrate(db, migrations)
+    return db
+
+
+def schemas(args, rng: random.Random, workdir: Path) -> None:
+    first, latest = MIGRATIONS[0][0], MIGRATIONS[-1][0]
+    dbs = {f"version {first}": database(workdir, "first", MIGRATIONS[:1]),
+           f"version {latest}": database(workdir, "latest")}
+    spent = dict.fromkeys(dbs, 0.0)
+    print(f"\nschemas: CPU us per row\n| rows in table | {' | '.join(dbs)} | ratio |\n|---|---:|---:|---:|")
+    for n, rows in enumerate(batches(args, rng), 1):
         for name, db in dbs.items():
             started = time.process_time()
             insert_interactions(db, rows)
             spent[name] += time.process_time() - started
-        written += args.batch
-        if written % args.report_every == 0 or written >= args.rows:
-            per_row = {n: s / args.report_every * 1e6 for n, s in spent.items()}
-            first, latest = per_row.values()
-            print(f"{written - args.report_every:,}-{written:,} | "
-                  f"{' | '.join(f'{v:.1f}' for v in per_row.values())} | {latest / first:.2f}")
-            spent = {name: 0.0 for name in dbs}
+        written = n * args.batch
+        if written % args.report_every == 0 or written == args.rows // args.batch * args.batch:
+            per_row = [s / args.report_every * 1e6 for s in spent.values()]
+            print(f"| {written - args.report_every:,}-{written:,} | "
+                  f"{' | '.join(f'{v:.1f}' for v in per_row)} | {per_row[1] / per_row[0]:.2f} |")
+            spent = dict.fromkeys(dbs, 0.0)
     for db in dbs.values():
         db.close()
+
+
+class Spinner(threading.Thread):
+    """Pure Python work beside the writer: its loop count shows how much of the GIL it got."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.count, self.stopped = 0, False
+
+    def run(self) -> None:
+        while not self.stopped:
+            self.count += 1
+
+
+def contention(args, rng: random.Random, workdir: Path) -> None:
+    methods = {"one JSON parameter": insert_as_json, "statements of 100 rows": insert_as_statements}
+    dbs = {name: database(workdir, f"contention-{i}") for i, name in enumerate(methods)}
+    wall, cpu, spun = (dict.fromkeys(methods, 0.0) for _ in range(3))
+    spinner = Spinner()
+    spinner.start()
+    n_rows = 0
+    for rows in batches(args, rng):
+        n_rows += len(rows)
+        for name, insert in methods.items():
+            count, started, started_cpu = spinner.count, time.perf_counter(), time.thread_time()
+            with dbs[name].transaction():
+                insert(dbs[name], rows)
+            wall[name] += time.perf_counter() - started
+            cpu[name] += time.thread_time() - started_cpu
+            spun[name] += spinner.count - count
+    spinner.stopped = True
+    spinner.join()
+    print(f"\ncontention: {n_rows:,} rows each, a spinning Python thread beside the writer\n"
+          "| batch handed to SQLite as | writer wall us per row | writer CPU us per row | "
+          "spinner M iterations/s |\n|---|---:|---:|---:|")
+    for name in methods:
+        print(f"| {name} | {wall[name] / n_rows * 1e6:.1f} | {cpu[name] / n_rows * 1e6:.1f} | "
+              f"{spun[name] / wall[name] / 1e6:.1f} |")
+    json_name, statements_name = methods
+    print(f"ratios JSON / statements: writer wall {wall[json_name] / wall[statements_name]:.2f}, spinner "
+          f"speed {spun[json_name] / wall[json_name] / (spun[statements_name] / wall[statements_name]):.2f}")
+    for db in dbs.values():
+        db.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sections", default="schemas,contention", help="comma-separated: schemas, contention")
+    ap.add_argument("--rows", type=int, default=150_000, help="rows written by each variant")
+    ap.add_argument("--batch", type=int, default=1000, help="rows per transaction (store.batch_size: 5000)")
+    ap.add_argument("--report-every", type=int, default=50_000, help="rows per reported slice (schemas)")
+    args = ap.parse_args()
+    rng = random.Random(1)
+    workdir = Path(tempfile.mkdtemp(prefix="spanscope-store-bench-"))
+    sections = {"schemas": schemas, "contention": contention}
+    for name in args.sections.split(","):
+        sections[name](args, rng, workdir)
 
 
 if __name__ == "__main__":

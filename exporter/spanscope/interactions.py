@@ -15,14 +15,14 @@ from decimal import Decimal
 
 from .recorder import RequestSummary
 
-try:  # orjson is several times faster; both write the same compact, key-sorted JSON
+try:  # orjson is several times faster; both write the same compact JSON
     import orjson
 
-    def _json(value: dict) -> str:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    def to_json(value, sort_keys: bool = False) -> str:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0).decode()
 except ImportError:  # pragma: no cover
-    def _json(value: dict) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    def to_json(value, sort_keys: bool = False) -> str:
+        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation", "reasoning")
 MAX_USER_ID = 256  # longer ids are truncated before they are stored (or hashed)
@@ -64,10 +64,10 @@ def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float 
     return (
         s.trace_id, _text(s.service), _text(s.tenant), users.stored(s.user), _text(s.mode), s.start_ns / 1e9,
         s.duration,
-        1 if s.error else 0, _json({c: round(v, 9) for c, v in s.critical.items()}),  # whole nanoseconds
+        1 if s.error else 0, to_json({c: round(v, 9) for c, v in s.critical.items()}, sort_keys=True),  # whole nanoseconds
         *(int(tokens.get(t, 0)) for t in TOKEN_TYPES),
         _text(s.model), s.cost if decimal_cost else decimal_text(s.cost),
-        s.confidence, s.citations, s.quality, _text(s.cache_status), _json(s.variants),
+        s.confidence, s.citations, s.quality, _text(s.cache_status), to_json(s.variants, sort_keys=True),
         time.time() if now is None else now,
     )
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .interactions import COLUMNS, TOKEN_TYPES, as_json, iso, money
-from .store_db import Database
+from .interactions import COLUMNS, TOKEN_TYPES, as_json, iso, money, to_json
+from .store_db import SQLITE, Database
 
 # A trace finished twice (flushed incomplete, then its late spans): the later, fuller row wins.
 _UPSERT = " ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in COLUMNS if c != "trace_id")
 _ROW = f"({', '.join('?' * len(COLUMNS))})"
 ROWS_PER_STATEMENT = 100
+# SQLite: the whole batch as one JSON array of rows, one parameter (`WHERE true`: SQLite's parser
+# needs it before an upsert clause).
+_INSERT_JSON = (f"INSERT INTO interactions ({', '.join(COLUMNS)}) "
+                f"SELECT {', '.join(f'value ->> {i}' for i in range(len(COLUMNS)))} FROM json_each(?) "
+                f"WHERE true{_UPSERT}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -25,15 +30,27 @@ def _insert(n_rows: int) -> str:
 
 
 def insert_interactions(db: Database, rows: list[tuple]) -> None:
-    # Many rows per statement: the sqlite3 module lets go of the GIL and takes it back around every
-    # statement it runs, and with the ingest threads busy each take waits for a switch interval; one
-    # statement per row left the writer too few turns to keep up under load.
-    # One statement must not upsert a row twice (PostgreSQL refuses): the later row of a trace.
+    # The sqlite3 module holds the GIL while it binds a statement's parameters and lets go of it
+    # only inside SQLite; with the ingest threads busy, each take back waits for a switch interval.
+    # So SQLite gets the batch as one JSON parameter and parses and inserts every row without the
+    # GIL: the writer needs it once per batch (half the time per row under load, and the ingest
+    # threads get the rest; docs/performance.md). PostgreSQL: up to ROWS_PER_STATEMENT rows per
+    # statement. One statement must not upsert a row twice (PostgreSQL refuses): the later row wins.
     rows = list({row[0]: row for row in rows}.values())
     with db.transaction():
-        for i in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[i:i + ROWS_PER_STATEMENT]
-            db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+        (insert_as_json if db.dialect is SQLITE else insert_as_statements)(db, rows)
+
+
+def insert_as_json(db: Database, rows: list[tuple]) -> None:
+    """SQLite only (json_each and ->>); `rows` without two rows of one trace."""
+    db.execute(_INSERT_JSON, (to_json(rows),))
+
+
+def insert_as_statements(db: Database, rows: list[tuple]) -> None:
+    """Either database; `rows` without two rows of one trace."""
+    for i in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[i:i + ROWS_PER_STATEMENT]
+        db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
 
 
 # --- retention ----------------------------------------------------------------------------------

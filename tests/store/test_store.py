@@ -7,12 +7,12 @@ from decimal import Decimal
 
 from database_lock import database_locked
 from processes import wait_until
-from spanscope.interactions import UserIds
+from spanscope.interactions import COLUMNS, UserIds
 from spanscope.migrations import MIGRATIONS, migrate
 from spanscope.recorder import RequestSummary
 from spanscope.store import InteractionStore
 from spanscope.store_db import connect, parse_url
-from spanscope.store_queries import ROWS_PER_STATEMENT
+from spanscope.store_queries import ROWS_PER_STATEMENT, insert_interactions
 
 HOUR = 3600.0
 ALL_VERSIONS = [version for version, _, _ in MIGRATIONS]
@@ -203,6 +203,27 @@ def test_a_batch_larger_than_one_statement_is_written_whole(store_url):
         written(store, n)
         assert (store.written, store.dropped["write_error"]) == (n, 0)
         assert stored_ids(store) == [f"{i:032x}" for i in range(1, n + 1)]
+
+
+def test_every_column_is_stored_exactly(store_url):
+    # SQLite gets a batch as one JSON parameter: floats at full precision, big integers, NULLs,
+    # non-ASCII text and decimal costs must come back as they went in.
+    row = ("ab" * 16, "sérvice ✓", "t", None, "chat", 1795260467.7731082, 1e-09, 1, '{"llm":0.30000000000000004}',
+           2**62, 0, 7, 0, 3, None, "0.000000123456789012345678", 0.1 + 0.2, None, 5e-324, "miss",
+           '{"flag":"on"}', 1795260468.1234567)
+    db = connect(parse_url(store_url), "writer")
+    try:
+        migrate(db)
+        stored = list(row)
+        if db.dialect.name == "postgres":
+            stored[15] = Decimal(stored[15])
+        insert_interactions(db, [tuple(stored)])
+        back = db.query(f"SELECT {', '.join(COLUMNS)} FROM interactions")
+    finally:
+        db.close()
+    assert len(back) == 1
+    assert [Decimal(str(v)) if i == 15 else v for i, v in enumerate(back[0])] == \
+        [Decimal(v) if i == 15 else v for i, v in enumerate(row)]
 
 
 def test_nul_characters_from_spans_are_stripped(store_url):

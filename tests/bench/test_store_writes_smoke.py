@@ -1,0 +1,18 @@
+"""Smoke test of bench/store_writes.py on a few thousand rows: both sections run through the
+store's own code and print their tables. No timing is asserted (see docs/performance.md)."""
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_both_sections_report_every_variant():
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "store_writes.py"), "--rows", "2000",
+                           "--batch", "500", "--report-every", "1000"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = proc.stdout
+    assert "| 0-1,000 |" in out and "| 1,000-2,000 |" in out  # schemas: one line per slice
+    assert "| one JSON parameter |" in out and "| statements of 100 rows |" in out
+    assert "2,000 rows each" in out and "ratios JSON / statements: writer wall" in out

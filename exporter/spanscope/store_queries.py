@@ -7,6 +7,7 @@ transaction), `enforce_retention`. Reads: `feedback_page`, `interaction`, `user_
 from __future__ import annotations
 
 import functools
+import sqlite3
 from dataclasses import dataclass
 
 from .interactions import COLUMNS, TOKEN_TYPES, as_json, iso, money, to_json
@@ -17,6 +18,7 @@ _UPSERT = " ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in COLUMNS if c != "trace_id")
 _ROW = f"({', '.join('?' * len(COLUMNS))})"
 ROWS_PER_STATEMENT = 100
+SQLITE_JSON_INSERTS = sqlite3.sqlite_version_info >= (3, 38, 0)  # the ->> operator; older: statements
 # SQLite: the whole batch as one JSON array of rows, one parameter (`WHERE true`: SQLite's parser
 # needs it before an upsert clause).
 _INSERT_JSON = (f"INSERT INTO interactions ({', '.join(COLUMNS)}) "
@@ -38,7 +40,7 @@ def insert_interactions(db: Database, rows: list[tuple]) -> None:
     # statement. One statement must not upsert a row twice (PostgreSQL refuses): the later row wins.
     rows = list({row[0]: row for row in rows}.values())
     with db.transaction():
-        (insert_as_json if db.dialect is SQLITE else insert_as_statements)(db, rows)
+        (insert_as_json if db.dialect is SQLITE and SQLITE_JSON_INSERTS else insert_as_statements)(db, rows)
 
 
 def insert_as_json(db: Database, rows: list[tuple]) -> None:

@@ -5,8 +5,11 @@ import threading
 import time
 from decimal import Decimal
 
+import pytest
+
 from database_lock import database_locked
 from processes import wait_until
+from spanscope import store_queries
 from spanscope.interactions import COLUMNS, UserIds
 from spanscope.migrations import MIGRATIONS, migrate
 from spanscope.recorder import RequestSummary
@@ -194,7 +197,10 @@ def test_a_trace_written_twice_in_one_batch_keeps_the_later_row(store_url):
         assert store.interaction(f"{5:032x}")["duration_seconds"] == 0.25
 
 
-def test_a_batch_larger_than_one_statement_is_written_whole(store_url):
+@pytest.mark.parametrize("json_inserts", [True, False], ids=["json-batch-on-sqlite", "statements"])
+def test_a_batch_larger_than_one_statement_is_written_whole(store_url, json_inserts, monkeypatch):
+    # SQLite older than 3.38 (no ->>) gets statements, as PostgreSQL always does.
+    monkeypatch.setattr(store_queries, "SQLITE_JSON_INSERTS", json_inserts)
     n = 2 * ROWS_PER_STATEMENT + 7  # several multi-row statements and a shorter last one
     with opened(store_url, batch_size=1000) as store:
         for i in range(1, n + 1):
@@ -205,9 +211,11 @@ def test_a_batch_larger_than_one_statement_is_written_whole(store_url):
         assert stored_ids(store) == [f"{i:032x}" for i in range(1, n + 1)]
 
 
-def test_every_column_is_stored_exactly(store_url):
+@pytest.mark.parametrize("json_inserts", [True, False], ids=["json-batch-on-sqlite", "statements"])
+def test_every_column_is_stored_exactly(store_url, json_inserts, monkeypatch):
     # SQLite gets a batch as one JSON parameter: floats at full precision, big integers, NULLs,
     # non-ASCII text and decimal costs must come back as they went in.
+    monkeypatch.setattr(store_queries, "SQLITE_JSON_INSERTS", json_inserts)
     row = ("ab" * 16, "sérvice ✓", "t", None, "chat", 1795260467.7731082, 1e-09, 1, '{"llm":0.30000000000000004}',
            2**62, 0, 7, 0, 3, None, "0.000000123456789012345678", 0.1 + 0.2, None, 5e-324, "miss",
            '{"flag":"on"}', 1795260468.1234567)

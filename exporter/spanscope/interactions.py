@@ -64,7 +64,8 @@ def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float 
     return (
         s.trace_id, _text(s.service), _text(s.tenant), users.stored(s.user), _text(s.mode), s.start_ns / 1e9,
         s.duration,
-        1 if s.error else 0, to_json({c: round(v, 9) for c, v in s.critical.items()}, sort_keys=True),  # whole nanoseconds
+        1 if s.error else 0,
+        to_json({c: round(v, 9) for c, v in s.critical.items()}, sort_keys=True),  # whole nanoseconds
         *(int(tokens.get(t, 0)) for t in TOKEN_TYPES),
         _text(s.model), s.cost if decimal_cost else decimal_text(s.cost),
         s.confidence, s.citations, s.quality, _text(s.cache_status), to_json(s.variants, sort_keys=True),

@@ -61,8 +61,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX feedback_by_rating_time ON feedback (rating, created_at) WHERE superseded_at IS NULL",
         "CREATE INDEX feedback_by_time ON feedback (created_at)",
     ]),
-    # No query of the exporter reads it, and its random inserts cost the writer about a quarter of
-    # its time per row at full load (docs/performance.md).
+    # No query of the exporter reads it, and its random inserts cost the writer a fifth to a quarter
+    # of its time per row (bench/store_writes.py, docs/performance.md).
     (2, "drop the confidence index", [
         "DROP INDEX IF EXISTS interactions_by_confidence",
     ]),

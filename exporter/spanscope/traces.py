@@ -5,10 +5,10 @@ arrives (children usually arrive first: they end first), or flushed `timeout` se
 first span when no root comes. The buffer is bounded twice: the oldest trace is evicted beyond
 `max_pending` traces, and the oldest traces are finished early (reason `spans_limit`) while more
 than `max_pending_spans` spans are buffered, which bounds memory whatever the traces' sizes (a flood
-of rootless spans would otherwise be held for `timeout`). The span ids of pending traces and of the last REMEMBERED finished ones (at most
-REMEMBERED_BYTES of ids) are kept, so a span received twice (an export retried after its answer was
-lost) is recognised and counted once. Times are integer nanoseconds, so the critical-path pieces of
-a request add up to its duration exactly.
+of rootless spans would otherwise be held for `timeout`). The span ids of pending traces and of the
+last REMEMBERED finished ones (at most REMEMBERED_BYTES of ids) are kept, so a span received twice
+(an export retried after its answer was lost) is recognised and counted once. Times are integer
+nanoseconds, so the critical-path pieces of a request add up to its duration exactly.
 """
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def insert_interactions(db: Database, rows: list[tuple]) -> None:
     # only inside SQLite; with the ingest threads busy, each take back waits for a switch interval.
     # So SQLite gets the batch as one JSON parameter and parses and inserts every row without the
     # GIL: the writer needs it once per batch (about half the wall time per row under load;
-    # docs/performance.md). PostgreSQL: up to ROWS_PER_STATEMENT rows per statement. One statement must not upsert a row twice (PostgreSQL refuses): the later row wins.
+    # docs/performance.md). PostgreSQL: up to ROWS_PER_STATEMENT rows per statement.
+    # One statement must not upsert a row twice (PostgreSQL refuses): the later row of a trace wins.
     rows = list({row[0]: row for row in rows}.values())
     with db.transaction():
         (insert_as_json if db.dialect is SQLITE and SQLITE_JSON_INSERTS else insert_as_statements)(db, rows)

@@ -1,5 +1,4 @@
 """Exposition formats: promtool accepts the page, parsers agree, exact Decimal costs, overflow."""
-import os
 import shutil
 import subprocess
 import time

@@ -198,6 +198,22 @@ def spawn(name: str, cmd: list[str], workdir: Path, ready_path: str, urls: dict)
     return server
 
 
+def on_free_ports(start):
+    """Start again on new ports when the server found one taken (free_port() releases a port before
+    the server binds it; another process can get it meanwhile). As in tests/support/processes.py."""
+
+    def retrying(*args, **kwargs) -> Server:
+        for attempt in range(3):
+            try:
+                return start(*args, **kwargs)
+            except RuntimeError as exc:
+                if attempt == 2 or "address already in use" not in str(exc).lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    return retrying
+
+
 def _exporter_accepts(path: str) -> bool:
     try:
         from spanscope.config import SCHEMA
@@ -206,6 +222,7 @@ def _exporter_accepts(path: str) -> bool:
     return path in SCHEMA
 
 
+@on_free_ports
 def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exporter") -> Server:
     """`python -m spanscope.cli` on free loopback ports, as tests/support/processes.py starts it.
 
@@ -225,6 +242,7 @@ def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exp
     return spawn(name, cmd, workdir, "/readyz", urls)
 
 
+@on_free_ports
 def start_baseline(workdir: Path, buckets=None, name: str = "baseline") -> Server:
     """bench/baseline_server.py: aiohttp + prometheus_client, HTTP and gRPC on free ports."""
     http, grpc = free_port(), free_port()

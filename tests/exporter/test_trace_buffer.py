@@ -73,3 +73,36 @@ def test_the_limit_is_configurable_and_must_be_positive():
         assert "traces.max_pending_spans" in str(exc)
     else:
         raise AssertionError("a limit of 0 was accepted")
+
+
+def test_a_flood_of_rootless_spans_stays_within_the_bound_in_the_running_exporter(tmp_path):
+    # End to end: the limit from the config file, spans over OTLP/HTTP from the SDK's exporter,
+    # the bound and the early finishes as Prometheus sees them.
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from processes import start_exporter, wait_until
+    from sdk import http_exporter, scrape, value
+
+    proc = start_exporter(tmp_path, {"store": {"enabled": False},
+                                     "traces": {"max_pending_spans": LIMIT, "finish_delay": 3600, "timeout": 3600}})
+    try:
+        client = http_exporter(proc.urls["http"])
+        sent = 0
+        for batch in make_batches("flood", 3):
+            children = [s for s in batch if s.parent is not None]
+            assert client.export(children) == SpanExportResult.SUCCESS
+            sent += len(children)
+
+        def settled():
+            s = scrape(proc.urls["web"])
+            return s if value(s, "spanscope_spans_received_total") == sent else None
+
+        s = wait_until(settled, what=f"{sent} spans received")
+        s = wait_until(lambda: (lambda s: s if value(s, "spanscope_trace_spans_pending") > 0 else None)(
+            scrape(proc.urls["web"])), what="the pending spans published")
+        assert value(s, "spanscope_trace_spans_pending") <= LIMIT
+        early = value(s, "spanscope_traces_completed_total", reason="spans_limit")
+        assert early >= 3 * TRACES_PER_BATCH - LIMIT // (SPANS_PER_TRACE - 1)  # all but the newest traces
+        assert value(s, "pipeline_component_duration_seconds_count", service="flood") == sent
+    finally:
+        proc.stop()

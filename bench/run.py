@@ -154,9 +154,10 @@ def metric_sums(metrics_url: str, names: list[str]) -> dict:
     return sums
 
 
-FINISHED_EARLY = 'spanscope_traces_completed_total{reason="spans_limit"}'
+FINISHED_EARLY = {bound: f'spanscope_traces_completed_total{{reason="{bound}"}}'
+                  for bound in ("traces_limit", "spans_limit")}
 EXPORTER_SELF = ["spanscope_spans_received_total", "spanscope_spans_rejected_total",
-                 "spanscope_requests_throttled_total", "spanscope_traces_evicted_total", FINISHED_EARLY,
+                 "spanscope_requests_throttled_total", *FINISHED_EARLY.values(),
                  "spanscope_interactions_written_total", "spanscope_interactions_dropped_total"]
 
 
@@ -384,8 +385,8 @@ def markdown(result: dict) -> str:
                   for key, r in tp.items() for c in [r.get("exporter_counters")] if c]
         if stored:  # every feature on means the interaction store keeps up too, or says it did not
             lines += ["", "Interaction store during the run: " + "; ".join(stored) + "."]
-        assembly = [f"{key.replace('_', ' ')} {fmt(c['spanscope_traces_evicted_total'])} evicted, "
-                    f"{fmt(c[FINISHED_EARLY])} finished early (traces.max_pending_spans)"
+        assembly = [f"{key.replace('_', ' ')} {fmt(c[FINISHED_EARLY['traces_limit']])} finished early at "
+                    f"traces.max_pending, {fmt(c[FINISHED_EARLY['spans_limit']])} at traces.max_pending_spans"
                     for key, r in tp.items() for c in [r.get("exporter_counters")] if c]
         if assembly:
             lines += ["", "Trace assembly during the run: " + "; ".join(assembly) + "."]

@@ -441,7 +441,8 @@ def recording_groups(t: Thresholds) -> list[Group]:
                ratio(srate("spanscope_requests_throttled_total", J), exports)),
         Record("job_metric:spanscope_series_overflowed:rate5m",
                srate("spanscope_series_overflowed_total", ("job", "metric"))),
-        Record("job:spanscope_traces_evicted:rate5m", srate("spanscope_traces_evicted_total", J)),
+        Record("job_reason:spanscope_traces_completed:rate5m",
+               srate("spanscope_traces_completed_total", ("job", "reason"))),
         Record("job_reason:spanscope_interactions_dropped:rate5m",
                srate("spanscope_interactions_dropped_total", ("job", "reason"))),
         Record("job:spanscope_processing_seconds:p99_rate5m",
@@ -777,14 +778,16 @@ def alert_groups(t: Thresholds) -> list[Group]:
         "Job {{ $labels.job }}: {{ $labels.metric }} is at its series limit; "
         "{{ $value | humanize }} samples/s go to the overflow series over the last 5m.",
         "samples routed to the overflow series (5m) > 0", keys, dashboard_var="job"))
-    name = "SpanscopeTracesEvicted"
+    name = "SpanscopeTracesFinishedEarly"
     thr, for_, keys = _sev(t, name, "warning")
     rules.append(Alert(
-        name, "exporter", "warning", f"job:spanscope_traces_evicted:rate5m > {num(thr)}", for_,
-        "The exporter evicts unfinished traces",
-        "Job {{ $labels.job }} evicts {{ $value | humanize }} traces/s from its assembly buffer "
-        "over the last 5m: request-level metrics of those traces are lost.",
-        "traces evicted (5m) > 0", keys, dashboard_var="job"))
+        name, "exporter", "warning",
+        f'job_reason:spanscope_traces_completed:rate5m{{reason=~"traces_limit|spans_limit"}} > {num(thr)}', for_,
+        "The exporter finishes traces early: its assembly buffer is full",
+        "Job {{ $labels.job }} finished {{ $value | humanize }} traces/s early over the last 5m at the "
+        "bound {{ $labels.reason }} (traces_limit: traces.max_pending traces, spans_limit: "
+        "traces.max_pending_spans spans): traces whose spans were still arriving are incomplete.",
+        f"traces finished early at a buffer bound (5m) > {num(thr)}/s", keys, dashboard_var="job"))
     # Per instance, not recorded (records aggregate instances away): each replica reaches its
     # one-core ceiling on its own. The job selector keeps Prometheus' and Alertmanager's own
     # process_cpu_seconds_total out.

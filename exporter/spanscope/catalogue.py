@@ -142,7 +142,6 @@ class Metrics:
         self.traces_pending.set((), 0)
         self.trace_spans_pending.set((), 0)
         self.traces_completed = c("spanscope_traces_completed_total", "Traces finished, by reason.", ("reason",))
-        self.traces_evicted = c("spanscope_traces_evicted_total", "Traces dropped because the buffer was full.")
         self.trace_spans_dropped = c("spanscope_trace_spans_dropped_total",
                                      "Spans left out of their trace's assembly because it reached traces.max_spans "
                                      "(their per-span metrics are recorded).")
@@ -171,9 +170,8 @@ class Metrics:
             for reason in REJECT_MESSAGES:
                 self.spans_rejected.touch((protocol, reason))
         self.label_capped.touch(("tenant",))
-        self.traces_evicted.touch(())
         self.trace_spans_dropped.touch(())
-        for reason in ("root", "timeout", "spans_limit"):
+        for reason in ("root", "timeout", "traces_limit", "spans_limit"):
             self.traces_completed.touch((reason,))
         self.interactions_written = c("spanscope_interactions_written_total",
                                       "Interactions written to the interaction store.")

@@ -122,7 +122,7 @@ class Ingest:
                     continue
                 add(rec, now)
                 accepted += 1
-        self._record_traces(self.assembler.take_over_limit())
+        self._record_traces(self.assembler.take_finished_early())
         if accepted:
             self.m.spans_received.inc((protocol,), accepted)
         if duplicates:
@@ -156,7 +156,6 @@ class Ingest:
     def _publish_assembly(self) -> None:
         self.m.traces_pending.set((), len(self.assembler.pending))
         self.m.trace_spans_pending.set((), self.assembler.pending_spans)
-        self.m.traces_evicted.mirror((), float(self.assembler.evicted))
         self.m.trace_spans_dropped.mirror((), float(self.assembler.dropped_spans))
 
     def expire_series(self, now: float | None = None) -> int:

@@ -2,10 +2,10 @@
 
 Spans are buffered by trace id. A trace is finished `finish_delay` seconds after its local root
 arrives (children usually arrive first: they end first), or flushed `timeout` seconds after its
-first span when no root comes. The buffer is bounded twice: the oldest trace is evicted beyond
-`max_pending` traces, and the oldest traces are finished early (reason `spans_limit`) while more
-than `max_pending_spans` spans are buffered, which bounds memory whatever the traces' sizes (a flood
-of rootless spans would otherwise be held for `timeout`). The span ids of pending traces and of the
+first span when no root comes. The buffer is bounded twice, and at either bound the oldest traces
+are finished early rather than dropped: beyond `max_pending` traces (reason `traces_limit`), and
+while more than `max_pending_spans` spans are buffered (reason `spans_limit`), which bounds memory
+whatever the traces' sizes (a flood of rootless spans would otherwise be held for `timeout`). The span ids of pending traces and of the
 last REMEMBERED finished ones (at most REMEMBERED_BYTES of ids) are kept, so a span received twice
 (an export retried after its answer was lost) is recognised and counted once. Times are integer
 nanoseconds, so the critical-path pieces of a request add up to its duration exactly.
@@ -55,10 +55,10 @@ class Assembler:
         self.max_pending_spans = max_pending_spans
         self.pending: OrderedDict[str, Trace] = OrderedDict()  # insertion order = first seen
         self.pending_spans = 0
+        self.early: list[tuple[Trace, str]] = []  # finished at a bound, for take_finished_early
         self.due: dict[str, float] = {}                        # trace id -> finish time (root seen)
         self.finished: OrderedDict[str, bytes] = OrderedDict()  # trace id -> span ids, newest last
         self.finished_bytes = 0
-        self.evicted = 0
         self.dropped_spans = 0
 
     def seen(self, rec: SpanRecord) -> bool:
@@ -73,8 +73,7 @@ class Assembler:
         trace = self.pending.get(rec.trace_id)
         if trace is None:
             if len(self.pending) >= self.max_pending:
-                self._pop_oldest()
-                self.evicted += 1
+                self._finish_early(self._pop_oldest(), "traces_limit")
             trace = self.pending[rec.trace_id] = Trace(rec.trace_id, now)
         # Past max_spans a span is left out, and its id not kept: memory stays bounded. The local root
         # still gets in (one more span at most), so the request is finished and counted.
@@ -108,14 +107,17 @@ class Assembler:
             self._remember(trace)
         return out
 
-    def take_over_limit(self) -> list[tuple[Trace, str]]:
-        """The oldest traces, finished early until at most max_pending_spans spans are buffered."""
-        out = []
+    def take_finished_early(self) -> list[tuple[Trace, str]]:
+        """The traces finished at a bound since the last call: those pushed out by new traces beyond
+        max_pending, then the oldest until at most max_pending_spans spans are buffered."""
         while self.pending_spans > self.max_pending_spans:
-            trace = self._pop_oldest()
-            self._remember(trace)
-            out.append((trace, "spans_limit"))
+            self._finish_early(self._pop_oldest(), "spans_limit")
+        out, self.early = self.early, []
         return out
+
+    def _finish_early(self, trace: Trace, reason: str) -> None:
+        self._remember(trace)
+        self.early.append((trace, reason))
 
     def _pop_oldest(self) -> Trace:
         trace_id, trace = self.pending.popitem(last=False)

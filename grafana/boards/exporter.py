@@ -60,10 +60,9 @@ def build():
                    "(about 760 bytes each). At traces.max_pending_spans the oldest traces are finished early.",
                    "short", Q(gauge_per_instance("spanscope_trace_spans_pending"), "{{instance}}")),
         timeseries("Traces finished", "Traces finished per second after their root (root), flushed "
-                   "incomplete (timeout) or early because the buffer held traces.max_pending_spans spans "
-                   "(spans_limit), and dropped because it held traces.max_pending traces (evicted).", "ops",
-                   Q(sum_rate("spanscope_traces_completed_total", *SELF, by=("reason",)), "{{reason}}"),
-                   Q(sum_rate("spanscope_traces_evicted_total", *SELF), "evicted")),
+                   "incomplete (timeout), or early because the buffer held traces.max_pending traces "
+                   "(traces_limit) or traces.max_pending_spans spans (spans_limit).", "ops",
+                   Q(sum_rate("spanscope_traces_completed_total", *SELF, by=("reason",)), "{{reason}}")),
         timeseries("Spans left out of assembly", "Spans per second left out of their trace's breakdown because "
                    "it reached traces.max_spans (their per-span metrics still count).", "ops",
                    Q(sum_rate("spanscope_trace_spans_dropped_total", *SELF, by=("instance",)), "{{instance}}")),

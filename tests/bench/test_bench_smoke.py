@@ -78,6 +78,7 @@ def test_throughput_fields(result, target):
         assert {"spanscope_interactions_written_total", "spanscope_interactions_dropped_total"} <= set(counters)
         assert "Interaction store during the run: " in result["_markdown"]
         assert counters['spanscope_traces_completed_total{reason="spans_limit"}'] >= 0
+        assert counters['spanscope_traces_completed_total{reason="traces_limit"}'] >= 0
         assert "Trace assembly during the run: " in result["_markdown"]
 
 

@@ -1,6 +1,7 @@
-"""The trace-assembly buffer is bounded in spans (traces.max_pending_spans), whatever the traces'
-sizes: beyond the limit the oldest traces are finished early, counted with reason `spans_limit`,
-and nothing else is lost. In process, with SDK-made spans."""
+"""The trace-assembly buffer is bounded in traces (traces.max_pending) and in spans
+(traces.max_pending_spans, whatever the traces' sizes): at either bound the oldest traces are
+finished early, counted with reason `traces_limit` or `spans_limit`, and nothing is lost. In
+process with SDK-made spans, and end to end."""
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from sdk import TRACES_PER_BATCH, make_batches
@@ -63,6 +64,23 @@ def test_complete_traces_finished_early_are_recorded_and_their_retries_recognise
     assert total(m.requests, service="early") == 2 * TRACES_PER_BATCH  # none lost
     assert exp.assembler.pending_spans == 0
     assert total(m.trace_spans_pending) == 0
+
+
+def test_beyond_max_pending_traces_the_oldest_are_finished_early_not_dropped():
+    exp = exporter("traces.max_pending=50", f"traces.max_pending_spans={10**6}")
+    m = exp.metrics
+    batches = make_batches("many", 2)  # 200 complete traces, at most 50 held at once
+    for batch in batches:
+        exp.ingest.process(encode_spans(batch), "test")
+        assert len(exp.assembler.pending) <= 50
+    early = total(m.traces_completed, reason="traces_limit")
+    assert early == 2 * TRACES_PER_BATCH - len(exp.assembler.pending)
+    assert total(m.requests, service="many") == early  # recorded, not dropped
+    exp.ingest.process(encode_spans(batches[0]), "test")  # their retried export is recognised
+    assert total(m.spans_duplicate) == len(batches[0])
+    with exp.ingest.lock:
+        exp.ingest.finish_traces(everything=True)
+    assert total(m.requests, service="many") == 2 * TRACES_PER_BATCH
 
 
 def test_the_limit_is_configurable_and_must_be_positive():

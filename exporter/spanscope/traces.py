@@ -5,10 +5,11 @@ arrives (children usually arrive first: they end first), or flushed `timeout` se
 first span when no root comes. The buffer is bounded twice, and at either bound the oldest traces
 are finished early rather than dropped: beyond `max_pending` traces (reason `traces_limit`), and
 while more than `max_pending_spans` spans are buffered (reason `spans_limit`), which bounds memory
-whatever the traces' sizes (a flood of rootless spans would otherwise be held for `timeout`). The span ids of pending traces and of the
-last REMEMBERED finished ones (at most REMEMBERED_BYTES of ids) are kept, so a span received twice
-(an export retried after its answer was lost) is recognised and counted once. Times are integer
-nanoseconds, so the critical-path pieces of a request add up to its duration exactly.
+whatever the traces' sizes (a flood of rootless spans would otherwise be held for `timeout`). The
+span ids of pending traces and of the last REMEMBERED finished ones (at most REMEMBERED_BYTES of
+ids) are kept, so a span received twice (an export retried after its answer was lost) is recognised
+and counted once. Times are integer nanoseconds, so the critical-path pieces of a request add up to
+its duration exactly.
 """
 from __future__ import annotations
 
@@ -93,10 +94,7 @@ class Assembler:
         """Traces whose time has come, with the reason (`root` or `timeout`)."""
         out = []
         for trace_id in [t for t, at in self.due.items() if everything or at <= now]:
-            del self.due[trace_id]
-            trace = self.pending.pop(trace_id)
-            self.pending_spans -= len(trace.spans)
-            out.append((trace, "root"))
+            out.append((self._pop(trace_id), "root"))
         cutoff = now - self.timeout
         while self.pending:
             trace = next(iter(self.pending.values()))
@@ -120,7 +118,11 @@ class Assembler:
         self.early.append((trace, reason))
 
     def _pop_oldest(self) -> Trace:
-        trace_id, trace = self.pending.popitem(last=False)
+        return self._pop(next(iter(self.pending)))
+
+    def _pop(self, trace_id: str) -> Trace:
+        """Take a trace out of the buffer (its span ids are remembered by the caller)."""
+        trace = self.pending.pop(trace_id)
         self.due.pop(trace_id, None)
         self.pending_spans -= len(trace.spans)
         return trace

@@ -184,11 +184,11 @@ def wait_http_ok(url: str, popen: subprocess.Popen, timeout: float = 60.0) -> No
     raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
 
 
-def spawn(name: str, cmd: list[str], workdir: Path, ready_path: str, urls: dict) -> Server:
+def spawn(name: str, cmd: list[str], workdir: Path, ready_path: str, urls: dict, env: dict | None = None) -> Server:
     log_path = Path(workdir) / f"{name}.log"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                 start_new_session=True)
+                                 start_new_session=True, env={**os.environ, **(env or {})})
     server = Server(name, popen, log_path, urls)
     try:
         wait_http_ok(urls["web"] + ready_path, popen)
@@ -223,11 +223,12 @@ def _exporter_accepts(path: str) -> bool:
 
 
 @on_free_ports
-def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exporter") -> Server:
+def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exporter",
+                   env: dict | None = None) -> Server:
     """`python -m spanscope.cli` on free loopback ports, as tests/support/processes.py starts it.
 
     `settings` are config paths -> values passed with --set (the rest is the embedded default
-    config, i.e. every feature on).
+    config, i.e. every feature on); `env` is added to the environment.
     """
     http, grpc, web = free_port(), free_port(), free_port()
     cmd = [PYTHON, "-m", "spanscope.cli", "--log-level", "warning",
@@ -239,7 +240,7 @@ def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exp
         cmd += ["--set", f"{path}={value}"]
     urls = {"http": f"http://127.0.0.1:{http}/v1/traces", "grpc": f"127.0.0.1:{grpc}",
             "web": f"http://127.0.0.1:{web}", "metrics": f"http://127.0.0.1:{web}/metrics"}
-    return spawn(name, cmd, workdir, "/readyz", urls)
+    return spawn(name, cmd, workdir, "/readyz", urls, env)
 
 
 @on_free_ports

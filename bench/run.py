@@ -7,7 +7,9 @@ Sections:
                one labels().observe() per span); the ceiling (decode + walk every attribute,
                in-process). Per target: spans/s, server CPU seconds, spans per CPU second (per core),
                p50/p99 request latency, peak RSS, and the latency of a scrape every 0.5 s during the
-               measured window. Ratios exporter/baseline and exporter/ceiling per core.
+               measured window. Ratios exporter/baseline and exporter/ceiling per core; and the
+               exporter running its Cython-compiled modules from source (source-http), for the
+               ratio compiled / source.
   scrape       /metrics scrape time (text and OpenMetrics) at 10 000 and 100 000 series.
   cardinality  RSS while 1 000 000 distinct label values hit the exporter with default limits, and
                the baseline under the same attack for context.
@@ -46,7 +48,10 @@ from common import (
     write_payloads,
 )
 
-ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "baseline-grpc", "exporter-grpc"]
+ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "source-http", "baseline-grpc", "exporter-grpc"]
+# source-http: the exporter running its Cython-compiled modules from their Python source (what an
+# install without a C compiler or Cython runs), for the ratio compiled / source.
+SOURCE_ENV = {"SPANSCOPE_NO_COMPILED": "1"}
 SECTIONS = ["throughput", "scrape", "cardinality"]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
@@ -154,6 +159,17 @@ def metric_sums(metrics_url: str, names: list[str]) -> dict:
     return sums
 
 
+def build_info(metrics_url: str) -> dict:
+    """The labels of spanscope_build_info: which reader and whether the hot path runs compiled."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(metrics_url, timeout=60) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "spanscope_build_info":
+            return dict(family.samples[0].labels)
+    return {}
+
+
 FINISHED_EARLY = {bound: f'spanscope_traces_completed_total{{reason="{bound}"}}'
                   for bound in ("traces_limit", "spans_limit")}
 EXPORTER_SELF = ["spanscope_spans_received_total", "spanscope_spans_rejected_total",
@@ -211,8 +227,9 @@ def throughput(args, workdir: Path, payload_file: Path) -> dict:
                                 "--warmup", str(args.warmup), "--duration", str(args.duration)], timeout)
             else:
                 kind, protocol = target.split("-")
-                server = (start_exporter(workdir, settings, name=target) if kind == "exporter"
-                          else start_baseline(workdir, DURATION_BUCKETS, name=target))
+                env = SOURCE_ENV if kind == "source" else None
+                server = (start_baseline(workdir, DURATION_BUCKETS, name=target) if kind == "baseline"
+                          else start_exporter(workdir, settings, name=target, env=env))
                 with server:
                     scrapes = LoadedScrapes(server.urls["metrics"], args.warmup)
                     scrapes.start()
@@ -222,8 +239,9 @@ def throughput(args, workdir: Path, payload_file: Path) -> dict:
                     finally:
                         res_scrapes = scrapes.result()
                     res["scrape_under_load"] = res_scrapes
-                    if kind == "exporter":
+                    if kind != "baseline":
                         res["exporter_counters"] = metric_sums(server.urls["metrics"], EXPORTER_SELF)
+                        res["build"] = build_info(server.urls["metrics"])
         except Exception as exc:  # one failed target must not lose the others
             log(f"  {target} failed: {exc}")
             res = {"error": str(exc)}
@@ -244,6 +262,7 @@ def ratios(tp: dict) -> dict:
         "exporter_vs_ceiling_http": ratio(per_core("exporter_http"), per_core("ceiling")),
         "exporter_vs_ceiling_grpc": ratio(per_core("exporter_grpc"), per_core("ceiling")),
         "baseline_vs_ceiling_http": ratio(per_core("baseline_http"), per_core("ceiling")),
+        "compiled_vs_source_http": ratio(per_core("exporter_http"), per_core("source_http")),
     }
 
 
@@ -395,7 +414,12 @@ def markdown(result: dict) -> str:
                   f"| exporter / baseline | {fmt(r['exporter_vs_baseline_http'], 2)} | "
                   f"{fmt(r['exporter_vs_baseline_grpc'], 2)} |",
                   f"| exporter / ceiling | {fmt(r['exporter_vs_ceiling_http'], 2)} | "
-                  f"{fmt(r['exporter_vs_ceiling_grpc'], 2)} |", ""]
+                  f"{fmt(r['exporter_vs_ceiling_grpc'], 2)} |",
+                  f"| exporter, compiled / from source | {fmt(r['compiled_vs_source_http'], 2)} | – |", ""]
+        builds = [f"{key.replace('_', ' ')}: reader {b.get('reader')}, compiled {b.get('compiled')}"
+                  for key, r in tp.items() for b in [r.get("build")] if b]
+        if builds:
+            lines += ["Exporter builds: " + "; ".join(builds) + ".", ""]
     sc = result.get("scrape") or {}
     if sc:
         lines += ["| scrape | series (label sets) | text median / p99 ms | OpenMetrics median / p99 ms | text bytes |",

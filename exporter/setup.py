@@ -1,17 +1,82 @@
-"""Build of the optional native reader spanscope._otlpwire (project metadata: pyproject.toml).
+"""Build of the exporter's optional native code (project metadata: pyproject.toml).
 
-optional=True: without a C compiler the install still succeeds, and spanscope.wire falls back to
-reading upb's decoded messages in Python (same results, slower).
+- spanscope._otlpwire: the C reader of the OTLP wire format (spanscope/wire.py).
+- COMPILED: the ingest hot path, compiled by Cython from the modules' own Python source, unchanged
+  and without type declarations: the same code without the interpreter's dispatch
+  (docs/performance.md). The build records each compiled source's SHA-256 (spanscope/compiled.py),
+  so an edited module runs from its source until the next build instead of running stale code.
+
+All of it is optional: without a C compiler or Cython the install still succeeds, and the exporter
+runs the same Python, slower.
 """
+import hashlib
+import json
+import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-setup(ext_modules=[
-    Extension(
-        "spanscope._otlpwire",
-        ["spanscope/_otlpwire.c"],
-        optional=True,
-        extra_compile_args=[] if sys.platform == "win32" else ["-Wall", "-Wextra"],
-    ),
-])
+# The modules bench/profile_ingest.py finds on the path of a span: reading, recording, assembly,
+# the sinks of finished requests.
+COMPILED = ("wire", "contract", "recorder", "aggregate", "traces", "ingest", "rollups", "impact",
+            "experiments", "features", "feedback", "interactions", "store")
+CFLAGS = [] if sys.platform == "win32" else ["-Wall", "-Wextra"]
+
+
+def cython_extensions() -> list:
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        print("setup.py: Cython is not installed; the hot path stays pure Python", file=sys.stderr)
+        return []
+    extensions = cythonize(
+        [Extension(f"spanscope.{name}", [f"spanscope/{name}.py"]) for name in COMPILED],
+        build_dir="build/cython",  # generated C stays out of the package
+        # Annotations are documentation here, not C types: the compiled code keeps Python's semantics.
+        compiler_directives={"language_level": 3, "annotation_typing": False, "binding": True},
+        nthreads=os.cpu_count() or 1,
+        quiet=True,
+    )
+    for ext in extensions:
+        ext.optional = True
+    return extensions
+
+
+class BuildExt(build_ext):
+    """Builds the extensions in parallel, and writes the manifest: which sources were compiled (their
+    hashes), beside the modules."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
+    def run(self):
+        super().run()
+        sources = {}
+        for name in COMPILED:
+            built = os.path.exists(self.get_ext_fullpath(f"spanscope.{name}"))
+            sources[name] = _sha256(f"spanscope/{name}.py") if built else None
+        target = os.path.join(os.path.dirname(self.get_ext_fullpath("spanscope._otlpwire")), "_compiled.json")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8") as f:
+            json.dump({"sources": sources}, f, indent=1, sort_keys=True)
+
+    def get_outputs(self):
+        return super().get_outputs() + [os.path.join(os.path.dirname(
+            self.get_ext_fullpath("spanscope._otlpwire")), "_compiled.json")]
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+setup(
+    ext_modules=[
+        Extension("spanscope._otlpwire", ["spanscope/_otlpwire.c"], optional=True, extra_compile_args=CFLAGS),
+        *cython_extensions(),
+    ],
+    cmdclass={"build_ext": BuildExt},
+)

@@ -9,7 +9,7 @@ import time
 
 from aiohttp import web
 
-from . import receiver_grpc, receiver_http
+from . import compiled, receiver_grpc, receiver_http
 from . import web as web_endpoint
 from .aggregate import Store
 from .api import Api, add_routes, api_errors, auth_middleware
@@ -131,6 +131,9 @@ class Exporter:
         self.state["ready"] = True
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
                  c["listen.otlp_grpc"], c["listen.otlp_http"], c["listen.web"])
+        for module, why in compiled.from_source().items():
+            log.log(logging.WARNING if why == compiled.STALE else logging.INFO,
+                    "spanscope.%s runs from its Python source: %s", module, why)
 
     async def stop(self) -> None:
         """Stop accepting spans, process what was accepted, finish every trace, then close the web."""

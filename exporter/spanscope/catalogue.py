@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import platform
 
-from . import __version__
+from . import __version__, compiled
 from .aggregate import Store
 from .wire import NATIVE_READER
 
@@ -124,8 +124,9 @@ class Metrics:
         self.routing = c("pipeline_routing_decisions_total", "Routing decisions.", ("service", "route", "reason"))
         # The exporter itself
         self.build_info = g("spanscope_build_info", "Build information; always 1.",
-                            ("version", "python_version", "reader"))
-        self.build_info.set((__version__, platform.python_version(), "native" if NATIVE_READER else "python"), 1)
+                            ("version", "python_version", "reader", "compiled"))
+        self.build_info.set((__version__, platform.python_version(), "native" if NATIVE_READER else "python",
+                             compiled.summary()), 1)
         self.spans_received = c("spanscope_spans_received_total", "Spans accepted.", ("protocol",))
         self.spans_rejected = c("spanscope_spans_rejected_total", "Spans dropped, by reason.", ("protocol", "reason"))
         self.spans_duplicate = c("spanscope_spans_duplicate_total",

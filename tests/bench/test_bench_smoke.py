@@ -7,6 +7,7 @@ docs/performance.md), and a shared machine makes timings no test verdict.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "bench" / "run.py"
-TARGETS = ["ceiling", "baseline_http", "exporter_http", "baseline_grpc", "exporter_grpc"]
+TARGETS = ["ceiling", "baseline_http", "exporter_http", "source_http", "baseline_grpc", "exporter_grpc"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,10 @@ def test_throughput_fields(result, target):
         loaded = r["scrape_under_load"]  # scraped every 0.5 s from the end of the warm-up
         assert loaded["scrapes"] >= 1
         assert 0 < loaded["p50_ms"] <= loaded["p99_ms"] <= loaded["max_ms"]
-    if target.startswith("exporter"):
+    if target.startswith(("exporter", "source")):
+        # source_http runs the compiled modules from their Python source; the others as built
+        pure = target == "source_http" or os.environ.get("SPANSCOPE_NO_COMPILED", "") not in ("", "0")
+        assert r["build"]["compiled"] == ("none" if pure else "all")
         counters = r["exporter_counters"]
         assert counters["spanscope_spans_received_total"] >= r["spans"]
         assert counters["spanscope_spans_rejected_total"] == 0
@@ -92,6 +96,7 @@ def test_ratios_come_from_the_per_core_rates(result):
     assert ratios["exporter_vs_baseline_grpc"] == round(per_core("exporter_grpc") / per_core("baseline_grpc"), 4)
     assert ratios["exporter_vs_ceiling_http"] == round(per_core("exporter_http") / per_core("ceiling"), 4)
     assert ratios["exporter_vs_ceiling_grpc"] == round(per_core("exporter_grpc") / per_core("ceiling"), 4)
+    assert ratios["compiled_vs_source_http"] == round(per_core("exporter_http") / per_core("source_http"), 4)
     assert all(v > 0 for v in ratios.values())
 
 
@@ -141,3 +146,4 @@ def test_verdicts_and_report(result):
     assert by_name["throughput_vs_baseline"]["met"] == (min(by_name["throughput_vs_baseline"]["value"].values()) >= 1.5)
     for text in (result["_stdout"], result["_markdown"]):
         assert "| exporter http |" in text and "| cardinality attack |" in text
+        assert "| exporter, compiled / from source |" in text and "source http: reader native, compiled none" in text

@@ -1,0 +1,106 @@
+"""Which of the package's modules run compiled, and the rule that compiled code is never stale.
+
+setup.py compiles the ingest hot path with Cython from these modules' own, unchanged source, and
+records in MANIFEST the SHA-256 of every source it compiled. At import, a compiled module is used
+only while its source still has that hash; otherwise its source runs (same behaviour, slower):
+after an edit without a rebuild, for a module the build could not compile, or for every module with
+SPANSCOPE_NO_COMPILED=1 (profilers and coverage see only Python code). This module is never
+compiled itself: spanscope/__init__.py installs the rule before any other module is imported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from importlib.abc import MetaPathFinder
+from importlib.machinery import EXTENSION_SUFFIXES
+from importlib.util import spec_from_file_location
+
+PACKAGE = __name__.rpartition(".")[0]
+HERE = os.path.dirname(os.path.abspath(__file__))
+MANIFEST = "_compiled.json"  # {"sources": {module: SHA-256 of the source compiled, or null if it failed}}
+DISABLE = "SPANSCOPE_NO_COMPILED"
+
+COMPILED = "compiled"
+NOT_BUILT = "not built (no C compiler or Cython at install)"
+STALE = "source changed since the build (reinstall: pip install -e exporter)"
+DISABLED = f"{DISABLE}=1"
+
+built: dict[str, str | None] = {}  # module -> SHA-256 of the source compiled (install)
+state: dict[str, str] = {}  # module -> COMPILED or why its source runs, as the modules are imported
+
+
+def sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _manifest() -> dict:
+    try:
+        with open(os.path.join(HERE, MANIFEST), encoding="utf-8") as f:
+            return json.load(f).get("sources", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _has_extension(name: str) -> bool:
+    return any(os.path.exists(os.path.join(HERE, name + suffix)) for suffix in EXTENSION_SUFFIXES)
+
+
+class SourceUnlessCurrent(MetaPathFinder):
+    """Loads a compiled module's source instead of its extension unless the extension is current.
+    Ahead of the regular finders, which prefer an extension module to a source file."""
+
+    def __init__(self, built: dict, disabled: bool):
+        self.built, self.disabled = built, disabled
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package != PACKAGE or name not in self.built:
+            return None
+        source = os.path.join(HERE, name + ".py")
+        if not os.path.exists(source):  # installed without its source: nothing to fall back to
+            return None
+        if self.disabled:
+            state[name] = DISABLED
+        elif not _has_extension(name):
+            state[name] = NOT_BUILT
+        elif self.built[name] == sha256(source):
+            state[name] = COMPILED
+            return None  # the regular finders load the extension module
+        else:
+            state[name] = STALE
+        return spec_from_file_location(fullname, source)
+
+
+def _built() -> dict:
+    """The manifest's modules, and any other extension module beside its source (no recorded hash:
+    compiled from a source nobody can vouch for)."""
+    built = _manifest()
+    for entry in os.listdir(HERE):
+        name, _, ext = entry.partition(".")
+        if ext == "py" and name not in built and _has_extension(name):
+            built[name] = None
+    return built
+
+
+def install() -> None:
+    global built
+    if not any(isinstance(f, SourceUnlessCurrent) for f in sys.meta_path):
+        built = _built()
+        sys.meta_path.insert(0, SourceUnlessCurrent(built, os.environ.get(DISABLE, "") not in ("", "0")))
+
+
+def summary() -> str:
+    """`all`, `partial` or `none` of the modules the build compiles run compiled (spanscope_build_info)."""
+    for name in built:  # the state of modules not imported yet
+        if name not in state:
+            __import__(f"{PACKAGE}.{name}")
+    running = sum(state.get(name) == COMPILED for name in built)
+    return "all" if built and running == len(built) else "partial" if running else "none"
+
+
+def from_source() -> dict[str, str]:
+    """module -> why its source runs, for the modules the build compiles."""
+    return {name: why for name, why in sorted(state.items()) if why != COMPILED}

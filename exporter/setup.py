@@ -30,14 +30,18 @@ def cython_extensions() -> list:
     except ImportError:
         print("setup.py: Cython is not installed; the hot path stays pure Python", file=sys.stderr)
         return []
-    extensions = cythonize(
-        [Extension(f"spanscope.{name}", [f"spanscope/{name}.py"]) for name in COMPILED],
-        build_dir="build/cython",  # generated C stays out of the package
-        # Annotations are documentation here, not C types: the compiled code keeps Python's semantics.
-        compiler_directives={"language_level": 3, "annotation_typing": False, "binding": True},
-        nthreads=os.cpu_count() or 1,
-        quiet=True,
-    )
+    try:
+        extensions = cythonize(
+            [Extension(f"spanscope.{name}", [f"spanscope/{name}.py"]) for name in COMPILED],
+            build_dir="build/cython",  # generated C stays out of the package
+            # Annotations are documentation here, not C types: the compiled code keeps Python's semantics.
+            compiler_directives={"language_level": 3, "annotation_typing": False, "binding": True},
+            nthreads=os.cpu_count() or 1,
+            quiet=True,
+        )
+    except Exception as exc:  # noqa: BLE001 - any Cython failure: install the Python, as without Cython
+        print(f"setup.py: Cython failed ({exc}); the hot path stays pure Python", file=sys.stderr)
+        return []
     for ext in extensions:
         ext.optional = True
     return extensions

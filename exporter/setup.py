@@ -57,15 +57,18 @@ class BuildExt(build_ext):
             self.parallel = os.cpu_count() or 1
 
     def run(self):
+        self.built = set()
         super().run()
-        sources = {}
-        for name in COMPILED:
-            built = os.path.exists(self.get_ext_fullpath(f"spanscope.{name}"))
-            sources[name] = _sha256(f"spanscope/{name}.py") if built else None
+        sources = {name: _sha256(f"spanscope/{name}.py") if f"spanscope.{name}" in self.built else None
+                   for name in COMPILED}
         target = os.path.join(os.path.dirname(self.get_ext_fullpath("spanscope._otlpwire")), "_compiled.json")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "w", encoding="utf-8") as f:
             json.dump({"sources": sources}, f, indent=1, sort_keys=True)
+
+    def build_extension(self, ext):
+        super().build_extension(ext)  # an optional extension that fails raises here, and is not recorded
+        self.built.add(ext.name)  # built now, or up to date with the source cythonize just translated
 
     def get_outputs(self):
         return super().get_outputs() + [os.path.join(os.path.dirname(

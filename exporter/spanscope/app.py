@@ -132,7 +132,7 @@ class Exporter:
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
                  c["listen.otlp_grpc"], c["listen.otlp_http"], c["listen.web"])
         for module, why in compiled.from_source().items():
-            log.log(logging.WARNING if why == compiled.STALE else logging.INFO,
+            log.log(logging.INFO if why in (compiled.NOT_BUILT, compiled.DISABLED) else logging.WARNING,
                     "spanscope.%s runs from its Python source: %s", module, why)
 
     async def stop(self) -> None:

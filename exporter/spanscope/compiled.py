@@ -25,6 +25,7 @@ DISABLE = "SPANSCOPE_NO_COMPILED"
 COMPILED = "compiled"
 NOT_BUILT = "not built (no C compiler or Cython at install)"
 STALE = "source changed since the build (reinstall: pip install -e exporter)"
+UNRECORDED = "no record of the source it was compiled from (reinstall: pip install -e exporter)"
 DISABLED = f"{DISABLE}=1"
 
 built: dict[str, str | None] = {}  # module -> SHA-256 of the source compiled (install)
@@ -66,6 +67,8 @@ class SourceUnlessCurrent(MetaPathFinder):
             state[name] = DISABLED
         elif not _has_extension(name):
             state[name] = NOT_BUILT
+        elif self.built[name] is None:
+            state[name] = UNRECORDED
         elif self.built[name] == sha256(source):
             state[name] = COMPILED
             return None  # the regular finders load the extension module
@@ -76,7 +79,7 @@ class SourceUnlessCurrent(MetaPathFinder):
 
 def _built() -> dict:
     """The manifest's modules, and any other extension module beside its source (no recorded hash:
-    compiled from a source nobody can vouch for)."""
+    UNRECORDED, so its source runs)."""
     built = _manifest()
     for entry in os.listdir(HERE):
         name, _, ext = entry.partition(".")
@@ -85,11 +88,15 @@ def _built() -> dict:
     return built
 
 
+def disabled() -> bool:
+    return os.environ.get(DISABLE, "").strip().lower() in ("1", "true", "yes")
+
+
 def install() -> None:
     global built
     if not any(isinstance(f, SourceUnlessCurrent) for f in sys.meta_path):
         built = _built()
-        sys.meta_path.insert(0, SourceUnlessCurrent(built, os.environ.get(DISABLE, "") not in ("", "0")))
+        sys.meta_path.insert(0, SourceUnlessCurrent(built, disabled()))
 
 
 def summary() -> str:

@@ -7,12 +7,12 @@ docs/performance.md), and a shared machine makes timings no test verdict.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from spanscope import compiled
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "bench" / "run.py"
@@ -74,7 +74,7 @@ def test_throughput_fields(result, target):
         assert 0 < loaded["p50_ms"] <= loaded["p99_ms"] <= loaded["max_ms"]
     if target.startswith(("exporter", "source")):
         # source_http runs the compiled modules from their Python source; the others as built
-        pure = target == "source_http" or os.environ.get("SPANSCOPE_NO_COMPILED", "") not in ("", "0")
+        pure = target == "source_http" or compiled.disabled()
         assert r["build"]["compiled"] == ("none" if pure else "all")
         counters = r["exporter_counters"]
         assert counters["spanscope_spans_received_total"] >= r["spans"]

@@ -16,7 +16,7 @@ import spanscope
 from spanscope import compiled
 
 PACKAGE = Path(spanscope.__file__).parent
-PURE = os.environ.get(compiled.DISABLE, "") not in ("", "0")
+PURE = compiled.disabled()
 
 
 def test_the_hot_path_runs_compiled_where_the_build_can_compile_it():
@@ -75,7 +75,7 @@ def test_an_edited_module_runs_its_source_and_the_others_stay_compiled(package_c
 def test_a_compiled_module_without_a_build_record_runs_its_source(package_copy):
     (package_copy / "spanscope" / compiled.MANIFEST).unlink()
     got = loaded(package_copy)
-    assert got["recorder"].endswith(".py") and got["state"]["recorder"] == compiled.STALE
+    assert got["recorder"].endswith(".py") and got["state"]["recorder"] == compiled.UNRECORDED
     assert got["summary"] == "none"
 
 

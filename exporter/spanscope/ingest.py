@@ -13,6 +13,7 @@ exporter queueing without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -238,9 +239,12 @@ class Ingest:
             with self.lock:
                 self._publish_assembly()
 
-    async def drain(self) -> None:
-        """Process what is queued and finish every pending trace (graceful shutdown)."""
-        await self.queue.join()
+    async def drain(self, timeout: float | None = None) -> None:
+        """Process what is queued (for at most `timeout` seconds), then finish every pending trace
+        (graceful shutdown). The finishing is one step on the event loop, ending as drain() returns:
+        whatever the caller does next, no scrape can come between."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.queue.join(), timeout)
         with self.lock:
             self._record_traces(self._taken)  # what a housekeeping pass took and has not recorded yet
             self._taken.clear()

@@ -1,12 +1,15 @@
 """SIGTERM: stop accepting, finish pending traces, answer the last scrape, exit 0."""
+import asyncio
 import signal
 import urllib.error
 import urllib.request
 
 import pytest
 
-from processes import start_exporter, wait_until
+from processes import free_port, start_exporter, wait_until
 from sdk import emit, http_exporter, provider, scrape, value
+from spanscope.app import Exporter
+from spanscope.config import load
 
 
 def test_sigterm_finishes_pending_traces_and_serves_the_last_scrape(tmp_path):
@@ -63,3 +66,36 @@ def test_port_in_use_is_a_clear_error(tmp_path, flag):
                               "listen.otlp_http=127.0.0.1:0"],
                              capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and f"127.0.0.1:{port}" in out.stderr
+
+
+def test_a_scrape_on_the_turn_right_after_the_drain_ends_the_wait():
+    """The shutdown waits (up to shutdown.grace) for a scrape rendered after every pending trace was
+    finished. The first such scrape can be handled on the event loop's very next turn after the
+    drain; it must count. (The drain used to run as a task of its own, and stop() armed the wait a
+    turn later: that scrape was missed, and the exporter waited the whole grace period.)"""
+    exporter = Exporter(load(None, [f"listen.web=127.0.0.1:{free_port()}",
+                                    f"listen.otlp_http=127.0.0.1:{free_port()}",
+                                    f"listen.otlp_grpc=127.0.0.1:{free_port()}",
+                                    "store.enabled=false", "shutdown.grace=30"]))
+    probed = []
+
+    async def scenario():
+        await exporter.start()
+        finish = exporter.ingest.finish_traces
+
+        def finish_then_scrape(*args, **kwargs):
+            finished = finish(*args, **kwargs)
+
+            def scrape_on_next_turn():  # what the /metrics handler does once it has rendered
+                hook = exporter.state.get("after_scrape")
+                probed.append(hook is not None)
+                if hook:
+                    hook()
+            asyncio.get_running_loop().call_soon(scrape_on_next_turn)
+            return finished
+
+        exporter.ingest.finish_traces = finish_then_scrape
+        await asyncio.wait_for(exporter.stop(), timeout=10)  # far below shutdown.grace
+
+    asyncio.run(scenario())
+    assert probed == [True]

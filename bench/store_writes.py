@@ -1,9 +1,9 @@
-"""What the interaction store's writes cost, side by side: by schema version, and by how a batch is
-handed to SQLite while another thread wants the GIL.
+"""What the interaction store's writes cost, side by side: by schema version, by how a batch is
+handed to SQLite while another thread wants the GIL, and by how it is sent to PostgreSQL.
 
-    python bench/store_writes.py [--sections schemas,contention] [--rows 150000] [--batch 1000]
+    python bench/store_writes.py [--sections schemas,contention,postgres] [--rows 150000] [--batch 1000]
 
-Both sections write the same rows, batch by batch, alternating between the two variants so that
+All sections write the same rows, batch by batch, alternating between the two variants so that
 the machine's noise falls on both alike, through the store's own code (`interactions.row` builds
 the rows, `store_queries` writes them, one transaction per batch). Trace ids are random (as W3C
 trace ids are), confidences random in [0, 1], users drawn from 500.
@@ -14,16 +14,21 @@ trace ids are), confidences random in [0, 1], users drawn from 500.
 - contention: a Python thread spins beside the writer, as the ingest threads run beside it in the
   exporter. Each batch goes either as one JSON parameter (`insert_as_json`, what the store does on
   SQLite) or as statements of ROWS_PER_STATEMENT rows (`insert_as_statements`, what it does on
-  PostgreSQL). Reports the writer's wall and CPU microseconds per row and how fast the spinning
+  SQLite older than 3.38). Reports the writer's wall and CPU microseconds per row and how fast the spinning
   thread ran meanwhile (millions of loop iterations per second): the sqlite3 module holds the GIL
   to bind parameters and takes it back after every statement, so the fewer statements, the less
   the writer and the other threads wait for each other.
+- postgres: each batch by COPY into the staging table and one upsert (`insert_as_copy`, what the
+  store does on PostgreSQL) or as statements of ROWS_PER_STATEMENT rows. Reports the writer's CPU
+  and wall microseconds per row (the server's CPU is not the exporter's). `--postgres-url`, or a
+  throwaway server (tests/store/postgres_server.py) when PostgreSQL is installed.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -34,8 +39,15 @@ from spanscope.interactions import UserIds, row
 from spanscope.migrations import MIGRATIONS, migrate
 from spanscope.recorder import RequestSummary
 from spanscope.store_db import connect, parse_url
-from spanscope.store_queries import insert_as_json, insert_as_statements, insert_interactions
+from spanscope.store_queries import (
+    insert_as_copy,
+    insert_as_json,
+    insert_as_statements,
+    insert_interactions,
+    prepare_staging,
+)
 
+REPO = Path(__file__).resolve().parents[1]
 USERS = 500
 
 
@@ -124,16 +136,67 @@ def contention(args, rng: random.Random, workdir: Path) -> None:
         db.close()
 
 
+def postgres(args, rng: random.Random, workdir: Path) -> None:
+    """PostgreSQL: a batch as COPY into the staging table and one upsert from it (`insert_as_copy`,
+    what the store does) or as statements of ROWS_PER_STATEMENT rows (what it did before). The
+    server's own CPU is another process's: the writer's CPU per row is what the exporter pays."""
+    url, server = args.postgres_url, None
+    if url is None:  # a throwaway server, as the store tests start one
+        sys.path[:0] = [str(REPO / "tests" / "support"), str(REPO / "tests" / "store")]
+        import postgres_server
+        if postgres_server.binaries() is None:
+            print("\npostgres: skipped (no --postgres-url, and no PostgreSQL under /usr/lib/postgresql)")
+            return
+        server = postgres_server.start(postgres_server.binaries())
+    try:
+        urls = [server.create_database() for _ in range(2)] if server else [url, url]
+        methods = {"COPY and one upsert": insert_as_copy, "statements of 100 rows": insert_as_statements}
+        dbs = {}
+        for name, db_url in zip(methods, urls):
+            dbs[name] = connect(parse_url(db_url), "writer")
+            migrate(dbs[name])
+            dbs[name].execute("DELETE FROM interactions")
+        cpu, wall = dict.fromkeys(methods, 0.0), dict.fromkeys(methods, 0.0)
+        users, n_rows = UserIds(False, None), 0
+        for _ in range(args.rows // args.batch):
+            rows = [row(s, users, decimal_cost=True) for s in summaries(args.batch, rng)]
+            n_rows += len(rows)
+            for name, insert in methods.items():
+                db = dbs[name]
+                if insert is insert_as_copy:
+                    prepare_staging(db)
+                started, started_cpu = time.perf_counter(), time.thread_time()
+                with db.transaction():
+                    insert(db, rows)
+                wall[name] += time.perf_counter() - started
+                cpu[name] += time.thread_time() - started_cpu
+        print(f"\npostgres: {n_rows:,} rows each\n| batch sent as | writer CPU us per row | wall us per row |"
+              "\n|---|---:|---:|")
+        for name in methods:
+            print(f"| {name} | {cpu[name] / n_rows * 1e6:.1f} | {wall[name] / n_rows * 1e6:.1f} |")
+        copy_name, statements_name = methods
+        print(f"ratios COPY / statements: writer CPU {cpu[copy_name] / cpu[statements_name]:.2f}, "
+              f"wall {wall[copy_name] / wall[statements_name]:.2f}")
+        for db in dbs.values():
+            db.close()
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="schemas,contention", help="comma-separated: schemas, contention")
+    ap.add_argument("--sections", default="schemas,contention,postgres",
+                    help="comma-separated: schemas, contention, postgres")
+    ap.add_argument("--postgres-url", help="postgres section: this database (its interactions are deleted); "
+                                           "default: a throwaway server when PostgreSQL is installed")
     ap.add_argument("--rows", type=int, default=150_000, help="rows written by each variant")
     ap.add_argument("--batch", type=int, default=1000, help="rows per transaction (store.batch_size: 5000)")
     ap.add_argument("--report-every", type=int, default=50_000, help="rows per reported slice (schemas)")
     args = ap.parse_args()
     rng = random.Random(1)
     workdir = Path(tempfile.mkdtemp(prefix="spanscope-store-bench-"))
-    sections = {"schemas": schemas, "contention": contention}
+    sections = {"schemas": schemas, "contention": contention, "postgres": postgres}
     for name in args.sections.split(","):
         sections[name](args, rng, workdir)
 

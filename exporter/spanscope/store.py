@@ -301,9 +301,17 @@ class InteractionStore:
 
     def _call(self, fn, *args):
         with self._api_lock:
-            if connection_lost(self._api_db):
-                self._api_db = connect(self.location, "api")
-            return fn(self._api_db, *args)
+            for attempt in (1, 2):
+                if connection_lost(self._api_db):
+                    self._api_db = connect(self.location, "api")
+                try:
+                    return fn(self._api_db, *args)
+                except Exception:
+                    # A session the server dropped (restart, failover) is found dead only when used:
+                    # the call runs once more on a new one instead of failing this request.
+                    if attempt == 2 or not connection_lost(self._api_db):
+                        raise
+            raise AssertionError("unreachable")
 
     def save_feedback(self, interaction_id: str, rating: int, comment: str | None) -> q.SavedFeedback:
         try:

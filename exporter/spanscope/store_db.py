@@ -123,6 +123,10 @@ class Database:
     def query(self, sql: str, params=()) -> list[tuple]:
         raise NotImplementedError
 
+    def copy_rows(self, table: str, columns, rows) -> None:
+        """PostgreSQL's COPY … FROM STDIN (store_queries.insert_as_copy)."""
+        raise NotImplementedError
+
     def transaction(self):
         """A context manager: one write transaction, committed on exit, rolled back on an exception."""
         raise NotImplementedError
@@ -209,6 +213,7 @@ class PostgresDatabase(Database):
                               "pip install 'spanscope[postgres]'") from None
         self.location = location
         self.psycopg = psycopg
+        self.staging_ready = False  # store_queries.prepare_staging: this session's temporary table
         options = f"-c statement_timeout={statement_timeout_ms}" if statement_timeout_ms else None
         try:
             self.conn = psycopg.connect(location.url, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S,
@@ -231,6 +236,12 @@ class PostgresDatabase(Database):
 
     def query(self, sql, params=()):
         return self.conn.execute(self._sql(sql), params).fetchall()
+
+    def copy_rows(self, table: str, columns, rows) -> None:
+        """COPY `rows` into `table`: psycopg converts and sends them in C, with no statement to bind."""
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def transaction(self):
         return self.conn.transaction()

@@ -31,16 +31,28 @@ def _insert(n_rows: int) -> str:
     return f"INSERT INTO interactions ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * n_rows)}{_UPSERT}"
 
 
+# PostgreSQL: COPY cannot upsert, so a batch is copied into a temporary table of the connection
+# (emptied at every commit) and upserted from there by one statement.
+_STAGING = "interactions_incoming"
+_CREATE_STAGING = f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE interactions) ON COMMIT DELETE ROWS"
+_UPSERT_STAGED = (f"INSERT INTO interactions ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} "
+                  f"FROM {_STAGING}{_UPSERT}")
+
+
 def insert_interactions(db: Database, rows: list[tuple]) -> None:
-    # The sqlite3 module holds the GIL while it binds a statement's parameters and lets go of it
-    # only inside SQLite; with the ingest threads busy, each take back waits for a switch interval.
-    # So SQLite gets the batch as one JSON parameter and parses and inserts every row without the
-    # GIL: the writer needs it once per batch (about half the wall time per row under load;
-    # docs/performance.md). PostgreSQL: up to ROWS_PER_STATEMENT rows per statement.
+    # The writer's Python must stay out of the per-row work: it shares the GIL with the ingest
+    # threads, and binding parameters holds it. SQLite gets the batch as one JSON parameter and
+    # parses and inserts every row without the GIL; PostgreSQL gets it by COPY, which psycopg writes
+    # in C (docs/performance.md). SQLite older than 3.38: statements of ROWS_PER_STATEMENT rows.
     # One statement must not upsert a row twice (PostgreSQL refuses): the later row of a trace wins.
     rows = list({row[0]: row for row in rows}.values())
+    if db.dialect is SQLITE:
+        insert = insert_as_json if SQLITE_JSON_INSERTS else insert_as_statements
+    else:
+        prepare_staging(db)
+        insert = insert_as_copy
     with db.transaction():
-        (insert_as_json if db.dialect is SQLITE and SQLITE_JSON_INSERTS else insert_as_statements)(db, rows)
+        insert(db, rows)
 
 
 def insert_as_json(db: Database, rows: list[tuple]) -> None:
@@ -53,6 +65,20 @@ def insert_as_statements(db: Database, rows: list[tuple]) -> None:
     for i in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[i:i + ROWS_PER_STATEMENT]
         db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+
+
+def prepare_staging(db: Database) -> None:
+    """PostgreSQL: the connection's staging table, once, outside any batch's transaction (a rolled
+    back batch must not take the table with it)."""
+    if not db.staging_ready:
+        db.execute(_CREATE_STAGING)
+        db.staging_ready = True
+
+
+def insert_as_copy(db: Database, rows: list[tuple]) -> None:
+    """PostgreSQL only, inside a transaction, after prepare_staging; `rows` without two rows of one trace."""
+    db.copy_rows(_STAGING, COLUMNS, rows)
+    db.execute(_UPSERT_STAGED)
 
 
 # --- retention ----------------------------------------------------------------------------------

@@ -5,12 +5,14 @@ import threading
 import time
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from database_lock import database_locked
+from store_backends import empty_database
 from processes import wait_until
 from spanscope import store_queries
-from spanscope.interactions import COLUMNS, UserIds
+from spanscope.interactions import COLUMNS, UserIds, row
 from spanscope.migrations import MIGRATIONS, migrate
 from spanscope.recorder import RequestSummary
 from spanscope.store import InteractionStore
@@ -41,6 +43,10 @@ def opened(url: str, **kw):
 def stored_ids(store) -> list[str]:
     rows = store._call(lambda db: db.query("SELECT trace_id FROM interactions ORDER BY trace_id"))
     return [r[0] for r in rows]
+
+
+def row_of(s: RequestSummary) -> tuple:
+    return row(s, UserIds(False, None), decimal_cost=True)  # as the writer builds it for PostgreSQL
 
 
 def written(store, n: int) -> None:
@@ -232,6 +238,60 @@ def test_every_column_is_stored_exactly(store_url, json_inserts, monkeypatch):
     assert len(back) == 1
     assert [Decimal(str(v)) if i == 15 else v for i, v in enumerate(back[0])] == \
         [Decimal(v) if i == 15 else v for i, v in enumerate(row)]
+
+
+@pytest.fixture
+def postgres_url(request, tmp_path):
+    with empty_database(request, "postgres", tmp_path) as url:
+        yield url
+
+
+def test_postgresql_batches_leave_nothing_in_the_staging_table(postgres_url):
+    # A batch is copied into a temporary table and upserted from it. Were it left there, the next
+    # batch would upsert it again, over a newer row another replica wrote meanwhile.
+    db = connect(parse_url(postgres_url), "writer")
+    try:
+        migrate(db)
+        insert_interactions(db, [row_of(summary(1))])
+        db.execute("UPDATE interactions SET duration_seconds = 5 WHERE trace_id = ?", (f"{1:032x}",))
+        insert_interactions(db, [row_of(summary(2))])
+        assert db.query("SELECT trace_id, duration_seconds FROM interactions ORDER BY trace_id") == [
+            (f"{1:032x}", 5.0), (f"{2:032x}", 0.25)]
+    finally:
+        db.close()
+
+
+def test_a_postgresql_batch_that_fails_keeps_the_staging_table_for_the_next(postgres_url):
+    db = connect(parse_url(postgres_url), "writer")
+    try:
+        migrate(db)
+        refused = row_of(summary(1))[:1] + ("svc\x00",) + row_of(summary(1))[2:]  # TEXT refuses NUL
+        with pytest.raises(psycopg.Error, match="0x00"):
+            insert_interactions(db, [row_of(summary(2)), refused])  # rolled back whole
+        insert_interactions(db, [row_of(summary(3))])
+        assert db.query("SELECT trace_id FROM interactions") == [(f"{3:032x}",)]
+    finally:
+        db.close()
+
+
+def test_the_store_reconnects_when_postgresql_drops_its_sessions(postgres_url, postgres):
+    with opened(postgres_url, flush_interval=0.01) as store:
+        store.start()
+        store.observe(summary(1))
+        written(store, 1)
+        assert store.interaction(f"{1:032x}") is not None
+        with psycopg.connect(postgres.url(), autocommit=True) as admin:  # a restart or failover, as the store sees it
+            dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                    "WHERE application_name = 'spanscope'").fetchone()[0]
+        assert dropped == 2  # the writer's session and the API's
+        # The API's next call finds its session dead and runs again on a new one: no failed request.
+        assert store.interaction(f"{1:032x}")["trace_id"] == f"{1:032x}"
+        # The writer's next batch fails on its dead session, is requeued, and is written on a new
+        # one, which gets its own staging table.
+        store.observe(summary(2))
+        wait_until(lambda: store.written == 2, timeout=15, interval=0.05, what="the second interaction written")
+        assert store.dropped["write_error"] == 0 and store._writer_db.staging_ready
+        assert stored_ids(store) == [f"{1:032x}", f"{2:032x}"]
 
 
 def test_nul_characters_from_spans_are_stripped(store_url):

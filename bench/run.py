@@ -47,6 +47,7 @@ from common import (
     start_exporter,
     write_payloads,
 )
+from spanscope.store_db import redact
 
 ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "source-http", "baseline-grpc", "exporter-grpc"]
 # source-http: the exporter running its Cython-compiled modules from their Python source (what an
@@ -95,6 +96,9 @@ def parse_args(argv=None):
     p.add_argument("--spans-per-batch", type=int, default=512, help="spans per export request (512)")
     p.add_argument("--finish-delay", type=float,
                    help="traces.finish_delay of the exporter throughput targets, in seconds (default: the exporter's, 1.0)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="exporter_set",
+                   help="a config setting of the exporter throughput targets, e.g. store.url=postgresql://... "
+                        "(repeatable; default: the embedded defaults, every feature on)")
     p.add_argument("--scrape-series", help="series counts to time scrapes at (10000,100000)")
     p.add_argument("--scrapes", type=int, help="timed scrapes per size and format (20; quick 5)")
     p.add_argument("--attack-values", type=int, help="distinct label values of the cardinality attack (1000000)")
@@ -126,6 +130,9 @@ def parse_args(argv=None):
     for t in args.targets:
         if t not in ALL_TARGETS:
             p.error(f"unknown target {t!r}; choose from {ALL_TARGETS}")
+    for setting in args.exporter_set:
+        if "=" not in setting:
+            p.error(f"--set {setting!r}: expected PATH=VALUE")
     if args.attack_reference is None:
         args.attack_reference = args.attack_values // 2
     return args
@@ -217,6 +224,7 @@ def throughput(args, workdir: Path, payload_file: Path) -> dict:
     settings = {"limits.ingest_queue": 1024}
     if args.finish_delay is not None:
         settings["traces.finish_delay"] = args.finish_delay
+    settings.update(setting.split("=", 1) for setting in args.exporter_set)
     for target in args.targets:
         key = target.replace("-", "_")
         log(f"throughput: {target} (load average {loadavg()[0]})")
@@ -386,6 +394,9 @@ def markdown(result: dict) -> str:
     lines = [f"spanscope bench — {result['date']} — commit {commit} — {host['cpus']} CPUs, "
              f"load average at start {' / '.join(map(str, host['loadavg_start']))}", ""]
     tp = result.get("throughput") or {}
+    if result["options"].get("exporter_set"):
+        settings = ", ".join(result["options"]["exporter_set"])
+        lines += [f"Exporter settings: {settings} (on top of the embedded defaults).", ""]
     if tp:
         lines += ["| target | spans/s | server CPU s | spans/s per core | p50 ms | p99 ms | peak RSS MB "
                   "| scrape under load p50 / p99 ms |",
@@ -467,7 +478,8 @@ def main(argv=None) -> int:
         "schema": 1,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": host,
-        "options": {k: v for k, v in vars(args).items() if k not in ("out", "workdir")},
+        "options": {k: [redact(x) for x in v] if k == "exporter_set" else v
+                    for k, v in vars(args).items() if k not in ("out", "workdir")},
     }
     try:
         if "throughput" in args.sections:

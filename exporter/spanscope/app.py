@@ -131,9 +131,12 @@ class Exporter:
         self.state["ready"] = True
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
                  c["listen.otlp_grpc"], c["listen.otlp_http"], c["listen.web"])
+        by_reason: dict[str, list[str]] = {}
         for module, why in compiled.from_source().items():
+            by_reason.setdefault(why, []).append(module)
+        for why, modules in by_reason.items():
             log.log(logging.INFO if why in (compiled.NOT_BUILT, compiled.DISABLED) else logging.WARNING,
-                    "spanscope.%s runs from its Python source: %s", module, why)
+                    "running from Python source (%s): %s", why, ", ".join(modules))
 
     async def stop(self) -> None:
         """Stop accepting spans, process what was accepted, finish every trace, then close the web."""

@@ -9,10 +9,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import urllib.request
 from pathlib import Path
 
 import pytest
 import spanscope
+from processes import start_exporter
 from spanscope import compiled
 
 PACKAGE = Path(spanscope.__file__).parent
@@ -83,3 +85,18 @@ def test_the_switch_runs_every_module_from_source(package_copy):
     got = loaded(package_copy, {compiled.DISABLE: "1"})
     assert got["recorder"].endswith(".py") and got["traces"].endswith(".py")
     assert set(got["state"].values()) == {compiled.DISABLED} and got["summary"] == "none"
+
+
+def test_the_exporter_logs_and_exposes_an_edited_module(package_copy, tmp_path):
+    source = package_copy / "spanscope" / "rollups.py"
+    source.write_text(source.read_text() + "\n# edited after the build\n")
+    proc = start_exporter(tmp_path, {"store": {"enabled": False}},
+                          env={"PYTHONPATH": str(package_copy), compiled.DISABLE: "0"})
+    try:
+        with urllib.request.urlopen(proc.urls["web"] + "/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        # logged at start-up, before /readyz answers 200
+        assert f"WARNING spanscope: running from Python source ({compiled.STALE}): rollups\n" in proc.log()
+    finally:
+        proc.stop()
+    assert 'compiled="partial"' in metrics

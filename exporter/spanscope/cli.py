@@ -86,7 +86,8 @@ def main(argv=None) -> int:
         # gen-0 threshold (700) the collector traversed each of them several times, about a quarter
         # of the CPU. At 500 000 most are gone before a collection (+15 % throughput against 50 000
         # in bench/, same RSS). At full load a gen-0 pass then holds the GIL for 150-450 ms, a few
-        # times a minute (bench/gcprobe); 100 000 did not shorten the tail. Startup objects are frozen.
+        # times a minute (bench/gcprobe); 100 000 cost throughput and did not lower request p99.
+        # Startup objects are frozen.
         gc.freeze()
         gc.set_threshold(500_000, 20, 100)
         await exporter.run()

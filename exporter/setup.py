@@ -61,7 +61,7 @@ class BuildExt(build_ext):
         super().run()
         sources = {name: _sha256(f"spanscope/{name}.py") if f"spanscope.{name}" in self.built else None
                    for name in COMPILED}
-        target = os.path.join(os.path.dirname(self.get_ext_fullpath("spanscope._otlpwire")), "_compiled.json")
+        target = self._manifest_path()
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "w", encoding="utf-8") as f:
             json.dump({"sources": sources}, f, indent=1, sort_keys=True)
@@ -71,8 +71,11 @@ class BuildExt(build_ext):
         self.built.add(ext.name)  # built now, or up to date with the source cythonize just translated
 
     def get_outputs(self):
-        return super().get_outputs() + [os.path.join(os.path.dirname(
-            self.get_ext_fullpath("spanscope._otlpwire")), "_compiled.json")]
+        return [*super().get_outputs(), self._manifest_path()]
+
+    def _manifest_path(self) -> str:
+        """Beside the built modules: in the package for an in-place build, else in build_lib."""
+        return os.path.join(os.path.dirname(self.get_ext_fullpath("spanscope._otlpwire")), "_compiled.json")
 
 
 def _sha256(path: str) -> str:

@@ -1,7 +1,7 @@
 """What the interaction store's writes cost, side by side: by schema version, by how a batch is
 handed to SQLite while another thread wants the GIL, and by how it is sent to PostgreSQL.
 
-    python bench/store_writes.py [--sections schemas,contention,postgres] [--rows 150000] [--batch 1000]
+    python bench/store_writes.py [--sections schemas,sqlite,contention,postgres] [--rows 150000] [--batch 1000]
 
 All sections write the same rows, batch by batch, alternating between the two variants so that
 the machine's noise falls on both alike, through the store's own code (`interactions.row` builds
@@ -11,6 +11,9 @@ trace ids are), confidences random in [0, 1], users drawn from 500.
 - schemas: one SQLite database per schema version (the first and the latest). CPU microseconds
   per row over each slice of the growing table, and the ratio latest / first: the cost of random
   inserts grows with the table as its indexes outgrow SQLite's page cache.
+- sqlite: the latest schema twice, one database with SQLite's default page cache (2 MiB) and
+  checkpoint interval (1 000 WAL pages), the other with the writer connection's (store_db), in
+  slices as for schemas.
 - contention: a Python thread spins beside the writer, as the ingest threads run beside it in the
   exporter. Each batch goes either as one JSON parameter (`insert_as_json`, what the store does on
   SQLite) or as statements of ROWS_PER_STATEMENT rows (`insert_as_statements`, what it does on
@@ -72,14 +75,13 @@ def database(workdir: Path, name: str, migrations=MIGRATIONS):
     return db
 
 
-def schemas(args, rng: random.Random, workdir: Path) -> None:
-    first, latest = MIGRATIONS[0][0], MIGRATIONS[-1][0]
-    dbs = {f"version {first}": database(workdir, "first", MIGRATIONS[:1]),
-           f"version {latest}": database(workdir, "latest")}
+def growing(title: str, dbs: dict, args, rng: random.Random) -> None:
+    """Write the same batches into each database (in turns, the order alternating) and print CPU us
+    per row over each slice of the growing tables, and the ratio second / first."""
     spent = dict.fromkeys(dbs, 0.0)
-    print(f"\nschemas: CPU us per row\n| rows in table | {' | '.join(dbs)} | ratio |\n|---|---:|---:|---:|")
+    print(f"\n{title}: CPU us per row\n| rows in table | {' | '.join(dbs)} | ratio |\n|---|---:|---:|---:|")
     for n, rows in enumerate(batches(args, rng), 1):
-        for name, db in dbs.items():
+        for name, db in (dbs.items() if n % 2 else reversed(dbs.items())):
             started = time.process_time()
             insert_interactions(db, rows)
             spent[name] += time.process_time() - started
@@ -91,6 +93,21 @@ def schemas(args, rng: random.Random, workdir: Path) -> None:
             spent = dict.fromkeys(dbs, 0.0)
     for db in dbs.values():
         db.close()
+
+
+def schemas(args, rng: random.Random, workdir: Path) -> None:
+    first, latest = MIGRATIONS[0][0], MIGRATIONS[-1][0]
+    growing("schemas", {f"version {first}": database(workdir, "first", MIGRATIONS[:1]),
+                        f"version {latest}": database(workdir, "latest")}, args, rng)
+
+
+def sqlite(args, rng: random.Random, workdir: Path) -> None:
+    """The writer connection's page cache and checkpoint interval (store_db) against SQLite's defaults."""
+    defaults = database(workdir, "sqlite-defaults")
+    defaults.execute("PRAGMA cache_size=-2000")
+    defaults.execute("PRAGMA wal_autocheckpoint=1000")
+    growing("sqlite", {"SQLite's defaults": defaults, "the writer's settings": database(workdir, "sqlite-store")},
+            args, rng)
 
 
 class Spinner(threading.Thread):
@@ -186,17 +203,17 @@ def postgres(args, rng: random.Random, workdir: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="schemas,contention,postgres",
-                    help="comma-separated: schemas, contention, postgres")
+    ap.add_argument("--sections", default="schemas,sqlite,contention,postgres",
+                    help="comma-separated: schemas, sqlite, contention, postgres")
     ap.add_argument("--postgres-url", help="postgres section: this database (its interactions are deleted); "
                                            "default: a throwaway server when PostgreSQL is installed")
     ap.add_argument("--rows", type=int, default=150_000, help="rows written by each variant")
     ap.add_argument("--batch", type=int, default=1000, help="rows per transaction (store.batch_size: 5000)")
-    ap.add_argument("--report-every", type=int, default=50_000, help="rows per reported slice (schemas)")
+    ap.add_argument("--report-every", type=int, default=50_000, help="rows per reported slice (schemas, sqlite)")
     args = ap.parse_args()
     rng = random.Random(1)
     workdir = Path(tempfile.mkdtemp(prefix="spanscope-store-bench-"))
-    sections = {"schemas": schemas, "contention": contention, "postgres": postgres}
+    sections = {"schemas": schemas, "sqlite": sqlite, "contention": contention, "postgres": postgres}
     for name in args.sections.split(","):
         sections[name](args, rng, workdir)
 

@@ -1,6 +1,7 @@
 """The interaction store in process, against SQLite and PostgreSQL: migrations, the writer's queue,
 retention, durable feedback with revisions, exact costs, hashed user ids."""
 import contextlib
+import sqlite3
 import threading
 import time
 from decimal import Decimal
@@ -11,7 +12,7 @@ import pytest
 from database_lock import database_locked
 from store_backends import empty_database
 from processes import wait_until
-from spanscope import store_queries
+from spanscope import store_db, store_queries
 from spanscope.interactions import COLUMNS, UserIds, row
 from spanscope.migrations import MIGRATIONS, migrate
 from spanscope.recorder import RequestSummary
@@ -124,6 +125,21 @@ def test_replicas_creating_one_sqlite_file_together_all_open_it(tmp_path):
     # busy timeout; it happened in about one start in 16, so this test starts 40 times.
     for n in range(40):
         assert start_replicas_together(f"sqlite:///{tmp_path}/race-{n}.db") == [[], [], [], ALL_VERSIONS]
+
+
+def test_sqlite_connections_have_the_page_cache_and_checkpoint_interval_of_their_role(tmp_path):
+    # SQLite's defaults (2 MiB of cache, a checkpoint every 1 000 pages) cost the writer 10-20 % more
+    # CPU per row once its indexes outgrow them (bench/store_writes.py --sections sqlite).
+    with opened(f"sqlite:///{tmp_path}/s.db") as store:
+        store.start()  # opens the writer's connection
+        store.observe(summary(1))
+        written(store, 1)
+        settings = {role: (db.query("PRAGMA cache_size")[0][0], db.query("PRAGMA wal_autocheckpoint")[0][0])
+                    for role, db in (("writer", store._writer_db), ("api", store._call(lambda db: db)))}
+    default_cache = sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]  # -2000: 2 MiB
+    assert settings == {"writer": (-store_db.WRITER_CACHE_KIB, store_db.CHECKPOINT_PAGES),
+                        "api": (default_cache, store_db.CHECKPOINT_PAGES)}
+    assert store_db.WRITER_CACHE_KIB > -default_cache and store_db.CHECKPOINT_PAGES > 1000
 
 
 # --- the writer: batched, bounded, never blocking the caller ------------------------------------

@@ -56,6 +56,11 @@ class WebSecurity:
         return ok
 
 
+def _read(base: str, name: str) -> bytes:
+    with open(os.path.join(base, name), "rb") as f:
+        return f.read()
+
+
 def load_web_config(path: str | None) -> WebSecurity:
     if not path:
         return WebSecurity()
@@ -82,17 +87,15 @@ def load_web_config(path: str | None) -> WebSecurity:
             if tls.get("client_ca_file"):
                 ctx.load_verify_locations(os.path.join(base, tls["client_ca_file"]))
             ctx.verify_mode = CLIENT_AUTH[auth]
+            # The gRPC listener takes the same files as PEM bytes (Python's ssl only loads paths).
+            security.cert_pem = _read(base, tls["cert_file"])
+            security.key_pem = _read(base, tls["key_file"])
+            if tls.get("client_ca_file"):
+                security.client_ca_pem = _read(base, tls["client_ca_file"])
+                security.require_client_cert = CLIENT_AUTH[auth] == ssl.CERT_REQUIRED
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{where}: cannot load the TLS certificate or key: {exc}") from None
         security.ssl_context = ctx
-        with open(os.path.join(base, tls["cert_file"]), "rb") as f:
-            security.cert_pem = f.read()
-        with open(os.path.join(base, tls["key_file"]), "rb") as f:
-            security.key_pem = f.read()
-        if tls.get("client_ca_file"):
-            with open(os.path.join(base, tls["client_ca_file"]), "rb") as f:
-                security.client_ca_pem = f.read()
-            security.require_client_cert = CLIENT_AUTH[auth] == ssl.CERT_REQUIRED
     users = doc.get("basic_auth_users") or {}
     if not isinstance(users, dict) or not all(isinstance(h, str) and h.startswith("$2") for h in users.values()):
         raise ConfigError(f"{where}: basic_auth_users: expected user: bcrypt hash")

@@ -14,7 +14,8 @@ def test_every_section_reports_every_variant():
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = proc.stdout
-    assert "| 0-1,000 |" in out and "| 1,000-2,000 |" in out  # schemas: one line per slice
+    assert out.count("| 0-1,000 |") == 2 and out.count("| 1,000-2,000 |") == 2  # schemas, sqlite: a line per slice
+    assert "| SQLite's defaults | the writer's settings | ratio |" in out
     assert "| one JSON parameter |" in out and "| statements of 100 rows |" in out
     assert "2,000 rows each" in out and "ratios JSON / statements: writer wall" in out
     if "postgres: skipped" not in out:  # PostgreSQL is installed (make test installs it)

@@ -9,7 +9,9 @@ Sections:
                p50/p99 request latency, peak RSS, and the latency of a scrape every 0.5 s during the
                measured window. Ratios exporter/baseline and exporter/ceiling per core; and the
                exporter running its Cython-compiled modules from source (source-http), for the
-               ratio compiled / source.
+               ratio compiled / source. The targets run in --rounds passes (3), every other one in
+               reverse order; per target the median round is reported, each ratio is the median of
+               the ratios within each round, and results["throughput_rounds"] holds every round.
   scrape       /metrics scrape time (text and OpenMetrics) at 10 000 and 100 000 series.
   cardinality  RSS while 1 000 000 distinct label values hit the exporter with default limits, and
                the baseline under the same attack for context.
@@ -24,6 +26,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,9 +60,9 @@ SECTIONS = ["throughput", "scrape", "cardinality"]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 # Defaults of a full run, and of --quick (explicit options override either).
-FULL = {"duration": 10.0, "warmup": 3.0, "batches": 64, "scrapes": 20, "scrape_series": "10000,100000",
+FULL = {"duration": 10.0, "warmup": 3.0, "rounds": 3, "batches": 64, "scrapes": 20, "scrape_series": "10000,100000",
         "attack_values": 1_000_000, "attack_time_limit": 300.0}
-QUICK = {"duration": 2.0, "warmup": 0.5, "batches": 16, "scrapes": 5, "scrape_series": "10000,100000",
+QUICK = {"duration": 2.0, "warmup": 0.5, "rounds": 1, "batches": 16, "scrapes": 5, "scrape_series": "10000,100000",
          "attack_values": 200_000, "attack_time_limit": 60.0}
 
 # The attack measures what distinct label values cost. Pending traces are a working set of about
@@ -67,6 +70,8 @@ QUICK = {"duration": 2.0, "warmup": 0.5, "batches": 16, "scrapes": 5, "scrape_se
 # high-water mark (~150 MB, bounded by traces.max_pending) creeps up over a run and would hide
 # the label values' effect, so the attack finishes traces after 0.1 s.
 ATTACK_FINISH_DELAY = 0.1
+
+MIN_JUDGED_DURATION = 5.0  # seconds measured per throughput target before its ratios are judged
 
 TARGETS = {  # the issue's targets: (description, check)
     "throughput_vs_baseline": "exporter / baseline spans per core >= 1.5 (every feature on)",
@@ -81,8 +86,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="bench/run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n")[0],
-        epilog="Full-run defaults: --duration 10 --warmup 3 --batches 64 --scrapes 20 --attack-values 1000000.\n"
-               "--quick defaults:   --duration 2 --warmup 0.5 --batches 16 --scrapes 5 --attack-values 200000.\n"
+        epilog="Full-run defaults: --duration 10 --warmup 3 --rounds 3 --batches 64 --scrapes 20 --attack-values 1000000.\n"
+               "--quick defaults:   --duration 2 --warmup 0.5 --rounds 1 --batches 16 --scrapes 5 --attack-values 200000.\n"
                "Targets judged: " + "; ".join(TARGETS.values()) + ".")
     p.add_argument("--quick", action="store_true", help="short run (~2 s per target) for a smoke check")
     p.add_argument("--sections", default=",".join(SECTIONS),
@@ -91,6 +96,9 @@ def parse_args(argv=None):
                    help=f"throughput targets (default: {','.join(ALL_TARGETS)})")
     p.add_argument("--duration", type=float, help="seconds measured per throughput target (10; quick 2)")
     p.add_argument("--warmup", type=float, help="seconds of load before measuring (3; quick 0.5)")
+    p.add_argument("--rounds", type=int,
+                   help="passes over the throughput targets, in alternating order; per target the median round "
+                        "is reported, and each ratio is the median of its rounds' ratios (3; quick 1)")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent connections of the load generator (4)")
     p.add_argument("--batches", type=int, help="distinct payloads cycled through (64; quick 16)")
     p.add_argument("--spans-per-batch", type=int, default=512, help="spans per export request (512)")
@@ -133,6 +141,8 @@ def parse_args(argv=None):
     for setting in args.exporter_set:
         if "=" not in setting:
             p.error(f"--set {setting!r}: expected PATH=VALUE")
+    if args.rounds < 1:
+        p.error("--rounds: at least 1")
     if args.attack_reference is None:
         args.attack_reference = args.attack_values // 2
     return args
@@ -215,8 +225,8 @@ class LoadedScrapes(threading.Thread):
 
 # --- sections --------------------------------------------------------------------------------
 
-def throughput(args, workdir: Path, payload_file: Path) -> dict:
-    results = {}
+def throughput(args, workdir: Path, payload_file: Path) -> list[dict]:
+    """Every target, args.rounds times: a list of rounds, each {target key: result}."""
     loadgen = [PYTHON, str(BENCH / "loadgen.py"), "throughput", "--payloads", str(payload_file),
                "--warmup", str(args.warmup), "--duration", str(args.duration),
                "--concurrency", str(args.concurrency)]
@@ -225,9 +235,8 @@ def throughput(args, workdir: Path, payload_file: Path) -> dict:
     if args.finish_delay is not None:
         settings["traces.finish_delay"] = args.finish_delay
     settings.update(setting.split("=", 1) for setting in args.exporter_set)
-    for target in args.targets:
-        key = target.replace("-", "_")
-        log(f"throughput: {target} (load average {loadavg()[0]})")
+
+    def measure(target: str) -> dict:
         load_at_start = loadavg()
         try:
             if target == "ceiling":
@@ -254,24 +263,65 @@ def throughput(args, workdir: Path, payload_file: Path) -> dict:
             log(f"  {target} failed: {exc}")
             res = {"error": str(exc)}
         res["loadavg_at_start"] = load_at_start
-        results[key] = res
         if "error" not in res:
             log(f"  {res['spans_per_s']} spans/s, {res['spans_per_core_s']} spans per CPU second, "
                 f"p99 {res['latency_p99_ms']} ms, errors {res.get('errors', 0)}, throttled {res.get('throttled', 0)}")
-    return results
+        return res
+
+    rounds = []
+    for n in range(args.rounds):
+        results = {}
+        for target in round_order(args.targets, n):
+            log(f"throughput: {target}, round {n + 1} of {args.rounds} (load average {loadavg()[0]})")
+            results[target.replace("-", "_")] = measure(target)
+        rounds.append(results)
+    return rounds
 
 
-def ratios(tp: dict) -> dict:
-    def per_core(key):
-        return (tp.get(key) or {}).get("spans_per_core_s")
-    return {
-        "exporter_vs_baseline_http": ratio(per_core("exporter_http"), per_core("baseline_http")),
-        "exporter_vs_baseline_grpc": ratio(per_core("exporter_grpc"), per_core("baseline_grpc")),
-        "exporter_vs_ceiling_http": ratio(per_core("exporter_http"), per_core("ceiling")),
-        "exporter_vs_ceiling_grpc": ratio(per_core("exporter_grpc"), per_core("ceiling")),
-        "baseline_vs_ceiling_http": ratio(per_core("baseline_http"), per_core("ceiling")),
-        "compiled_vs_source_http": ratio(per_core("exporter_http"), per_core("source_http")),
-    }
+def round_order(targets: list[str], n: int) -> list[str]:
+    """Every other round backwards: the machine's drift over the run falls on every target alike."""
+    return targets if n % 2 == 0 else targets[::-1]
+
+
+def per_core(results: dict, key: str) -> float | None:
+    return (results.get(key) or {}).get("spans_per_core_s")
+
+
+def median_rounds(rounds: list[dict]) -> dict:
+    """Per target, its round with the median spans per core (the lower median for an even count; any
+    round when all failed), with `spans_per_core_rounds`: the rate of each round, in round order."""
+    out = {}
+    for key in rounds[0]:
+        measured = [r[key] for r in rounds if per_core(r, key)]
+        chosen = sorted(measured, key=lambda r: r["spans_per_core_s"])[(len(measured) - 1) // 2] if measured \
+            else rounds[0][key]
+        out[key] = {**chosen, "spans_per_core_rounds": [per_core(r, key) for r in rounds]}
+    return out
+
+
+RATIOS = {  # name: (numerator, denominator), spans per core of targets measured in the same round
+    "exporter_vs_baseline_http": ("exporter_http", "baseline_http"),
+    "exporter_vs_baseline_grpc": ("exporter_grpc", "baseline_grpc"),
+    "exporter_vs_ceiling_http": ("exporter_http", "ceiling"),
+    "exporter_vs_ceiling_grpc": ("exporter_grpc", "ceiling"),
+    "baseline_vs_ceiling_http": ("baseline_http", "ceiling"),
+    "compiled_vs_source_http": ("exporter_http", "source_http"),
+}
+
+
+def ratio_rounds(rounds: list[dict]) -> dict:
+    """Each ratio in each round (None where a target failed or did not run)."""
+    return {name: [ratio(per_core(r, a), per_core(r, b)) for r in rounds] for name, (a, b) in RATIOS.items()}
+
+
+def ratios(rounds: list[dict]) -> dict:
+    """Each ratio as the median of its rounds' ratios: the two targets of a round ran minutes apart,
+    not the whole run apart."""
+    out = {}
+    for name, values in ratio_rounds(rounds).items():
+        values = [v for v in values if v is not None]
+        out[name] = round(statistics.median(values), 4) if values else None
+    return out
 
 
 def scrape(args, workdir: Path) -> dict:
@@ -356,14 +406,18 @@ def verdicts(result: dict) -> list[dict]:
                     "met": met, "detail": detail})
 
     if result.get("throughput"):
+        # A short run ends before most of its traces are finished (traces.finish_delay) and their
+        # interactions written: it measures less than every feature's work, and is not judged.
+        judged = result["options"]["duration"] >= MIN_JUDGED_DURATION
+        detail = "" if judged else f"not judged: runs shorter than {MIN_JUDGED_DURATION:g} s flatter the exporter"
         vals = [v for v in (r.get("exporter_vs_baseline_http"), r.get("exporter_vs_baseline_grpc")) if v]
         add("throughput_vs_baseline", {"http": r.get("exporter_vs_baseline_http"),
                                        "grpc": r.get("exporter_vs_baseline_grpc")},
-            bool(vals) and min(vals) >= 1.5 if vals else None)
+            min(vals) >= 1.5 if vals and judged else None, detail)
         vals = [v for v in (r.get("exporter_vs_ceiling_http"), r.get("exporter_vs_ceiling_grpc")) if v]
         add("throughput_vs_ceiling", {"http": r.get("exporter_vs_ceiling_http"),
                                       "grpc": r.get("exporter_vs_ceiling_grpc")},
-            min(vals) >= 0.5 if vals else None)
+            min(vals) >= 0.5 if vals and judged else None, detail)
     sc = (result.get("scrape") or {}).get("10000")
     if sc:
         worst = max(sc["text"]["p99_ms"], sc["openmetrics"]["p99_ms"])
@@ -410,6 +464,12 @@ def markdown(result: dict) -> str:
                          f"{fmt(r['spans_per_core_s'])} | {fmt(r['latency_p50_ms'], 1)} | "
                          f"{fmt(r['latency_p99_ms'], 1)} | {fmt(r['server_peak_rss_mb'])} | "
                          f"{fmt(loaded.get('p50_ms'), 1)} / {fmt(loaded.get('p99_ms'), 1)} |")
+        n_rounds = result["options"]["rounds"]
+        if n_rounds > 1:
+            each = [f"{key.replace('_', ' ')} {' / '.join(fmt(v) for v in r['spans_per_core_rounds'])}"
+                    for key, r in tp.items()]
+            lines += ["", f"Each target ran {n_rounds} times, every other round in reverse order; the table "
+                          f"shows its median round. Spans/s per core in each round: " + "; ".join(each) + "."]
         stored = [f"{key.replace('_', ' ')} {fmt(c['spanscope_interactions_written_total'])} written, "
                   f"{fmt(c['spanscope_interactions_dropped_total'])} dropped"
                   for key, r in tp.items() for c in [r.get("exporter_counters")] if c]
@@ -420,13 +480,18 @@ def markdown(result: dict) -> str:
                     for key, r in tp.items() for c in [r.get("exporter_counters")] if c]
         if assembly:
             lines += ["", "Trace assembly during the run: " + "; ".join(assembly) + "."]
-        r = result["ratios"]
-        lines += ["", "| ratio (spans/s per core) | HTTP | gRPC |", "|---|---:|---:|",
-                  f"| exporter / baseline | {fmt(r['exporter_vs_baseline_http'], 2)} | "
-                  f"{fmt(r['exporter_vs_baseline_grpc'], 2)} |",
-                  f"| exporter / ceiling | {fmt(r['exporter_vs_ceiling_http'], 2)} | "
-                  f"{fmt(r['exporter_vs_ceiling_grpc'], 2)} |",
-                  f"| exporter, compiled / from source | {fmt(r['compiled_vs_source_http'], 2)} | – |", ""]
+        r, spread = result["ratios"], result["ratio_rounds"]
+
+        def cell(name):  # the median, and with several rounds the range of the rounds' ratios
+            values = [v for v in spread[name] if v is not None]
+            rng = f" ({fmt(min(values), 2)}–{fmt(max(values), 2)})" if len(values) > 1 else ""
+            return fmt(r[name], 2) + rng
+
+        title = "ratio (spans/s per core)" + (", median (range) of the rounds" if n_rounds > 1 else "")
+        lines += ["", f"| {title} | HTTP | gRPC |", "|---|---:|---:|",
+                  f"| exporter / baseline | {cell('exporter_vs_baseline_http')} | {cell('exporter_vs_baseline_grpc')} |",
+                  f"| exporter / ceiling | {cell('exporter_vs_ceiling_http')} | {cell('exporter_vs_ceiling_grpc')} |",
+                  f"| exporter, compiled / from source | {cell('compiled_vs_source_http')} | – |", ""]
         builds = [f"{key.replace('_', ' ')}: reader {b.get('reader')}, compiled {b.get('compiled')}"
                   for key, r in tp.items() for b in [r.get("build")] if b]
         if builds:
@@ -460,7 +525,8 @@ def markdown(result: dict) -> str:
         for t in result["targets"]:
             v = t["value"]
             v = ", ".join(f"{k} {fmt(x, 2)}" for k, x in v.items()) if isinstance(v, dict) else fmt(v, 1)
-            lines.append(f"| {t['description']} | {v} | {'yes' if t['met'] else 'no' if t['met'] is False else '–'} |")
+            met = "yes" if t["met"] else "no" if t["met"] is False else f"– ({t['detail']})" if t["detail"] else "–"
+            lines.append(f"| {t['description']} | {v} | {met} |")
     return "\n".join(lines) + "\n"
 
 
@@ -490,8 +556,11 @@ def main(argv=None) -> int:
             result["payloads"] = {"batches": len(batches), "spans": sum(counts),
                                   "spans_per_request_mean": round(sum(counts) / len(counts), 1),
                                   "bytes_per_request_mean": round(sum(map(len, batches)) / len(batches))}
-            result["throughput"] = throughput(args, workdir, payload_file)
-            result["ratios"] = ratios(result["throughput"])
+            rounds = throughput(args, workdir, payload_file)
+            result["throughput"] = median_rounds(rounds)
+            result["ratios"] = ratios(rounds)
+            result["ratio_rounds"] = ratio_rounds(rounds)
+            result["throughput_rounds"] = rounds
         if "scrape" in args.sections:
             try:
                 result["scrape"] = scrape(args, workdir)

@@ -98,6 +98,10 @@ def test_ratios_come_from_the_per_core_rates(result):
     assert ratios["exporter_vs_ceiling_grpc"] == round(per_core("exporter_grpc") / per_core("ceiling"), 4)
     assert ratios["compiled_vs_source_http"] == round(per_core("exporter_http") / per_core("source_http"), 4)
     assert all(v > 0 for v in ratios.values())
+    # --quick makes one round: it is the median, and each ratio's only round
+    assert all(tp[key]["spans_per_core_rounds"] == [per_core(key)] for key in TARGETS)
+    assert result["ratio_rounds"] == {name: [value] for name, value in ratios.items()}
+    assert [list(r) for r in result["throughput_rounds"]] == [TARGETS]
 
 
 def test_scrape_fields(result):
@@ -138,12 +142,14 @@ def test_verdicts_and_report(result):
     assert api["window_minutes"] == 1440 and api["worst_p99_ms"] == max(
         v["p99_ms"] for k, v in api.items() if isinstance(v, dict))
     assert by_name["metrics_api_10k"]["met"] == (api["worst_p99_ms"] < 50)
-    for t in by_name.values():
-        assert isinstance(t["met"], bool)
+    for name, t in by_name.items():
+        if name.startswith("throughput"):  # a 1-second run is not judged: its traces are not all finished
+            assert t["met"] is None and t["detail"].startswith("not judged")
+        else:
+            assert isinstance(t["met"], bool)
     ratios = result["ratios"]
     assert by_name["throughput_vs_baseline"]["value"] == {"http": ratios["exporter_vs_baseline_http"],
                                                           "grpc": ratios["exporter_vs_baseline_grpc"]}
-    assert by_name["throughput_vs_baseline"]["met"] == (min(by_name["throughput_vs_baseline"]["value"].values()) >= 1.5)
     for text in (result["_stdout"], result["_markdown"]):
         assert "| exporter http |" in text and "| cardinality attack |" in text
         assert "| exporter, compiled / from source |" in text and "source http: reader native, compiled none" in text

@@ -315,8 +315,8 @@ def ratio_rounds(rounds: list[dict]) -> dict:
 
 
 def ratios(rounds: list[dict]) -> dict:
-    """Each ratio as the median of its rounds' ratios: the two targets of a round ran minutes apart,
-    not the whole run apart."""
+    """Each ratio as the median of its rounds' ratios: within a round its two targets ran at most a
+    minute or two apart, across rounds several minutes."""
     out = {}
     for name, values in ratio_rounds(rounds).items():
         values = [v for v in values if v is not None]

@@ -10,6 +10,7 @@ PURE_TESTS := tests/exporter tests/economics tests/features tests/store tests/in
 
 # Any change of the exporter's source reinstalls it: setup.py compiles the hot path from it.
 $(STAMP): exporter/pyproject.toml exporter/setup.py exporter/spanscope/_otlpwire.c $(wildcard exporter/spanscope/*.py) \
+          $(wildcard exporter/spanscope/*.pxd) \
           demo/pyproject.toml requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip

@@ -1,15 +1,16 @@
 """Build of the exporter's optional native code (project metadata: pyproject.toml).
 
 - spanscope._otlpwire: the C reader of the OTLP wire format (spanscope/wire.py).
-- COMPILED: the ingest hot path, compiled by Cython from the modules' own Python source, unchanged
-  and without type declarations: the same code without the interpreter's dispatch
-  (docs/performance.md). The build records each compiled source's SHA-256 (spanscope/compiled.py),
-  so an edited module runs from its source until the next build instead of running stale code.
+- COMPILED: the ingest hot path, compiled by Cython from the modules' own Python source, unchanged:
+  the same code without the interpreter's dispatch, plus, where a .pxd stands beside a module, C
+  types for what it declares (docs/performance.md). The build records each compiled source's SHA-256
+  (spanscope/compiled.py), so an edited module runs from its source until the next build instead
+  of running stale code.
 
 All of it is optional: without a C compiler or Cython the install still succeeds, and the exporter
 runs the same Python, slower.
 """
-import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -22,6 +23,18 @@ from setuptools.command.build_ext import build_ext
 COMPILED = ("wire", "contract", "recorder", "aggregate", "traces", "ingest", "rollups", "impact",
             "experiments", "features", "feedback", "interactions", "store")
 CFLAGS = [] if sys.platform == "win32" else ["-Wall", "-Wextra"]
+
+
+def _load_compiled():
+    """spanscope/compiled.py by its path (the package is not importable while it is being built): the
+    one definition of the source hash the build records and the import checks."""
+    spec = importlib.util.spec_from_file_location("spanscope_compiled_at_build", "spanscope/compiled.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+compiled = _load_compiled()
 
 
 def cython_extensions() -> list:
@@ -59,7 +72,7 @@ class BuildExt(build_ext):
     def run(self):
         self.built = set()
         super().run()
-        sources = {name: _sha256(f"spanscope/{name}.py") if f"spanscope.{name}" in self.built else None
+        sources = {name: compiled.source_hash(name, "spanscope") if f"spanscope.{name}" in self.built else None
                    for name in COMPILED}
         target = self._manifest_path()
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -76,11 +89,6 @@ class BuildExt(build_ext):
     def _manifest_path(self) -> str:
         """Beside the built modules: in the package for an in-place build, else in build_lib."""
         return os.path.join(os.path.dirname(self.get_ext_fullpath("spanscope._otlpwire")), "_compiled.json")
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 setup(

@@ -74,6 +74,33 @@ def test_an_edited_module_runs_its_source_and_the_others_stay_compiled(package_c
     assert got["summary"] == "partial"
 
 
+def test_an_edited_pxd_makes_its_module_run_from_source(package_copy):
+    declarations = package_copy / "spanscope" / "contract.pxd"
+    declarations.write_text(declarations.read_text() + "\n# edited after the build\n")
+    assert loaded(package_copy)["state"]["contract"] == compiled.STALE
+
+
+def test_modules_compiled_against_an_edited_modules_declarations_run_from_source_too(package_copy):
+    # traces.pxd cimports contract's SpanRecord: compiled traces reads its fields at the compiled
+    # layout, so beside contract's source it would read the wrong memory (it crashed the process).
+    assert compiled.cimports("traces", str(package_copy / "spanscope")) == {"contract"}
+    source = package_copy / "spanscope" / "contract.py"
+    source.write_text(source.read_text() + "\n# edited after the build\n")
+    code = ("import json, spanscope.traces as t, spanscope.contract as k, spanscope.compiled as c\n"
+            "root, child = k.SpanRecord(), k.SpanRecord()\n"
+            "for r, sid, parent, start, end in ((root, b'r' * 8, b'', 0, 10), (child, b'c' * 8, b'r' * 8, 2, 6)):\n"
+            "    r.span_id, r.parent_id, r.start, r.end, r.component, r.feature = sid, parent, start, end, 'x', None\n"
+            "critical, own, _ = t.breakdown([root, child], root)\n"
+            "print(json.dumps({'state': c.state, 'traces': t.__file__, 'own': own['x'], 'summary': c.summary()}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, compiled.DISABLE: "0", "PYTHONPATH": str(package_copy)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout)
+    assert got["state"]["contract"] == compiled.STALE and got["traces"].endswith("traces.py")
+    assert got["state"]["traces"] == compiled.DEPENDS.format("spanscope.contract")
+    assert got["own"] == 10 and got["state"]["recorder"] == compiled.COMPILED and got["summary"] == "partial"
+
+
 def test_a_compiled_module_without_a_build_record_runs_its_source(package_copy):
     (package_copy / "spanscope" / compiled.MANIFEST).unlink()
     got = loaded(package_copy)

@@ -142,10 +142,11 @@ class Experiments:
         base = variants[control]
         rows = []
         for name, s in sorted(variants.items()):
+            p95 = self._p95(flag, name)
             row = {
                 "variant": name, "control": name == control, "requests": s.n,
                 "mean_latency_ms": s.mean * 1000,
-                "p95_latency_ms": (lambda q: q * 1000 if q is not None else None)(self._p95(flag, name)),
+                "p95_latency_ms": p95 * 1000 if p95 is not None else None,
                 "error_rate": s.errors / s.n if s.n else 0.0,
                 "cost_per_request_usd": float(s.cost / s.n) if s.n else 0.0,
             }

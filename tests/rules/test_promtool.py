@@ -93,7 +93,7 @@ def test_every_alert_fires_at_for_and_not_one_evaluation_before():
         name, ident = rule["alert"], _identity(rule["labels"])
         for_s = _duration(rule.get("for", "0s"))
         ok = False
-        for fname, group, interval, case in cases:
+        for _fname, group, interval, case in cases:
             if case["alertname"] != name:
                 continue
             fired = [a for a in case.get("exp_alerts") or [] if _identity(a.get("exp_labels", {})) == ident]

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from processes import REPO, free_port, spawn, start_exporter, start_prometheus, wait_until
+from processes import REPO, spawn, start_exporter, start_prometheus, wait_until
 
 pytestmark = pytest.mark.slow
 EVAL = 1.0   # scrape and evaluation interval, seconds

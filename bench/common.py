@@ -1,7 +1,8 @@
 """Shared helpers of the benchmark: processes, /proc accounting, payload files, percentiles.
 
-Everything here is standard library only (psutil is not a dependency): CPU time comes from
-/proc/<pid>/stat (utime + stime of all threads), memory from /proc/<pid>/status (VmRSS, VmHWM).
+Standard library only (psutil is not a dependency), and the free-port helpers of the integration
+tests (tests/support/processes.py). CPU time comes from /proc/<pid>/stat (utime + stime of all
+threads), memory from /proc/<pid>/status (VmRSS, VmHWM).
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -20,6 +20,10 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+# Free ports, and starting again on new ones when one was taken meanwhile: the integration tests' helpers.
+sys.path.insert(0, str(REPO / "tests" / "support"))
+from processes import free_port, on_free_ports
+
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1024 * 1024
@@ -128,12 +132,6 @@ def fresh_traces(payload: bytes, offsets: list[int], replay: int) -> bytes:
 
 # --- processes -------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """A server process in its own process group, with its log file and URLs."""
 
@@ -196,22 +194,6 @@ def spawn(name: str, cmd: list[str], workdir: Path, ready_path: str, urls: dict,
         server.stop()
         raise RuntimeError(f"{name} did not become ready:\n{server.log()}") from None
     return server
-
-
-def on_free_ports(start):
-    """Start again on new ports when the server found one taken (free_port() releases a port before
-    the server binds it; another process can get it meanwhile). As in tests/support/processes.py."""
-
-    def retrying(*args, **kwargs) -> Server:
-        for attempt in range(3):
-            try:
-                return start(*args, **kwargs)
-            except RuntimeError as exc:
-                if attempt == 2 or "address already in use" not in str(exc).lower():
-                    raise
-        raise AssertionError("unreachable")
-
-    return retrying
 
 
 def _exporter_accepts(path: str) -> bool:

@@ -5,9 +5,11 @@ cost, quality, user) and the ratings users gave them, for the API (low-rated int
 statistics, cost by user).
 
 Two connections, two paths:
-- Interactions are written off the ingest path. `observe` (a recorder sink) appends the
-  RequestSummary to a bounded queue and returns; when the queue is full the oldest unwritten
-  interaction is dropped and counted, so ingest never waits for the database. One writer thread
+- Interactions are written off the ingest path. `observe` (a recorder sink) turns the
+  RequestSummary into its row (a tuple of plain values: a fraction of the summary's memory, and
+  nothing the garbage collector has to traverse while it waits) and appends it to a bounded queue;
+  when the queue is full the oldest unwritten interaction is dropped and counted, so ingest never
+  waits for the database. One writer thread
   drains the queue in batches (one transaction per batch, many rows per statement), retries a batch the
   database refused for a transient reason (lock, full disk, lost connection) and enforces
   retention every `cleanup_interval` seconds.
@@ -94,7 +96,7 @@ class InteractionStore:
         self._api_lock = threading.Lock()
         self._api_thread = ThreadPoolExecutor(1, thread_name_prefix="interaction-api")
         self._cond = threading.Condition()
-        self._queue: collections.deque[RequestSummary] = collections.deque()
+        self._queue: collections.deque[tuple] = collections.deque()  # rows (interactions.row)
         self._stopping = False
         self._abandoned = False
         self._thread: threading.Thread | None = None
@@ -144,13 +146,19 @@ class InteractionStore:
     # --- the ingest side: a recorder sink, never blocking ---------------------------------------
 
     def observe(self, summary: RequestSummary) -> None:
+        try:
+            one = row(summary, self.users, decimal_cost=self.postgres)
+        except Exception:  # a bug in the row builder must cost this interaction, not the trace's sinks
+            self.dropped["write_error"] += 1
+            self._log("cannot build an interaction row")
+            return
         # The writer is woken by the first row (to start its flush timer) and by a full batch, not by
         # every row: one transaction per batch or per flush_interval, whichever comes first.
         with self._cond:
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
                 self.dropped["queue_full"] += 1
-            self._queue.append(summary)
+            self._queue.append(one)
             if len(self._queue) == 1 or len(self._queue) == self.batch_size:
                 self._cond.notify()
 
@@ -192,7 +200,7 @@ class InteractionStore:
             return False
         return True
 
-    def _take_batch(self, deadline: float) -> list[RequestSummary]:
+    def _take_batch(self, deadline: float) -> list[tuple]:
         """A full batch, or what is queued once flush_interval has passed since the last take (or
         `deadline`, the next retention pass, has come)."""
         with self._cond:
@@ -218,16 +226,8 @@ class InteractionStore:
             elif self._stopping:
                 return
 
-    def _write(self, batch: list[RequestSummary]) -> bool:
+    def _write(self, rows: list[tuple]) -> bool:
         """Write one batch; on a transient error put it back (oldest first out when full) and return False."""
-        built, rows = [], []
-        for summary in batch:
-            try:
-                rows.append(row(summary, self.users, decimal_cost=self.postgres))
-                built.append(summary)
-            except Exception:  # pragma: no cover - a summary the row builder cannot handle
-                self.dropped["write_error"] += 1
-                self._log("cannot build an interaction row")
         try:
             if connection_lost(self._writer_db):
                 self._writer_db = connect(self.location, "writer")
@@ -235,7 +235,7 @@ class InteractionStore:
         except Exception as exc:
             if isinstance(exc, ConfigError) or is_transient(exc):
                 self._log(f"interaction store unavailable, will retry: {exc}", exc_info=False)
-                self._requeue(built)
+                self._requeue(rows)
                 return False
             self._write_one_by_one(rows)
             return True
@@ -253,12 +253,12 @@ class InteractionStore:
                 self.dropped["write_error"] += 1
                 self._log(f"dropped interaction {one[0]}: the database refused it: {exc}", exc_info=False)
 
-    def _requeue(self, batch: list[RequestSummary]) -> None:
+    def _requeue(self, rows: list[tuple]) -> None:
         """Put a batch back in front of newer rows; what no longer fits is the oldest, and dropped."""
         with self._cond:
-            for summary in reversed(batch):
+            for one in reversed(rows):
                 if len(self._queue) < self.queue_size:
-                    self._queue.appendleft(summary)
+                    self._queue.appendleft(one)
                 else:
                     self.dropped["queue_full"] += 1
 

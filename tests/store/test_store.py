@@ -1,6 +1,7 @@
 """The interaction store in process, against SQLite and PostgreSQL: migrations, the writer's queue,
 retention, durable feedback with revisions, exact costs, hashed user ids."""
 import contextlib
+import gc
 import sqlite3
 import threading
 import time
@@ -205,6 +206,21 @@ def test_a_row_the_database_refuses_costs_only_that_row(store_url):
         store.start()
         written(store, 3)
         assert (store.written, store.dropped["write_error"]) == (2, 1)
+        assert stored_ids(store) == [f"{1:032x}", f"{3:032x}"]
+
+
+def test_an_interaction_the_row_builder_cannot_handle_costs_only_that_interaction(store_url):
+    # The row is built when the request is finished (the queue holds rows, not summaries): a summary
+    # it cannot be built from is counted as a write error there, and the sink does not raise.
+    with opened(store_url, batch_size=10) as store:
+        store.observe(summary(1))
+        store.observe(summary(2, tokens={"input": "not a count"}))
+        store.observe(summary(3))
+        assert (store.queued, store.dropped["write_error"]) == (2, 1)
+        gc.collect()  # a queued row holds plain values only: the collector stops tracking it
+        assert not any(gc.is_tracked(queued) for queued in store._queue)
+        store.start()
+        written(store, 2)
         assert stored_ids(store) == [f"{1:032x}", f"{3:032x}"]
 
 

@@ -34,39 +34,51 @@ def _span(rng, trace_id, parent, name, component, start, end, attrs, events=()):
 
 
 def trace(rng: random.Random, base_ns: int, tenants: int = 20) -> list[Span]:
+    """One request of 7-10 spans, children first and the root last, as the SDK exports them.
+
+    Every request: the gateway root, an input guardrail, the query's embedding (GenAI, priced), a
+    semantic cache lookup, response assembly (quality attributes) and saving the conversation
+    turn. A cache hit (35 %) adds the check that the cached answer is still fresh: 7 spans. A miss
+    adds intent classification, 1-2 parallel RAG lookups and the LLM call: 9-10 spans."""
     tid = rng.getrandbits(128).to_bytes(16, "big")
     t = base_ns
     root_id = rng.getrandbits(64).to_bytes(8, "big")
     spans = []
-    hit = rng.random() < 0.35
-    rag_sources = rng.sample(["weather", "sports", "airport"], rng.randint(1, 3)) if not hit else []
     add = spans.append
     cursor = t + 2 * MS
-    add(_span(rng, tid, root_id, "cache.get", "cache_lookup", cursor, cursor + 3 * MS,
-              {"pipeline.cache.name": "l1", "pipeline.cache.result": "hit" if hit else "miss",
-               "pipeline.cache.size": 900, "pipeline.cache.capacity": 1000}))
-    cursor += 3 * MS
-    if not hit:
-        add(_span(rng, tid, root_id, "intent", "intent_classification", cursor, cursor + 40 * MS, {}))
-        cursor += 40 * MS
+
+    def step(name, component, ms, attrs=None):
+        nonlocal cursor
+        add(_span(rng, tid, root_id, name, component, cursor, cursor + ms * MS, attrs or {}))
+        cursor += ms * MS
+
+    hit = rng.random() < 0.35
+    step("guardrail.input", "guardrail", 5)
+    step("embeddings text-embedding-3-small", "embedding", rng.randint(15, 40), {
+        "gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "text-embedding-3-small", "gen_ai.usage.input_tokens": rng.randint(10, 60),
+        "pipeline.rag.source": "query"})
+    step("cache.get", "cache_lookup", 3, {"pipeline.cache.name": "l1", "pipeline.cache.result": "hit" if hit else "miss",
+                                          "pipeline.cache.size": 900, "pipeline.cache.capacity": 1000})
+    if hit:
+        step("cache.validate", "cache_validation", 4, {"pipeline.feature": "redis_caching"})
+    else:
+        step("intent", "intent_classification", 40)
         longest = 0
-        for src in rag_sources:
+        for src in rng.sample(["weather", "sports", "airport"], rng.randint(1, 2)):
             d = rng.randint(50, 300) * MS
             longest = max(longest, d)
             add(_span(rng, tid, root_id, f"rag.{src}", "rag_lookup", cursor, cursor + d,
                       {"pipeline.rag.source": src, "pipeline.feature": f"{src}_rag"}))
         cursor += longest
         provider, model = rng.choice(MODELS)
-        d = rng.randint(300, 1500) * MS
-        add(_span(rng, tid, root_id, f"chat {model}", "llm_inference", cursor, cursor + d, {
+        step(f"chat {model}", "llm_inference", rng.randint(300, 1500), {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
             "gen_ai.response.model": model, "gen_ai.usage.input_tokens": rng.randint(500, 3000),
-            "gen_ai.usage.output_tokens": rng.randint(50, 600), "gen_ai.usage.cache_read.input_tokens": 256}))
-        cursor += d
-    add(_span(rng, tid, root_id, "assemble", "response_assembly", cursor, cursor + 20 * MS,
-              {"pipeline.quality.score": round(rng.random(), 3), "pipeline.quality.confidence": 0.8,
-               "pipeline.quality.citations": 2}))
-    cursor += 20 * MS
+            "gen_ai.usage.output_tokens": rng.randint(50, 600), "gen_ai.usage.cache_read.input_tokens": 256})
+    step("assemble", "response_assembly", 20, {"pipeline.quality.score": round(rng.random(), 3),
+                                               "pipeline.quality.confidence": 0.8, "pipeline.quality.citations": 2})
+    step("session.save", "session_store", 3, {"pipeline.feature": "conversation_context"})
     events = [("feature_flag.evaluation", {"feature_flag.key": f, "feature_flag.result.variant": rng.choice(["on", "off"]),
                                            "feature_flag.result.reason": "split"}) for f in FLAGS]
     root = _span(rng, tid, b"", "POST /ask", "gateway", t, cursor + 5 * MS,

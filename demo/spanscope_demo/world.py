@@ -47,7 +47,7 @@ class Model:
 GPT_4O_MINI = Model("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 0.25, 140.0)
 GPT_4O = Model("openai", "gpt-4o", "gpt-4o-2024-08-06", 0.4, 100.0)
 O4_MINI = Model("openai", "o4-mini", "o4-mini-2025-04-16", 0.6, 220.0, reasoning=True)
-CLAUDE_HAIKU = Model("anthropic", "claude-3-5-haiku-20241022", "claude-3-5-haiku-20241022", 0.35, 120.0)
+CLAUDE_HAIKU = Model("anthropic", "claude-haiku-4-5", "claude-haiku-4-5-20251001", 0.35, 120.0)
 
 # Routes the gateway picks between (pipeline.route.name -> model behind it).
 ROUTES = {"fast": GPT_4O_MINI, "quality": GPT_4O, "reasoning": O4_MINI}

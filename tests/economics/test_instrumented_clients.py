@@ -40,7 +40,7 @@ def test_openai_and_anthropic_tokens_and_cost_match_the_pricing_table(exporter):
             for _ in range(3):
                 oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])
             an = anthropic.Anthropic(base_url=llm.url, api_key="test-key", max_retries=0)
-            an.messages.create(model="claude-3-5-haiku-20241022", max_tokens=100,
+            an.messages.create(model="claude-haiku-4-5-20251001", max_tokens=100,
                                messages=[{"role": "user", "content": "hi"}])
     finally:
         OpenAIInstrumentor().uninstrument()
@@ -72,9 +72,9 @@ def test_openai_and_anthropic_tokens_and_cost_match_the_pricing_table(exporter):
     saved = value(s, "llm_cost_saved_usd_total", source="prompt_cache", **oa_model)
     assert Decimal(str(saved)) == 3 * cached * (p["input"] - p["cache_read"])
 
-    an_model = dict(service=service, provider="anthropic", model="claude-3-5-haiku-20241022")
+    an_model = dict(service=service, provider="anthropic", model="claude-haiku-4-5-20251001")
     a = ANTHROPIC_USAGE
-    p = table_price("claude-3-5-haiku")
+    p = table_price("claude-haiku-4-5")
     assert value(s, "llm_tokens_total", token_type="cache_creation", **an_model) == a["cache_creation_input_tokens"]
     expected = {
         "input": a["input_tokens"] * p["input"],  # the uncached part only

@@ -180,7 +180,7 @@ def test_breaker_trip_opens_the_breaker_and_falls_back():
                for s in tripped.spans for e in s.events if e.name == "circuit_breaker.state_change"]
     assert ("closed", "open") in changes and ("open", "half_open") in changes and ("half_open", "open") in changes
     assert tripped.with_attr("pipeline.circuit_breaker.outcome", "not_permitted")
-    fallbacks = tripped.with_attr("pipeline.fallback.to", "claude-3-5-haiku-20241022")
+    fallbacks = tripped.with_attr("pipeline.fallback.to", "claude-haiku-4-5")
     assert {s.attributes["pipeline.fallback.reason"] for s in fallbacks} == {"circuit_open", "upstream_error"}
     # The fallback keeps most requests answering.
     assert tripped.error_ratio() < 0.05

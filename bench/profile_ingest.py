@@ -32,8 +32,8 @@ from common import fresh_traces, trace_id_offsets  # noqa: E402
 def measure(args) -> dict:
     from spanscope.app import Exporter
     from spanscope.config import load
-    from spanscope.contract import read_span
-    from spanscope.otlp import read_protobuf
+    from spanscope.interpret.contract import read_span
+    from spanscope.decode.otlp import read_protobuf
 
     batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
     offsets = [trace_id_offsets(b) for b in batches]
@@ -44,7 +44,7 @@ def measure(args) -> dict:
 
     def fresh() -> list:
         replay = next(passes)
-        return [read_protobuf(fresh_traces(b, o, replay)) for b, o in zip(batches, offsets)]
+        return [read_protobuf(fresh_traces(b, o, replay), ingest.reader) for b, o in zip(batches, offsets)]
 
     requests = fresh()
     spans = [s for r in requests for _, raw in r for s in raw]
@@ -60,7 +60,7 @@ def measure(args) -> dict:
     t = cpu()
     for _ in range(args.rounds):
         for b in batches:
-            read_protobuf(b)
+            read_protobuf(b, ingest.reader)
     decode = cpu() - t
     t = cpu()
     for _ in range(args.rounds):

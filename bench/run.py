@@ -50,7 +50,7 @@ from common import (
     start_exporter,
     write_payloads,
 )
-from spanscope.store_db import redact
+from spanscope.store.db import redact
 
 ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "source-http", "baseline-grpc", "exporter-grpc"]
 # source-http: the exporter running its Cython-compiled modules from their Python source (what an

@@ -38,11 +38,11 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from spanscope.interactions import UserIds, row
-from spanscope.migrations import MIGRATIONS, migrate
-from spanscope.recorder import RequestSummary
-from spanscope.store_db import connect, parse_url
-from spanscope.store_queries import (
+from spanscope.store.rows import UserIds, row
+from spanscope.store.migrations import MIGRATIONS, migrate
+from spanscope.interpret.summary import RequestSummary
+from spanscope.store.db import connect, parse_url
+from spanscope.store.queries import (
     insert_as_copy,
     insert_as_json,
     insert_as_statements,

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Imported late: the provider lives in the exporter package, which pulls in the OpenFeature SDK.
-    from spanscope.openfeature_provider import SpanscopeProvider
+    from spanscope.client.openfeature_provider import SpanscopeProvider
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,30 +9,30 @@ import time
 
 from aiohttp import web
 
-from . import compiled, receiver_grpc, receiver_http
-from . import web as web_endpoint
-from .aggregate import Store
-from .api import Api, add_routes, api_errors, auth_middleware
-from .catalogue import Metrics
+from .analysis.experiments import Experiments
+from .analysis.features import Features, load_catalogue
+from .analysis.impact import Impact
+from .analysis.insights import Insights
+from .analysis.rollups import Rollups
+from .analysis.windows import MetricsApi
 from .config import Config
-from .experiments import Experiments
-from .features import Features, load_catalogue
-from .feedback import Feedback, RecentRequests
-from .impact import Impact
-from .ingest import Ingest
-from .insights import Insights
-from .insights import add_routes as add_insight_routes
-from .interactions_api import InteractionsApi
-from .interactions_api import add_routes as add_interaction_routes
-from .metrics_api import MetricsApi
-from .metrics_api import add_routes as add_metrics_routes
-from .pricing import Pricing, load_table
-from .recorder import Recorder
-from .rollups import Rollups
-from .security import basic_auth_middleware, load_web_config
-from .store import InteractionStore, read_salt
-from .store_db import check_url
-from .traces import Assembler
+from .ingest import otlp_grpc as receiver_grpc
+from .ingest import otlp_http as receiver_http
+from .ingest.queue import Ingest
+from .interpret.pricing import Pricing, load_table
+from .interpret.traces import Assembler
+from .metrics.catalogue import Metrics
+from .metrics.recorder import Recorder
+from .metrics.series import Store
+from .store.db import check_url
+from .store.feedback import Feedback, RecentRequests
+from .store.interactions import InteractionStore, read_salt
+from .web import endpoints as web_endpoint
+from .web.api import Api, add_routes, api_errors, auth_middleware
+from .web.interactions_api import InteractionsApi
+from .web.interactions_api import add_routes as add_interaction_routes
+from .web.metrics_api import add_routes as add_metrics_routes
+from .web.security import basic_auth_middleware, load_web_config
 
 log = logging.getLogger("spanscope")
 
@@ -85,8 +85,7 @@ class Exporter:
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
         add_interaction_routes(self.web_app, InteractionsApi(self.interactions))
         metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time())
-        add_metrics_routes(self.web_app, metrics_api)
-        add_insight_routes(self.web_app, metrics_api,
+        add_metrics_routes(self.web_app, metrics_api,
                            Insights(metrics_api, self.impact, self.experiments, self.features))
         self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"],
                                                config["limits.body_timeout"],
@@ -131,12 +130,6 @@ class Exporter:
         self.state["ready"] = True
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
                  c["listen.otlp_grpc"], c["listen.otlp_http"], c["listen.web"])
-        by_reason: dict[str, list[str]] = {}
-        for module, why in compiled.from_source().items():
-            by_reason.setdefault(why, []).append(module)
-        for why, modules in by_reason.items():
-            log.log(logging.INFO if why in (compiled.NOT_BUILT, compiled.DISABLED) else logging.WARNING,
-                    "running from Python source (%s): %s", why, ", ".join(modules))
 
     async def stop(self) -> None:
         """Stop accepting spans, process what was accepted, finish every trace, then close the web."""

@@ -53,7 +53,7 @@ def build_config(args):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["insights"]:
-        from .insights_cli import main as insights
+        from .client.insights_cli import main as insights
         return insights(argv[1:])
     p = parser()
     args = p.parse_args(argv)

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from spanscope.config import ConfigError
-from spanscope.pricing import Pricing, load_table
+from spanscope.interpret.pricing import Pricing, load_table
 
 M = Decimal(1_000_000)
 

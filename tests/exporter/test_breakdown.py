@@ -5,8 +5,8 @@ from collections import defaultdict
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from spanscope.contract import READER, SpanRecord, read_span
-from spanscope.traces import _children_index, _covered, breakdown
+from spanscope.interpret.contract import READER, SpanRecord, read_span
+from spanscope.interpret.traces import _children_index, _covered, breakdown
 
 from protospans import span, tree
 

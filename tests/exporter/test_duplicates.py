@@ -53,15 +53,15 @@ def test_a_resent_batch_is_counted_once_and_a_late_span_still_counts(exporter):
 
 
 def record(trace: int, span: int, root: bool = False):
-    from spanscope.contract import read_span
-    from spanscope.wire import RawSpan
+    from spanscope.interpret.contract import read_span
+    from spanscope.decode.wire import RawSpan
     raw = RawSpan(trace.to_bytes(16, "big"), span.to_bytes(8, "big"), b"" if root else b"\x00" * 7 + b"\x01",
                   0, "s", 0, 10, 0, {}, 0, [])
     return read_span(raw, "svc", [])
 
 
 def test_the_ids_kept_for_duplicate_detection_are_bounded(monkeypatch):
-    from spanscope import traces
+    from spanscope.interpret import traces
     monkeypatch.setattr(traces, "REMEMBERED_BYTES", 8 * 25)  # room for the ids of 25 spans
     assembler = traces.Assembler(finish_delay=0, timeout=60, max_pending=100, max_spans=5)
     for span in range(1, 50):  # one trace far over max_spans: only the kept spans' ids are held

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from spanscope import config as config_mod
 from spanscope.app import Exporter
-from spanscope.exposition import render
+from spanscope.metrics.exposition import render
 
 from protospans import request, tree
 

@@ -8,7 +8,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from sdk import TRACES_PER_BATCH, make_batches
 from spanscope.app import Exporter
 from spanscope.config import load
-from spanscope.ingest import FINISH_CHUNK
+from spanscope.ingest.queue import FINISH_CHUNK
 
 
 def loaded(n_batches: int) -> tuple[Exporter, int]:

@@ -5,7 +5,7 @@ process with SDK-made spans, and end to end."""
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from sdk import TRACES_PER_BATCH, make_batches
-from spanscope.aggregate import Histogram
+from spanscope.metrics.series import Histogram
 from spanscope.app import Exporter
 from spanscope.config import load
 

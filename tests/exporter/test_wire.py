@@ -13,9 +13,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from spanscope.contract import EVENT_KEYS, EVENT_NAMES, KNOWN_KEYS
-from spanscope.otlp import InvalidPayload, decode_protobuf
-from spanscope.wire import RawSpan, Reader
+from spanscope.interpret.contract import EVENT_KEYS, EVENT_NAMES, KNOWN_KEYS
+from spanscope.decode.otlp import InvalidPayload, decode_protobuf
+from spanscope.decode.wire import RawSpan, Reader
 
 from protospans import kvs, request, span, tree
 
@@ -30,7 +30,7 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 @pytest.fixture(scope="module")
 def native():
     """The native reader with the contract's keys (READER's configuration)."""
-    mod = pytest.importorskip("spanscope._otlpwire", reason=NOT_BUILT)
+    mod = pytest.importorskip("spanscope.decode._otlpwire", reason=NOT_BUILT)
     return mod.Reader(dict(KNOWN_KEYS), frozenset(EVENT_NAMES), frozenset(EVENT_KEYS))
 
 
@@ -410,7 +410,7 @@ def test_nesting_depth(native):
 
 
 def test_reader_construction():
-    mod = pytest.importorskip("spanscope._otlpwire", reason=NOT_BUILT)
+    mod = pytest.importorskip("spanscope.decode._otlpwire", reason=NOT_BUILT)
     keys = {"a": 1, "b": None, "c": -(2**63), 7: 4, "\udcff": 8, "e": True}
     r = mod.Reader(keys, frozenset({"ev", 3}), frozenset({"k"}))
     s = Span(name="n", attributes=kvs({"a": 1, "b": 2, "c": 3, "e": "x", "7": 1}))
@@ -608,7 +608,7 @@ def test_the_native_reader_is_built_where_a_c_compiler_is():
     where the tests run with a compiler, a silent fallback would hide a broken build."""
     import shutil
     import sysconfig
-    from spanscope.wire import NATIVE_READER
+    from spanscope.decode.wire import NATIVE_READER
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}): the pure-Python reader is expected")

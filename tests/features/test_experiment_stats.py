@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from spanscope.experiments import VariantStats, t_two_sided_p, two_proportions, welch
+from spanscope.analysis.experiments import VariantStats, t_two_sided_p, two_proportions, welch
 
 
 @pytest.mark.parametrize("t, df, p", [(2.228, 10, 0.05), (1.96, 1e6, 0.05), (2.576, 1e6, 0.01), (0.0, 5, 1.0),

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from background_app import BackgroundApp
 from processes import free_port, wait_until
-from spanscope.openfeature_provider import FeatureApiError, SpanscopeProvider
-from spanscope.rollout import in_rollout
+from spanscope.client.openfeature_provider import FeatureApiError, SpanscopeProvider
+from spanscope.analysis.rollout import in_rollout
 
 TOKEN = "s3cret"
 

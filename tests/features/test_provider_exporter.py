@@ -5,8 +5,8 @@ from openfeature.provider import ProviderStatus
 
 from http_helpers import call
 from processes import start_exporter, wait_until
-from spanscope.openfeature_provider import FeatureApiError, SpanscopeProvider
-from spanscope.rollout import in_rollout
+from spanscope.client.openfeature_provider import FeatureApiError, SpanscopeProvider
+from spanscope.analysis.rollout import in_rollout
 
 
 def test_a_toggle_through_the_api_changes_the_evaluated_value(tmp_path):

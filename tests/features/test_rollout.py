@@ -2,7 +2,7 @@
 import hashlib
 
 import pytest
-from spanscope.rollout import bucket, in_rollout
+from spanscope.analysis.rollout import bucket, in_rollout
 
 KEYS = [f"user-{i}" for i in range(100_000)]
 

@@ -3,13 +3,14 @@ import random
 
 import pytest
 
-from spanscope.aggregate import Store
-from spanscope.catalogue import Metrics
-from spanscope.features import Features, load_catalogue
-from spanscope.impact import Impact
-from spanscope.insights import Insights
-from spanscope.metrics_api import MetricsApi, parse_query
-from spanscope.rollups import Rollups
+from spanscope.metrics.series import Store
+from spanscope.metrics.catalogue import Metrics
+from spanscope.analysis.features import Features, load_catalogue
+from spanscope.analysis.impact import Impact
+from spanscope.analysis.insights import Insights
+from spanscope.analysis.windows import MetricsApi
+from spanscope.web.metrics_api import parse_query
+from spanscope.analysis.rollups import Rollups
 
 from test_metrics_windows import BOUNDS, NOW, Clock, summary
 

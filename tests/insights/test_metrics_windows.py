@@ -3,12 +3,13 @@ from decimal import Decimal
 
 import pytest
 
-from spanscope.aggregate import Store
-from spanscope.catalogue import Metrics
-from spanscope.metrics_api import MetricsApi, ParamError, parse_query
-from spanscope.quantiles import histogram_quantile
-from spanscope.recorder import RequestSummary
-from spanscope.rollups import Rollups
+from spanscope.metrics.series import Store
+from spanscope.metrics.catalogue import Metrics
+from spanscope.analysis.windows import MetricsApi
+from spanscope.web.metrics_api import ParamError, parse_query
+from spanscope.analysis.quantiles import histogram_quantile
+from spanscope.interpret.summary import RequestSummary
+from spanscope.analysis.rollups import Rollups
 
 BOUNDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 NOW = 1_700_000_000.0  # 22:13:20 UTC; its minute starts at NOW - 20

@@ -8,10 +8,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
-from spanscope import config as config_mod, otlp
+from spanscope import config as config_mod
+from spanscope.decode import otlp
 from spanscope.app import Exporter
-from spanscope.contract import KNOWN_KEYS
-from spanscope.exposition import render
+from spanscope.interpret.contract import KNOWN_KEYS
+from spanscope.metrics.exposition import render
 
 from protospans import kvs, request, tree
 

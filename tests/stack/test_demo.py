@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from demo_runs import cached_run, run_demo
-from spanscope.pricing import Pricing, load_table
+from spanscope.interpret.pricing import Pricing, load_table
 from spanscope_demo import scenarios
 from spanscope_demo.features import SEED_FEATURES
 

@@ -3,7 +3,7 @@ import contextlib
 import sqlite3
 
 import psycopg
-from spanscope.store_db import parse_url
+from spanscope.store.db import parse_url
 
 
 @contextlib.contextmanager

@@ -13,13 +13,14 @@ import pytest
 from database_lock import database_locked
 from store_backends import empty_database
 from processes import wait_until
-from spanscope import store_db, store_queries
-from spanscope.interactions import COLUMNS, UserIds, row
-from spanscope.migrations import MIGRATIONS, migrate
-from spanscope.recorder import RequestSummary
-from spanscope.store import InteractionStore
-from spanscope.store_db import connect, parse_url
-from spanscope.store_queries import ROWS_PER_STATEMENT, insert_interactions
+from spanscope.store import db as store_db
+from spanscope.store import queries as store_queries
+from spanscope.store.rows import COLUMNS, UserIds, row
+from spanscope.store.migrations import MIGRATIONS, migrate
+from spanscope.interpret.summary import RequestSummary
+from spanscope.store.interactions import InteractionStore
+from spanscope.store.db import connect, parse_url
+from spanscope.store.queries import ROWS_PER_STATEMENT, insert_interactions
 
 HOUR = 3600.0
 ALL_VERSIONS = [version for version, _, _ in MIGRATIONS]
@@ -157,7 +158,7 @@ def test_a_full_queue_drops_the_oldest_unwritten_interactions(store_url):
 
 
 def test_the_writer_writes_full_batches_and_flushes_the_rest_after_the_interval(store_url, monkeypatch):
-    import spanscope.store as store_module
+    import spanscope.store.interactions as store_module
     transactions = []
     insert = store_module.q.insert_interactions
 

@@ -6,9 +6,9 @@ from processes import PYTHON, free_port
 from spanscope import config
 from spanscope.app import Exporter
 from spanscope.config import ConfigError
-from spanscope.interactions import UserIds
-from spanscope.store import InteractionStore
-from spanscope.store_db import check_url, parse_url
+from spanscope.store.rows import UserIds
+from spanscope.store.interactions import InteractionStore
+from spanscope.store.db import check_url, parse_url
 
 
 def open_store(url: str) -> None:

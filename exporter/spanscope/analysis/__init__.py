@@ -1,0 +1,1 @@
+"""Analysis of finished requests: features, rollouts, impact and what-if, experiments, rollups, insights."""

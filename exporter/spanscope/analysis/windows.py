@@ -1,0 +1,218 @@
+"""Windowed views of the per-minute rollups: what the metrics API and the insights answer.
+
+Every view reads one Totals, the rollups' minutes of the window merged. Percentiles come from the
+histogram buckets with Prometheus' histogram_quantile interpolation.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from .. import __version__
+from .quantiles import histogram_quantile
+from .rollups import Rollups, Stat
+
+MONTH_HOURS = 730  # 365 × 24 / 12
+VIEWS = ("dashboard", "performance", "costs", "quality", "cache", "health")
+
+
+@dataclass(frozen=True)
+class Query:
+    minutes: int
+    service: str | None
+    mode: str | None
+    operation: str | None
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Totals:
+    """A window's minutes added up."""
+
+    def __init__(self, n_buckets: int):
+        self.requests = self.errors = self.degraded = 0
+        self.latency = Stat()
+        self.buckets = [0] * (n_buckets + 1)
+        self.cost = Decimal(0)
+        self.tokens: dict = defaultdict(int)
+        self.models: dict = defaultdict(lambda: [0, Decimal(0), Stat()])
+        self.components: dict = defaultdict(lambda: [0, 0, [0] * (n_buckets + 1), Stat()])
+        self.critical: dict = defaultdict(float)
+        self.cache: dict = defaultdict(int)
+        self.expired_misses: dict = defaultdict(int)
+        self.cache_latency: dict = defaultdict(Stat)
+        self.quality, self.confidence, self.citations, self.ratings = Stat(), Stat(), Stat(), Stat()
+        self.features: dict = defaultdict(float)
+        self.variants: dict = defaultdict(Stat)
+        self.by_mode: dict = defaultdict(Stat)
+        self.by_service: dict = defaultdict(Stat)
+        self.timeline: dict = {}  # minute -> [requests, errors, latency sum, cost, buckets]
+
+    def add(self, minute: int, key: tuple, m) -> None:
+        self.requests += m.requests
+        self.errors += m.errors
+        self.degraded += m.degraded
+        self.latency.merge(m.latency)
+        self.buckets = [a + b for a, b in zip(self.buckets, m.buckets)]
+        self.cost += m.cost
+        for k, v in m.tokens.items():
+            self.tokens[k] += v
+        for k, (n, cost, q) in m.models.items():
+            e = self.models[k]
+            e[0] += n
+            e[1] += cost
+            e[2].merge(q)
+        for k, (calls, errors, buckets, stat) in m.components.items():
+            e = self.components[k]
+            e[0] += calls
+            e[1] += errors
+            e[2] = [a + b for a, b in zip(e[2], buckets)]
+            e[3].merge(stat)
+        for k, v in m.critical.items():
+            self.critical[k] += v
+        for k, v in m.cache.items():
+            self.cache[k] += v
+        for k, v in m.expired_misses.items():
+            self.expired_misses[k] += v
+        for k, v in m.cache_latency.items():
+            self.cache_latency[k].merge(v)
+        self.quality.merge(m.quality)
+        self.confidence.merge(m.confidence)
+        self.citations.merge(m.citations)
+        self.ratings.merge(m.ratings)
+        for k, v in m.features.items():
+            self.features[k] += v
+        for k, v in m.variants.items():
+            self.variants[k].merge(v)
+        self.by_service[key[0]].merge(m.latency)
+        self.by_mode[key[1]].merge(m.latency)
+        t = self.timeline.get(minute)
+        if t is None:
+            t = self.timeline[minute] = [0, 0, 0.0, Decimal(0), [0] * len(self.buckets)]
+        t[0] += m.requests
+        t[1] += m.errors
+        t[2] += m.latency.total
+        t[3] += m.cost
+        t[4] = [a + b for a, b in zip(t[4], m.buckets)]
+
+
+def percentiles(bounds, buckets) -> dict:
+    out = {}
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        v = histogram_quantile(q, bounds, buckets)
+        out[f"{name}_ms"] = None if v != v else v * 1000
+    return out
+
+
+def ratio(a, b):
+    return a / b if b else None
+
+
+class MetricsApi:
+    def __init__(self, rollups: Rollups, metrics, started_at: float, clock=time.time):
+        self.rollups = rollups
+        self.metrics = metrics
+        self.started_at = started_at
+        self.clock = clock
+
+    def totals(self, q: Query, end_minute: int | None = None, minutes: int | None = None) -> Totals:
+        t = Totals(len(self.rollups.bounds))
+        for minute, key, m in self.rollups.window(minutes or q.minutes, end_minute, q.service, q.mode):
+            t.add(minute, key, m)
+        return t
+
+    # --- views -----------------------------------------------------------------------------------
+
+    def performance(self, q: Query, t: Totals) -> dict:
+        bounds = self.rollups.bounds
+        comps = {}
+        for name, (calls, errors, buckets, stat) in sorted(t.components.items()):
+            if q.operation and name != q.operation:
+                continue
+            comps[name] = {"calls": calls, "error_rate": ratio(errors, calls),
+                           "mean_ms": stat.mean * 1000 if stat.n else None,
+                           "critical_path_ms_per_request": ratio(t.critical.get(name, 0.0) * 1000, t.requests),
+                           **percentiles(bounds, buckets)}
+        timeline = [{"minute": iso(minute * 60), "requests": v[0], "error_rate": ratio(v[1], v[0]),
+                     "mean_ms": ratio(v[2] * 1000, v[0]), "p95_ms": percentiles(bounds, v[4])["p95_ms"]}
+                    for minute, v in sorted(t.timeline.items())]
+        return {
+            "requests": t.requests, "requests_per_second": t.requests / (q.minutes * 60),
+            "error_rate": ratio(t.errors, t.requests),
+            "latency": {"mean_ms": t.latency.mean * 1000 if t.latency.n else None, **percentiles(bounds, t.buckets)},
+            "by_mode": {k: {"requests": s.n, "mean_ms": s.mean * 1000} for k, s in sorted(t.by_mode.items())},
+            "components": comps, "timeline": timeline,
+        }
+
+    def costs(self, q: Query, t: Totals) -> dict:
+        hours = q.minutes / 60
+        per_hour = t.cost / Decimal(str(hours))
+        saved = self._counter_total(self.metrics.cost_saved, q.service)
+        return {
+            "total_usd": float(t.cost), "cost_per_request_usd": float(t.cost / t.requests) if t.requests else None,
+            "cost_per_hour_usd": float(per_hour), "projected_monthly_usd": float(per_hour * MONTH_HOURS),
+            "tokens": dict(t.tokens),
+            "by_model": {k: {"requests": n, "cost_usd": float(c), "cost_per_request_usd": float(c / n) if n else None}
+                         for k, (n, c, _) in sorted(t.models.items())},
+            "saved_usd_since_start": saved,
+        }
+
+    def quality(self, q: Query, t: Totals) -> dict:
+        return {
+            "quality_score": t.quality.mean, "confidence": t.confidence.mean, "citations_per_response": t.citations.mean,
+            "degraded_rate": ratio(t.degraded, t.requests), "ratings": t.ratings.n, "average_rating": t.ratings.mean,
+            "by_model": {k: q_.mean for k, (_, _, q_) in sorted(t.models.items()) if q_.n},
+        }
+
+    def cache(self, q: Query, t: Totals) -> dict:
+        layers = defaultdict(lambda: {"hits": 0, "misses": 0})
+        for (layer, result), n in t.cache.items():
+            layers[layer]["hits" if result == "hit" else "misses"] += n
+        for v in layers.values():
+            v["hit_ratio"] = ratio(v["hits"], v["hits"] + v["misses"])
+        hit, miss = t.cache_latency.get("hit"), t.cache_latency.get("miss")
+        requests_hit = hit.n if hit else 0
+        return {
+            "request_hit_ratio": ratio(requests_hit, requests_hit + (miss.n if miss else 0)),
+            "layers": dict(sorted(layers.items())),
+            "hit_latency_ms": hit.mean * 1000 if hit and hit.n else None,
+            "miss_latency_ms": miss.mean * 1000 if miss and miss.n else None,
+        }
+
+    def health(self, q: Query, t: Totals) -> dict:
+        m = self.metrics
+        return {
+            "uptime_seconds": self.clock() - self.started_at,
+            "spans_received_total": sum(s[0] for s in m.spans_received.series.values()),
+            "spans_rejected_total": sum(s[0] for s in m.spans_rejected.series.values()),
+            "requests_throttled_total": sum(s[0] for s in m.throttled.series.values()),
+            "traces_pending": sum(s[0] for s in m.traces_pending.series.values()),
+            "active_series": sum(len(f.series) for f in m.store.families.values()),
+            "requests_in_window": t.requests, "error_rate": ratio(t.errors, t.requests),
+        }
+
+    def dashboard(self, q: Query, t: Totals) -> dict:
+        perf = self.performance(q, t)
+        return {
+            "requests": t.requests, "requests_per_second": perf["requests_per_second"],
+            "error_rate": perf["error_rate"], "latency": perf["latency"],
+            "cost": {k: v for k, v in self.costs(q, t).items() if k != "by_model"},
+            "cache_hit_ratio": self.cache(q, t)["request_hit_ratio"],
+            "quality_score": t.quality.mean, "average_rating": t.ratings.mean,
+        }
+
+    @staticmethod
+    def _counter_total(family, service):
+        return float(sum(s[0] for k, s in family.series.items() if service is None or k[0] == service))
+
+    def envelope(self, q: Query, data: dict) -> dict:
+        now = self.clock()
+        end = (int(now // 60) + 1) * 60
+        return {"timestamp": iso(now), "version": __version__,
+                "window": {"minutes": q.minutes, "start": iso(end - q.minutes * 60), "end": iso(end)},
+                "filters": {"service": q.service, "mode": q.mode, "operation": q.operation}, "data": data}

@@ -1,0 +1,33 @@
+"""The request summary: one finished request as everything after the metrics sees it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass
+class RequestSummary:
+    """One finished request, as the sinks after the metrics see it."""
+
+    trace_id: str
+    service: str
+    mode: str
+    tenant: str
+    user: str | None
+    error: bool
+    start_ns: int
+    duration: float
+    cache_status: str
+    cost: Decimal
+    model: str | None
+    critical: dict = field(default_factory=dict)      # component -> seconds
+    self_time: dict = field(default_factory=dict)     # component -> seconds
+    by_feature: dict = field(default_factory=dict)    # feature -> critical-path seconds
+    variants: dict = field(default_factory=dict)      # flag -> variant
+    cache_lookups: list = field(default_factory=list)  # (cache name, result, feature, miss reason)
+    tokens: dict = field(default_factory=dict)        # token type -> count
+    components: dict = field(default_factory=dict)    # component -> (calls, errors, [durations s])
+    degraded: int = 0
+    quality: float | None = None
+    confidence: float | None = None
+    citations: int | None = None

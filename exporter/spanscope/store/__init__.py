@@ -1,0 +1,1 @@
+"""Store: the interaction and feedback store (SQLite or PostgreSQL), its queries and migrations."""

@@ -1,0 +1,350 @@
+"""The interaction store: finished requests and user feedback in SQLite or PostgreSQL.
+
+Prometheus holds aggregates; this holds the individual interactions (latency breakdown, tokens,
+cost, quality, user) and the ratings users gave them, for the API (low-rated interactions, per-user
+statistics, cost by user).
+
+Two connections, two paths:
+- Interactions are written off the ingest path. `observe` (a recorder sink) turns the
+  RequestSummary into its row (a tuple of plain values: a fraction of the summary's memory, and
+  nothing the garbage collector has to traverse while it waits) and appends it to a bounded queue;
+  when the queue is full the oldest unwritten interaction is dropped and counted, so ingest never
+  waits for the database. One writer thread
+  drains the queue in batches (one transaction per batch, many rows per statement), retries a batch the
+  database refused for a transient reason (lock, full disk, lost connection) and enforces
+  retention every `cleanup_interval` seconds.
+- Feedback is written synchronously on the API connection and committed before the API answers
+  (SQLite synchronous=FULL), so an acknowledged rating survives a crash right after the answer.
+  API calls are blocking: handlers run them with `await store.run(...)` on the store's own thread,
+  one at a time, so a slow database neither blocks the event loop nor occupies the default
+  executor's threads that ingest uses.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ..config import Config, ConfigError
+from ..interpret.summary import RequestSummary
+from . import queries as q
+from .db import (
+    Database,
+    Location,
+    StoreDisabled,
+    connect,
+    connection_lost,
+    is_transient,
+    is_unique_violation,
+    parse_url,
+    temporary_location,
+)
+from .migrations import migrate
+from .rows import UserIds, row
+
+log = logging.getLogger("spanscope.store")
+
+RETRY_DELAY_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # after consecutive failed batches
+LOGGED_ERRORS = 20
+
+
+def read_salt(config: Config) -> str | None:
+    """The salt of store.user_id_hash (value, or the file's content), or None when hashing is off."""
+    if not config["store.user_id_hash"]:
+        return None
+    salt = config["store.user_id_salt"]
+    if config["store.user_id_salt_file"]:
+        try:
+            with open(config["store.user_id_salt_file"]) as f:
+                salt = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"store.user_id_salt_file: cannot read {exc.filename}: {exc.strerror}") from None
+    if not salt:
+        raise ConfigError("store.user_id_salt: a salt (or store.user_id_salt_file) is required when "
+                          "store.user_id_hash is true")
+    return salt
+
+
+class InteractionStore:
+    def __init__(self, location: Location, users: UserIds, queue_size: int = 10_000, batch_size: int = 5000,
+                 flush_interval: float = 1.0, retention: float = 30 * 86400, feedback_retention: float = 30 * 86400,
+                 max_rows: int | None = None, cleanup_interval: float = 60.0, clock=time.time, enabled: bool = True):
+        self.enabled = enabled  # false: nothing is opened, written or answered (the API says so: 404)
+        self.location = location
+        self.users = users
+        self.queue_size = queue_size
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._last_take = 0.0
+        self.retention = retention
+        self.feedback_retention = feedback_retention
+        self.max_rows = max_rows
+        self.cleanup_interval = max(cleanup_interval, 0.01)
+        self.clock = clock
+        self.postgres = location.dialect.name == "postgres"
+        self._writer_db: Database | None = None
+        self._api_db: Database | None = None
+        self._api_lock = threading.Lock()
+        self._api_thread = ThreadPoolExecutor(1, thread_name_prefix="interaction-api")
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple] = collections.deque()  # rows (interactions.row)
+        self._stopping = False
+        self._abandoned = False
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = {"queue_full": 0, "write_error": 0}
+        self.deleted = {"interactions": 0, "feedback": 0}
+        self._failures = 0
+        self._logged = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> InteractionStore:
+        store = cls(parse_url(config["store.url"]), UserIds(config["store.user_id_hash"], read_salt(config)),
+                    queue_size=config["store.queue_size"], batch_size=config["store.batch_size"],
+                    flush_interval=config["store.flush_interval"],
+                    retention=config["store.retention"], feedback_retention=config["feedback.retention"],
+                    max_rows=config["store.max_rows"], cleanup_interval=config["store.cleanup_interval"],
+                    enabled=config["store.enabled"])
+        return store
+
+    def open(self) -> None:
+        """Connect both connections and migrate the schema; ConfigError naming the path when unusable."""
+        if not self.enabled:
+            return
+        if self.location.temporary and self.location.path is None:
+            self.location = temporary_location()
+            log.warning("store.url is not set: interactions and feedback go to a temporary database (%s) that "
+                        "is deleted at exit; set store.url (e.g. sqlite:////var/lib/spanscope/interactions.db) "
+                        "to keep them", self.location.path)
+        self._writer_db = self._open("writer", migrate_schema=True)
+        try:
+            self._api_db = self._open("api")
+        except ConfigError:
+            self._writer_db.close()
+            raise
+
+    def _open(self, role: str, migrate_schema: bool = False) -> Database:
+        db = connect(self.location, role)
+        if migrate_schema:
+            try:
+                migrate(db)
+            except Exception as exc:  # sqlite3.Error / psycopg.Error: the file or server refused the schema
+                db.close()
+                raise ConfigError(f"store.url: cannot prepare the interaction store in "
+                                  f"{self.location.describe()}: {' '.join(str(exc).split())}") from None
+        return db
+
+    # --- the ingest side: a recorder sink, never blocking ---------------------------------------
+
+    def observe(self, summary: RequestSummary) -> None:
+        try:
+            one = row(summary, self.users, decimal_cost=self.postgres)
+        except Exception:  # a bug in the row builder must cost this interaction, not the trace's sinks
+            self.dropped["write_error"] += 1
+            self._log("cannot build an interaction row")
+            return
+        # The writer is woken by the first row (to start its flush timer) and by a full batch, not by
+        # every row: one transaction per batch or per flush_interval, whichever comes first.
+        with self._cond:
+            if len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                self.dropped["queue_full"] += 1
+            self._queue.append(one)
+            if len(self._queue) == 1 or len(self._queue) == self.batch_size:
+                self._cond.notify()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def publish(self, metrics) -> None:
+        """Mirror the writer's totals into the self-metrics (before a scrape)."""
+        metrics.interactions_written.mirror((), float(self.written))
+        for reason, n in self.dropped.items():
+            metrics.interactions_dropped.mirror((reason,), float(n))
+
+    # --- the writer thread ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the database (when not yet open) and start the writer thread."""
+        if not self.enabled:
+            return
+        if self._writer_db is None:
+            self.open()
+        self._thread = threading.Thread(target=self._run, name="interaction-writer", daemon=True)
+        self._thread.start()
+
+    def stop_writer(self, timeout: float = 10.0) -> bool:
+        """Write what is queued and stop the writer; False when it could not finish in `timeout`."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abandoned = True
+            with self._cond:
+                self._cond.notify()
+            log.warning("interaction writer did not finish within %.0fs: %d interactions not written",
+                        timeout, len(self._queue))
+            return False
+        return True
+
+    def _take_batch(self, deadline: float) -> list[tuple]:
+        """A full batch, or what is queued once flush_interval has passed since the last take (or
+        `deadline`, the next retention pass, has come)."""
+        with self._cond:
+            while not self._stopping and not self._abandoned and len(self._queue) < self.batch_size:
+                wake = min(deadline, self._last_take + self.flush_interval) if self._queue else deadline
+                remaining = wake - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._last_take = time.monotonic()
+            return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+
+    def _run(self) -> None:
+        next_cleanup = time.monotonic()
+        while not self._abandoned:
+            if time.monotonic() >= next_cleanup:
+                self.enforce_retention()
+                next_cleanup = time.monotonic() + self.cleanup_interval
+            batch = self._take_batch(next_cleanup)
+            if batch:
+                if not self._write(batch):
+                    self._backoff()
+            elif self._stopping:
+                return
+
+    def _write(self, rows: list[tuple]) -> bool:
+        """Write one batch; on a transient error put it back (oldest first out when full) and return False."""
+        try:
+            if connection_lost(self._writer_db):
+                self._writer_db = connect(self.location, "writer")
+            q.insert_interactions(self._writer_db, rows)
+        except Exception as exc:
+            if isinstance(exc, ConfigError) or is_transient(exc):
+                self._log(f"interaction store unavailable, will retry: {exc}", exc_info=False)
+                self._requeue(rows)
+                return False
+            self._write_one_by_one(rows)
+            return True
+        self.written += len(rows)
+        self._failures = 0
+        return True
+
+    def _write_one_by_one(self, rows: list[tuple]) -> None:
+        """The database refused a batch: keep every row it accepts, count the others as write errors."""
+        for one in rows:
+            try:
+                q.insert_interactions(self._writer_db, [one])
+                self.written += 1
+            except Exception as exc:
+                self.dropped["write_error"] += 1
+                self._log(f"dropped interaction {one[0]}: the database refused it: {exc}", exc_info=False)
+
+    def _requeue(self, rows: list[tuple]) -> None:
+        """Put a batch back in front of newer rows; what no longer fits is the oldest, and dropped."""
+        with self._cond:
+            for one in reversed(rows):
+                if len(self._queue) < self.queue_size:
+                    self._queue.appendleft(one)
+                else:
+                    self.dropped["queue_full"] += 1
+
+    def _backoff(self) -> None:
+        delay = RETRY_DELAY_S[min(self._failures, len(RETRY_DELAY_S) - 1)]
+        self._failures += 1
+        with self._cond:
+            if not self._abandoned:
+                self._cond.wait(delay)
+
+    def _log(self, message: str, exc_info: bool = True) -> None:
+        if self._logged < LOGGED_ERRORS:
+            self._logged += 1
+            log.error("%s (logged at most %d times)", message, LOGGED_ERRORS, exc_info=exc_info)
+
+    def enforce_retention(self) -> None:
+        """Delete what is older than the retention or beyond max_rows (on the writer's connection)."""
+        try:
+            if connection_lost(self._writer_db):
+                self._writer_db = connect(self.location, "writer")
+            deleted = q.enforce_retention(self._writer_db, self.clock(), self.retention,
+                                          self.feedback_retention, self.max_rows)
+        except Exception as exc:
+            self._log(f"retention not enforced this time: {exc}", exc_info=not is_transient(exc))
+            return
+        for table, n in deleted.items():
+            self.deleted[table] += n
+        if any(deleted.values()):
+            log.info("retention removed %d interactions and %d feedback revisions",
+                     deleted["interactions"], deleted["feedback"])
+
+    # --- the API side: blocking calls, run them with `await store.run(store.method, ...)` ---------
+
+    async def run(self, method, *args):
+        """Run a blocking API method on the store's API thread (not the event loop, not the default executor)."""
+        if not self.enabled:
+            raise StoreDisabled("the interaction store is disabled (store.enabled: false): no interactions, "
+                                "user statistics or feedback are kept")
+        return await asyncio.get_running_loop().run_in_executor(self._api_thread, functools.partial(method, *args))
+
+    def _call(self, fn, *args):
+        with self._api_lock:
+            for attempt in (1, 2):
+                if connection_lost(self._api_db):
+                    self._api_db = connect(self.location, "api")
+                try:
+                    return fn(self._api_db, *args)
+                except Exception:
+                    # A session the server dropped (restart, failover) is found dead only when used:
+                    # the call runs once more on a new one instead of failing this request.
+                    if attempt == 2 or not connection_lost(self._api_db):
+                        raise
+            raise AssertionError("unreachable")
+
+    def save_feedback(self, interaction_id: str, rating: int, comment: str | None) -> q.SavedFeedback:
+        try:
+            return self._call(q.save_feedback, interaction_id, rating, comment, self.clock())
+        except Exception as exc:
+            if not is_unique_violation(exc):
+                raise
+            # Two replicas rated the same interaction at once: the second one becomes the next revision.
+            return self._call(q.save_feedback, interaction_id, rating, comment, self.clock())
+
+    def feedback_page(self, max_rating: int, since: float | None, service: str | None, limit: int, offset: int):
+        return self._call(q.feedback_page, max_rating, since, service, limit, offset)
+
+    def interaction(self, trace_id: str) -> dict | None:
+        return self._call(q.interaction, trace_id)
+
+    def user_stats(self, user_id: str, since: float) -> dict:
+        """Statistics of one user (the id as sent: it is hashed here when the store hashes ids)."""
+        return self._call(q.user_stats, self.users.stored(user_id), since)
+
+    def costs_by_user(self, since: float, limit: int, offset: int) -> list[dict]:
+        return self._call(q.costs_by_user, since, limit, offset)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the writer (if still running) and close both connections; a temporary store is deleted."""
+        if self._thread is not None and self._thread.is_alive():
+            self.stop_writer()
+        for db in (self._writer_db, self._api_db):
+            try:
+                if db is not None:
+                    db.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                pass
+        self._writer_db = self._api_db = None
+        self._api_thread.shutdown(wait=False, cancel_futures=True)
+        if self.location.temporary and self.location.path is not None:
+            shutil.rmtree(os.path.dirname(self.location.path), ignore_errors=True)

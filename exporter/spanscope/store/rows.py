@@ -1,0 +1,99 @@
+"""Interactions: one row per finished request (a RequestSummary), and its JSON form for the API.
+
+User ids are stored as sent (`enduser.id`) or, with `store.user_id_hash`, as a keyed SHA-256
+(HMAC-SHA256 with the configured salt) so the store never holds the raw id yet per-user queries
+still work: the API hashes the id it is asked about the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from ..interpret.summary import RequestSummary
+
+try:  # orjson is several times faster; both write the same compact JSON
+    import orjson
+
+    def to_json(value, sort_keys: bool = False) -> str:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0).decode()
+except ImportError:  # pragma: no cover
+    def to_json(value, sort_keys: bool = False) -> str:
+        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation", "reasoning")
+MAX_USER_ID = 256  # longer ids are truncated before they are stored (or hashed)
+
+COLUMNS = ("trace_id", "service", "tenant", "user_id", "mode", "started_at", "duration_seconds", "error",
+           "critical_path", *(f"tokens_{t}" for t in TOKEN_TYPES), "model", "cost", "confidence",
+           "citations", "quality", "cache_status", "variants", "recorded_at")
+
+
+class UserIds:
+    """The stored form of a user id: as sent, or HMAC-SHA256(salt, id) in hex."""
+
+    def __init__(self, hash_ids: bool, salt: str | None):
+        self.salt = salt.encode() if hash_ids and salt else None
+
+    def stored(self, user: str | None) -> str | None:
+        if not user:
+            return None
+        user = _text(user[:MAX_USER_ID])
+        if self.salt is None:
+            return user
+        return hmac.new(self.salt, user.encode(), hashlib.sha256).hexdigest()
+
+
+def _text(value: str | None) -> str | None:
+    """Span strings may carry NUL characters, which PostgreSQL TEXT refuses."""
+    return value.replace("\x00", "") if value and "\x00" in value else value
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain notation without trailing zeros (0.006, never 6E-3 or 0.00600000)."""
+    return format(value.normalize(), "f") if value else "0"
+
+
+def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float | None = None) -> tuple:
+    """The column values of COLUMNS. `decimal_cost`: pass cost as Decimal (PostgreSQL NUMERIC) or text."""
+    s = summary
+    tokens = s.tokens
+    return (
+        s.trace_id, _text(s.service), _text(s.tenant), users.stored(s.user), _text(s.mode), s.start_ns / 1e9,
+        s.duration,
+        1 if s.error else 0,
+        to_json({c: round(v, 9) for c, v in s.critical.items()}, sort_keys=True),  # whole nanoseconds
+        *(int(tokens.get(t, 0)) for t in TOKEN_TYPES),
+        _text(s.model), s.cost if decimal_cost else decimal_text(s.cost),
+        s.confidence, s.citations, s.quality, _text(s.cache_status), to_json(s.variants, sort_keys=True),
+        time.time() if now is None else now,
+    )
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def money(value) -> str:
+    """Cost from either database (Decimal or decimal text) as plain decimal text."""
+    return decimal_text(Decimal(str(value if value is not None else 0)))
+
+
+def as_json(values: tuple) -> dict:
+    """An interactions row (in COLUMNS order) as the API shows it."""
+    r = dict(zip(COLUMNS, values))
+    return {
+        "trace_id": r["trace_id"], "service": r["service"], "tenant": r["tenant"], "user_id": r["user_id"],
+        "mode": r["mode"], "started_at": iso(r["started_at"]), "started_at_unix": r["started_at"],
+        "duration_seconds": r["duration_seconds"], "error": bool(r["error"]),
+        "critical_path_seconds": json.loads(r["critical_path"]),
+        "tokens": {t: r[f"tokens_{t}"] for t in TOKEN_TYPES},
+        "model": r["model"], "cost_usd": money(r["cost"]), "confidence": r["confidence"],
+        "citations": r["citations"], "quality": r["quality"], "cache_status": r["cache_status"],
+        "variants": json.loads(r["variants"]),
+    }

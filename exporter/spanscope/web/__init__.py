@@ -1,0 +1,1 @@
+"""Web: the JSON API, the pages, /metrics and health, security (bearer token, TLS, basic auth)."""

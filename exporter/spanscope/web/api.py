@@ -1,0 +1,196 @@
+"""The JSON API on :8889: features, impact, what-if, breakdown, experiments, feedback.
+
+Errors are JSON `{"error": MESSAGE, "status": CODE}` with the right 4xx. Write methods require the
+bearer token when one is configured (compared in constant time).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+
+from aiohttp import web
+
+from ..analysis.experiments import Experiments
+from ..analysis.features import Feature, FeatureError, Features
+from ..analysis.impact import Impact
+from ..store.feedback import Feedback, FeedbackError, validate
+from .endpoints import lock_free
+from .errors import error
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def auth_middleware(token_source):
+    """Bearer-token check on write requests to /api/ (`token_source()` returns None when open).
+
+    The token comes in `Authorization: Bearer`, or in `X-Spanscope-Token` when basic auth already
+    takes the Authorization header."""
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        token = token_source()
+        if token and request.method in WRITE_METHODS and request.path.startswith("/api/"):
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            sent = value.strip() if scheme.lower() == "bearer" else request.headers.get("X-Spanscope-Token", "")
+            if not hmac.compare_digest(sent.encode(), token.encode()):
+                return error(401, "missing or wrong bearer token: send Authorization: Bearer <token>",
+                             {"WWW-Authenticate": 'Bearer realm="spanscope"'})
+        return await handler(request)
+
+    return check
+
+
+async def json_body(request: web.Request):
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text=json.dumps({"error": "send Content-Type: application/json",
+                                                            "status": 415}), content_type="application/json")
+    try:
+        return json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"body: invalid JSON ({exc})", "status": 400}),
+                                 content_type="application/json") from None
+
+
+def names_param(request: web.Request, key: str) -> list[str]:
+    return [n.strip() for n in request.query.get(key, "").split(",") if n.strip()]
+
+
+class Api:
+    def __init__(self, features: Features, impact: Impact, experiments: Experiments, feedback: Feedback,
+                 scenarios: dict):
+        self.features = features
+        self.impact = impact
+        self.experiments = experiments
+        self.feedback = feedback
+        self.scenarios = scenarios
+
+    def feature_json(self, f: Feature, totals: dict, contributions: dict) -> dict:
+        s = self.features.state[f.name]
+        out = {
+            "name": f.name, "display_name": f.display_name, "description": f.description,
+            "category": f.category, "required": f.required, "enabled": s.enabled,
+            "rollout_percentage": s.rollout_percentage, "caching": f.caching, "components": list(f.components),
+            "avg_latency_ms": contributions.get(f.name, 0.0) * 1000,
+            "hit_rate": self.impact.hit_ratio(totals, f.name) if f.caching else None,
+        }
+        if s.step >= 0:
+            out["rollout"] = {"schedule": s.schedule, "step": s.step}
+        return out
+
+    # --- handlers ----------------------------------------------------------------------------------
+
+    async def list_features(self, request):
+        t = self.impact.totals()
+        contrib = self.impact.contributions(t)
+        features = [self.feature_json(f, t, contrib) for f in self.features.catalogue.values()]
+        categories: dict = {}
+        for f in features:
+            categories.setdefault(f["category"], []).append(f["name"])
+        return web.json_response({"features": features, "categories": categories,
+                                  "current_latency_ms": self.impact.mean_latency(t) * 1000,
+                                  "requests_in_window": t["requests"], "window_seconds": self.impact.window,
+                                  "state_file_error": self.features.load_error})
+
+    async def get_feature(self, request):
+        f = self.features.get(request.match_info["name"])
+        t = self.impact.totals()
+        return web.json_response(self.feature_json(f, t, self.impact.contributions(t)))
+
+    async def put_feature(self, request):
+        name = request.match_info["name"]
+        self.features.get(name)
+        doc = await json_body(request)
+        if not isinstance(doc, dict) or not doc or set(doc) - {"enabled", "rollout_percentage"}:
+            return error(400, "body: expected {\"enabled\": true|false} and/or {\"rollout_percentage\": 0-100}")
+        if "enabled" in doc and not isinstance(doc["enabled"], bool):
+            return error(400, "enabled: expected true or false")
+        self.features.update(name, doc.get("enabled"), doc.get("rollout_percentage"))
+        return await self.get_feature(request)
+
+    async def start_rollout(self, request):
+        name = request.match_info["name"]
+        self.features.get(name)
+        doc = await json_body(request)
+        if not isinstance(doc, dict) or not isinstance(doc.get("strategy"), str):
+            return error(400, "strategy: expected linear, exponential or canary")
+        step = doc.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))):
+            return error(400, "step: expected a percentage")
+        self.features.start_rollout(name, doc["strategy"], step)
+        return await self.get_feature(request)
+
+    async def advance_rollout(self, request):
+        self.features.advance(request.match_info["name"], +1)
+        return await self.get_feature(request)
+
+    async def rollback_rollout(self, request):
+        self.features.advance(request.match_info["name"], -1)
+        return await self.get_feature(request)
+
+    async def emergency_rollback(self, request):
+        self.features.emergency_rollback(request.match_info["name"])
+        return await self.get_feature(request)
+
+    async def impact_table(self, request):
+        t = self.impact.totals()
+        total = self.impact.mean_latency(t)
+        contrib = self.impact.contributions(t)
+        rows = [{"name": name, "enabled": self.features.enabled(name), "avg_latency_ms": c * 1000,
+                 "percent_of_total": c / total * 100 if total else 0.0}
+                for name, c in sorted(contrib.items(), key=lambda x: -x[1])]
+        return web.json_response({"total_latency_ms": total * 1000, "requests_in_window": t["requests"],
+                                  "window_seconds": self.impact.window, "features": rows})
+
+    async def what_if(self, request):
+        return web.json_response(self.impact.what_if(names_param(request, "disable"), names_param(request, "enable")))
+
+    async def scenarios_view(self, request):
+        return web.json_response({"scenarios": self.impact.scenarios(self.scenarios)})
+
+    async def breakdown(self, request):
+        return web.json_response(self.impact.breakdown())
+
+    async def list_experiments(self, request):
+        return web.json_response({"flags": self.experiments.flags()})
+
+    async def experiment(self, request):
+        flag = request.match_info["flag"]
+        result = self.experiments.compare(flag)
+        if result is None:
+            return error(404, f"no requests have evaluated flag {flag!r} yet")
+        return web.json_response(result)
+
+    @lock_free  # waits for the database commit; Feedback takes the ingest lock for the metrics only
+    async def post_feedback(self, request):
+        rating = validate(await json_body(request))
+        status, doc = await self.feedback.submit(rating)
+        return web.json_response(doc, status=status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler):
+    """Domain errors become JSON answers with their status."""
+    try:
+        return await handler(request)
+    except (FeatureError, FeedbackError) as exc:
+        return error(exc.status, str(exc))
+    except OSError as exc:  # e.g. the state file cannot be written
+        return error(500, f"could not persist the change: {exc.strerror or exc}")
+
+
+def add_routes(app: web.Application, api: Api) -> None:
+    r = app.router
+    r.add_get("/api/features", api.list_features)
+    r.add_get("/api/features/impact", api.impact_table)
+    r.add_get("/api/features/{name}", api.get_feature)
+    r.add_put("/api/features/{name}", api.put_feature)
+    r.add_post("/api/features/{name}/rollout", api.start_rollout)
+    r.add_post("/api/features/{name}/rollout/advance", api.advance_rollout)
+    r.add_post("/api/features/{name}/rollout/rollback", api.rollback_rollout)
+    r.add_post("/api/features/{name}/rollout/emergency-rollback", api.emergency_rollback)
+    r.add_get("/api/what-if", api.what_if)
+    r.add_get("/api/what-if/scenarios", api.scenarios_view)
+    r.add_get("/api/breakdown", api.breakdown)
+    r.add_get("/api/experiments", api.list_experiments)
+    r.add_get("/api/experiments/{flag}", api.experiment)
+    r.add_post("/api/v1/feedback", api.post_feedback)

@@ -89,13 +89,11 @@ def build():
                    "bytes", Q(gauge_per_instance("process_resident_memory_bytes"), "{{instance}}")),
     ])
     build_row = Row("Build", [
-        table("Exporter build", "Version, Python, span reader and compiled hot path of every exporter instance "
-              "(reader python, compiled none or partial: installed without a C compiler or Cython, or a module "
-              "edited since the build; slower, the start-up log names the modules).", "none",
+        table("Exporter build", "Version, Python and span reader of every exporter instance "
+              "(reader python: installed without a C compiler, so it decodes OTLP more slowly).", "none",
               Q(agg("max", sel("spanscope_build_info", *SELF),
-                    ("instance", "version", "python_version", "reader", "compiled"))),
-              columns={"instance": "Instance", "version": "Version", "python_version": "Python", "reader": "Reader",
-                       "compiled": "Compiled"},
+                    ("instance", "version", "python_version", "reader"))),
+              columns={"instance": "Instance", "version": "Version", "python_version": "Python", "reader": "Reader"},
               hide=("Time", "Value"), w=24, h=5),
     ])
     return dashboard(

@@ -15,7 +15,8 @@ Layout of this file, in the manner of a mixin's per-area alert files:
   `alert_rules` turns a declaration into rules, one per severity block the alert has in
   thresholds.yml, filling in the values; `Alert.to_yaml` adds what every alert carries (severity
   and team labels, runbook and dashboard links). Both are the only places that do so.
-- `slo_groups`: SLI recording rules and burn-rate alerts, from `slo` in thresholds.yml.
+- `slis`: each SLO's indicator as data (`SLI`); `slo_groups` turns them into SLI recording rules
+  and multi-window burn-rate alerts, from `slo` in thresholds.yml.
 
 A new alert is an entry under `alerts` in thresholds.yml, an `AlertSpec` under its area in
 `ALERTS`, a section in docs/runbooks.md and a promtool test in prometheus/tests/<area>_test.yml.
@@ -40,9 +41,11 @@ Conventions (see docs/alerts.md):
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -126,7 +129,7 @@ class Thresholds:
 
     def number(self, path: str):
         v = self.get(path)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
             raise GeneratorError(f"thresholds.yml: {path} must be a number, got {v!r}")
         return v
 
@@ -248,7 +251,7 @@ def quantile_records(metric: str, labels: tuple[str, ...], quantiles=(0.5, 0.95,
     bucket = f"{level(labels + ('le',))}:{metric}_bucket:rate5m"
     recs = [Record(bucket, srate(f"{metric}_bucket", labels + ("le",), selector))]
     for q in quantiles:
-        recs.append(Record(f"{level(labels)}:{metric}:p{int(round(q * 100))}_rate5m",
+        recs.append(Record(f"{level(labels)}:{metric}:p{round(q * 100)}_rate5m",
                            f"histogram_quantile({num(q)}, {bucket})"))
     return recs
 
@@ -883,37 +886,48 @@ def _objective(value, path: str) -> Decimal:
     return Decimal(str(value))
 
 
+@dataclass(frozen=True)
+class SLI:
+    """The indicator of one SLO, as data: bad events / all events of each service over a window."""
+    alert: str                          # its burn-rate alert
+    counted: str                        # a series that every service the SLI counts has
+    what: str                           # the bad events, for the alert's description
+    error_ratio: Callable[[str], str]   # window -> PromQL of bad / all events
+    keys: tuple[str, ...] = ()          # thresholds.yml keys it reads besides slo.objectives.<slo>
+
+
+def slis(t: Thresholds) -> dict[str, SLI]:
+    """The indicator of each SLO in slo.objectives, by its name."""
+    S = ("service",)
+    lat = t.number("slo.objectives.latency.threshold_seconds")
+    le = num(lat) if not float(lat).is_integer() else f"{float(lat)}"  # as the exporter writes `le`
+    within = f'le="{le}"'
+
+    def availability(w: str) -> str:
+        return ratio(srate("pipeline_requests_total", S, 'status="error"', w),
+                     srate("pipeline_requests_total", S, window=w))
+
+    def latency(w: str) -> str:  # slow = all - within threshold; never negative, never missing
+        count = srate("pipeline_request_duration_seconds_count", S, window=w)
+        return (f"(\n  {count}\n  -\n  {srate('pipeline_request_duration_seconds_bucket', S, within, w)}\n)"
+                f"\n/\n{count}")
+
+    return {
+        "availability": SLI("PipelineErrorBudgetBurn", "pipeline_requests_total", "requests failed",
+                            availability),
+        "latency": SLI("PipelineLatencyBudgetBurn", "pipeline_request_duration_seconds_count",
+                       f"requests took longer than {seconds_text(lat)}", latency,
+                       keys=("slo.objectives.latency.threshold_seconds",)),
+    }
+
+
 def slo_groups(t: Thresholds) -> list[Group]:
     period = t.duration("slo.period")
     burn_rates = t.get("slo.burn_rates")
     windows = sorted({w for br in burn_rates for w in (br["long"], br["short"])}, key=_duration_seconds)
     groups = []
-    slis = {
-        "availability": dict(
-            alert="PipelineErrorBudgetBurn",
-            bad=lambda w: srate("pipeline_requests_total", ("service",), 'status="error"', w),
-            total=lambda w: srate("pipeline_requests_total", ("service",), window=w),
-            counted="pipeline_requests_total",
-            what="requests failed",
-            objective_text=lambda o: f"{pct(o)} availability",
-            keys=["slo.objectives.availability.objective"]),
-        "latency": dict(
-            alert="PipelineLatencyBudgetBurn",
-            total=lambda w: srate("pipeline_request_duration_seconds_count", ("service",), window=w),
-            counted="pipeline_request_duration_seconds_count",
-            what="requests were slower than {}",
-            objective_text=lambda o: f"{pct(o)} latency",
-            keys=["slo.objectives.latency.objective", "slo.objectives.latency.threshold_seconds"]),
-    }
-    lat = t.number("slo.objectives.latency.threshold_seconds")
-    le = num(lat) if not float(lat).is_integer() else f"{float(lat)}"
-    le_selector = 'le="' + le + '"'
-    slis["latency"]["bad"] = lambda w: (
-        f"(\n  {srate('pipeline_request_duration_seconds_count', ('service',), window=w)}\n  -\n"
-        f"  {srate('pipeline_request_duration_seconds_bucket', ('service',), le_selector, w)}\n)")
-    slis["latency"]["what"] = f"requests took longer than {seconds_text(lat)}"
 
-    for slo, spec in slis.items():
+    for slo, sli in slis(t).items():
         objective = _objective(t.get(f"slo.objectives.{slo}.objective"), f"slo.objectives.{slo}.objective")
         budget = 1 - objective
         services = t.get(f"slo.objectives.{slo}.services") or {}
@@ -932,14 +946,9 @@ def slo_groups(t: Thresholds) -> list[Group]:
         for name, o in overrides.items():
             rules += [Record("slo:objective:ratio", f"vector({num(o)})", {"slo": slo, "service": name}),
                       Record("slo:error_budget:ratio", f"vector({num(1 - o)})", {"slo": slo, "service": name})]
-        for w in windows:
-            if slo == "availability":
-                expr = ratio(spec["bad"](w), spec["total"](w))
-            else:  # slow = all - within threshold; never negative, never missing
-                expr = f"{spec['bad'](w)}\n/\n{spec['total'](w)}"
-            rules.append(Record(f"slo:sli_error:ratio_rate{w}", expr, {"slo": slo}))
+        rules += [Record(f"slo:sli_error:ratio_rate{w}", sli.error_ratio(w), {"slo": slo}) for w in windows]
         # The budget of every service the SLI counts: its own objective's, else the default's.
-        known = f"group by (service) ({spec['counted']})"
+        known = f"group by (service) ({sli.counted})"
         default = f"{known} * {num(budget)}"
         if overrides:
             own = "\nor\n".join(f'label_replace(vector({num(1 - o)}), "service", "{name}", "", "")'
@@ -956,24 +965,25 @@ def slo_groups(t: Thresholds) -> list[Group]:
             if not DURATION_RE.match(str(for_)):
                 raise GeneratorError(f"slo.burn_rates[{i}].for must be a duration, got {for_!r}")
             exhaust = _human_days(_duration_seconds(period) / float(factor))
-            objective_text = spec["objective_text"](objective)
+            objective_text = f"{pct(objective)} {slo}"
             if overrides:  # the service's own objective where it has one (a query at notification time)
                 objective_text = (
                     '{{ with printf "slo:objective:ratio{slo=\\"' + slo + '\\",service=\\"%s\\"}" $labels.service'
                     " | query }}{{ . | first | value | humanizePercentage }} " + slo + "{{ else }}"
                     + objective_text + "{{ end }}")
             rules.append(Alert(
-                spec["alert"], "slo", sev,
+                sli.alert, "slo", sev,
                 f'slo:sli_error:ratio_rate{long_w}{{slo="{slo}"}} > {num(factor)} * {budget_of}\n'
                 f'and\nslo:sli_error:ratio_rate{short_w}{{slo="{slo}"}} > {num(factor)} * {budget_of}', for_,
                 f"Pipeline {slo} error budget is burning "
                 + ("fast" if sev == "critical" else "steadily"),
-                "{{ $labels.service }}: {{ $value | humanizePercentage }} of " + spec["what"]
+                "{{ $labels.service }}: {{ $value | humanizePercentage }} of " + sli.what
                 + f" over the last {long_w} (and the last {short_w} still shows the burn), spending the "
                 f"{objective_text} error budget {num(factor)}x faster than the "
                 f"{period} period allows: at this rate it is gone in {exhaust}.",
                 f"{slo} SLI error ratio > {num(factor)}x the service's budget over {long_w} and {short_w}",
-                spec["keys"] + [f"slo.objectives.{slo}.services", f"slo.burn_rates[{i}]", "slo.period"],
+                [f"slo.objectives.{slo}.objective", *sli.keys, f"slo.objectives.{slo}.services",
+                 f"slo.burn_rates[{i}]", "slo.period"],
                 labels={"slo": slo, "long_window": long_w, "short_window": short_w}))
         groups.append(Group(f"spanscope.slo.{slo}", rules))
     return groups

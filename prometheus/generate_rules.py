@@ -8,6 +8,19 @@
       -> prometheus/rules/slo.yml        SLI recording rules + multi-window multi-burn-rate alerts
       -> docs/alerts.md                  alert table (condition, severity, route, threshold keys)
 
+Layout of this file, in the manner of a mixin's per-area alert files:
+- `recording_groups`: the recording rules of each area.
+- `ALERTS`: the alerts of each area as data, one `AlertSpec` each (PromQL, summary, description,
+  docs line) with placeholders such as `{threshold}` and `{for}` in place of numbers.
+  `alert_rules` turns a declaration into rules, one per severity block the alert has in
+  thresholds.yml, filling in the values; `Alert.to_yaml` adds what every alert carries (severity
+  and team labels, runbook and dashboard links). Both are the only places that do so.
+- `slis`: each SLO's indicator as data (`SLI`); `slo_groups` turns them into SLI recording rules
+  and multi-window burn-rate alerts, from `slo` in thresholds.yml.
+
+A new alert is an entry under `alerts` in thresholds.yml, an `AlertSpec` under its area in
+`ALERTS`, a section in docs/runbooks.md and a promtool test in prometheus/tests/<area>_test.yml.
+
 Usage:
     python prometheus/generate_rules.py             rewrite the files above
     python prometheus/generate_rules.py --check     exit 1 and name the stale files
@@ -28,9 +41,11 @@ Conventions (see docs/alerts.md):
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -114,7 +129,7 @@ class Thresholds:
 
     def number(self, path: str):
         v = self.get(path)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
             raise GeneratorError(f"thresholds.yml: {path} must be a number, got {v!r}")
         return v
 
@@ -236,7 +251,7 @@ def quantile_records(metric: str, labels: tuple[str, ...], quantiles=(0.5, 0.95,
     bucket = f"{level(labels + ('le',))}:{metric}_bucket:rate5m"
     recs = [Record(bucket, srate(f"{metric}_bucket", labels + ("le",), selector))]
     for q in quantiles:
-        recs.append(Record(f"{level(labels)}:{metric}:p{int(round(q * 100))}_rate5m",
+        recs.append(Record(f"{level(labels)}:{metric}:p{round(q * 100)}_rate5m",
                            f"histogram_quantile({num(q)}, {bucket})"))
     return recs
 
@@ -465,385 +480,391 @@ def recording_groups(t: Thresholds) -> list[Group]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Alerting rules
+# Alerting rules: declared per area as data (ALERTS); `alert_rules` turns a declaration into rules
 # ------------------------------------------------------------------------------------------------
 
-def _sev(t: Thresholds, name: str, severity: str, threshold: bool = True):
-    base = f"alerts.{name}.{severity}"
-    thr = t.number(f"{base}.threshold") if threshold else None
-    keys = [f"{base}.threshold"] if threshold else []
-    return thr, t.duration(f"{base}.for"), keys + [f"{base}.for"]
+@dataclass(frozen=True)
+class AlertSpec:
+    """One alert, as data. Its text holds placeholders that `alert_rules` fills from thresholds.yml:
+
+        {threshold} {for}       alerts.<name>.<severity>.threshold and .for (one rule per severity)
+        {severity}              that severity
+        {min_rate}, {<key>}     alerts.<name>.<key>; a key ending in _offset is a duration
+        {job} {control}         exporter_job, experiments.control_variants (SHARED_KEYS)
+        {<x>:pct} {<x>:seconds} a number written 5% or 5s instead of 0.05 or 5
+
+    `{{ ... }}` is Alertmanager's Go template text and `{label="value"}` a PromQL matcher: both
+    are left as they are. Severity, team, runbook and dashboard links are added by Alert.to_yaml.
+    """
+    name: str
+    expr: str
+    summary: str                          # static text
+    description: str                      # the value and the labels, at notification time
+    condition: str                        # one line for docs/alerts.md
+    guard: str | None = None              # `and <guard> > {min_rate}`: quiet below that traffic
+    dashboard_var: str | None = "service"  # var-<label>={{ $labels.<label> }}, or "label=value"
+    labels: dict = field(default_factory=dict)
+    # None: one rule per severity block (critical, warning, info) of alerts.<name> in
+    # thresholds.yml. A fixed severity: no threshold and no `for` (the Watchdog).
+    severity: str | None = None
 
 
-def _guard(t: Thresholds, name: str, series: str, on: str | None = None) -> tuple[str, str]:
-    key = f"alerts.{name}.min_rate"
-    match = f" on ({on})" if on else ""
-    return f"\nand{match}\n{series} > {num(t.number(key))}", key
+PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::(pct|seconds))?\}")
+SHARED_KEYS = {"job": "exporter_job", "control": "experiments.control_variants"}
+FORMATS = {None: num, "pct": pct, "seconds": seconds_text}
+
+
+class _Filler:
+    """Fills the placeholders of one alert at one severity and notes the thresholds.yml keys read
+    (`keys`, as docs/alerts.md lists them: threshold, for, the alert's other keys, shared keys)."""
+
+    def __init__(self, t: Thresholds, name: str, severity: str):
+        self.t, self.name, self.severity = t, name, severity
+        self.read: list[str] = []
+
+    def __call__(self, text: str) -> str:
+        return PLACEHOLDER.sub(self._sub, text)
+
+    def _sub(self, m: re.Match) -> str:
+        name, fmt = m.groups()
+        if name == "severity":
+            return self.severity
+        if name in SHARED_KEYS:
+            key, value = SHARED_KEYS[name], self.t.get(SHARED_KEYS[name])
+        else:
+            key = f"alerts.{self.name}.{self.severity}.{name}" if name in ("threshold", "for") \
+                else f"alerts.{self.name}.{name}"
+            value = self.t.duration(key) if name == "for" or name.endswith("_offset") else self.t.number(key)
+        if key not in self.read:
+            self.read.append(key)
+        return value if isinstance(value, str) else FORMATS[fmt](value)
+
+    def keys(self) -> list[str]:
+        own, block = f"alerts.{self.name}.", f"alerts.{self.name}.{self.severity}."
+        rank = {f"{block}threshold": 0, f"{block}for": 1}
+        return sorted(self.read, key=lambda key: rank.get(key, 2 if key.startswith(own) else 3))
+
+
+def alert_rules(spec: AlertSpec, area: str, t: Thresholds) -> list[Alert]:
+    """The rules of one declaration: one per severity, with its thresholds filled in."""
+    entry = t.cfg.get("alerts", {}).get(spec.name)  # not t.get: only the keys filled in count as read
+    if not isinstance(entry, dict):
+        raise GeneratorError(f"thresholds.yml: missing key alerts.{spec.name}")
+    severities = [spec.severity] if spec.severity else [s for s in SEVERITIES if s in entry]
+    if not severities:
+        raise GeneratorError(f"thresholds.yml: alerts.{spec.name} has no severity block "
+                             f"({', '.join(SEVERITIES)})")
+    expr = spec.expr + (f"\nand\n{spec.guard} > {{min_rate}}" if spec.guard else "")
+    rules = []
+    for severity in severities:
+        fill = _Filler(t, spec.name, severity)
+        alert = Alert(spec.name, area, severity, fill(expr), None if spec.severity else fill("{for}"),
+                      fill(spec.summary), fill(spec.description), fill(spec.condition), keys=[],
+                      labels={k: fill(v) for k, v in spec.labels.items()},
+                      dashboard_var=spec.dashboard_var and fill(spec.dashboard_var))
+        alert.keys = fill.keys()  # once everything is filled in
+        rules.append(alert)
+    return rules
+
+
+def variant_vs_control(series: str, op: str) -> str:
+    """`series` of a flag variant `op` (/ or -) that of the flag's control, above {threshold}, where
+    both the variant and the control have traffic (else the comparison means nothing)."""
+    vreq = "service_flag_variant:feature_flag_variant_request_duration_seconds_count:rate5m"
+    control = '{variant=~"{control}"}'
+    return (f'(\n  {series}{{variant!~"{{control}}"}}\n  {op} on (service, flag) group_left\n'
+            f"  max by (service, flag) ({series}{control})\n) > {{threshold}}"
+            f"\nand on (service, flag, variant)\n{vreq} > {{min_rate}}"
+            f"\nand on (service, flag)\n(max by (service, flag) ({vreq}{control}) > {{min_rate}})")
+
+
+REQUEST_RATE = "service:pipeline_requests:rate5m"
+
+# Area -> its alerts, in rule-file order. The area names the group (spanscope.<area>.alerts), the
+# owner (teams.<area>) and the dashboard (links.dashboards.<area>) in thresholds.yml.
+ALERTS: dict[str, list[AlertSpec]] = {
+    "requests": [
+        AlertSpec(
+            "PipelineHighErrorRate",
+            expr="service:pipeline_request_errors:ratio_rate5m > {threshold}", guard=REQUEST_RATE,
+            summary="Pipeline requests are failing",
+            description="{{ $labels.service }}: {{ $value | humanizePercentage }} of requests failed over "
+                        "the last 5m (threshold {threshold:pct}, {severity}).",
+            condition="error ratio (5m) > {threshold:pct} while traffic > {min_rate} req/s"),
+        AlertSpec(
+            "PipelineHighLatencyP95",
+            expr="service:pipeline_request_duration_seconds:p95_rate5m > {threshold}", guard=REQUEST_RATE,
+            summary="Pipeline p95 latency is high",
+            description="{{ $labels.service }}: 95th percentile end-to-end latency is "
+                        "{{ $value | humanizeDuration }} over the last 5m (threshold {threshold:seconds}).",
+            condition="p95 latency (5m) > {threshold:seconds}"),
+        AlertSpec(
+            "PipelineVeryHighLatencyP99",
+            expr="service:pipeline_request_duration_seconds:p99_rate5m > {threshold}", guard=REQUEST_RATE,
+            summary="Pipeline p99 latency is very high",
+            description="{{ $labels.service }}: 99th percentile end-to-end latency is "
+                        "{{ $value | humanizeDuration }} over the last 5m (threshold {threshold:seconds}); "
+                        "the slowest requests are timing out.",
+            condition="p99 latency (5m) > {threshold:seconds}"),
+    ],
+    "cache": [
+        AlertSpec(
+            "PipelineCacheHitRateLow",
+            expr="service_cache:pipeline_cache_hits:ratio_rate5m < {threshold}",
+            guard="service_cache:pipeline_cache_requests:rate5m",
+            summary="Cache hit rate is low",
+            description="{{ $labels.service }}: cache {{ $labels.cache }} answers only "
+                        "{{ $value | humanizePercentage }} of lookups from cache over the last 5m "
+                        "(threshold {threshold:pct}).",
+            condition="hit ratio (5m) < {threshold:pct}"),
+        AlertSpec(
+            "PipelineCacheNearCapacity",
+            expr="service_cache:pipeline_cache_utilisation:ratio > {threshold}",
+            summary="Cache is nearly full",
+            description="{{ $labels.service }}: cache {{ $labels.cache }} is {{ $value | humanizePercentage }} "
+                        "full (threshold {threshold:pct}); new entries now evict old ones.",
+            condition="size / capacity > {threshold:pct}"),
+        AlertSpec(
+            "PipelineCacheEvictionRateHigh",
+            expr="service_cache:pipeline_cache_evictions:rate5m > {threshold}",
+            summary="Cache evicts entries at a high rate",
+            description="{{ $labels.service }}: cache {{ $labels.cache }} evicts {{ $value | humanize }} "
+                        "entries/s over the last 5m (threshold {threshold}/s).",
+            condition="evictions (5m) > {threshold}/s"),
+    ],
+    "cost": [
+        AlertSpec(
+            "LLMDailyCostOverBudget",
+            expr=":llm_cost_usd:increase1d > {threshold}", dashboard_var=None,
+            summary="LLM spend is over the daily budget",
+            description='All services spent ${{ $value | printf "%.2f" }} on LLM calls over the last 24h, '
+                        "over the daily budget of ${threshold}.",
+            condition="spend over 24h > ${threshold}"),
+        AlertSpec(
+            "LLMCostSpike",
+            expr="service:llm_cost_usd:increase1h\n"
+                 "  > {threshold} * (service:llm_cost_usd:increase1h offset {baseline_offset})\n"
+                 "and\nservice:llm_cost_usd:increase1h > {min_hourly_cost}",
+            summary="LLM spend is spiking",
+            description='{{ $labels.service }} spent ${{ $value | printf "%.2f" }} on LLM calls in the last '
+                        "hour, more than {threshold}x the same hour {baseline_offset} earlier "
+                        "(${{ with printf \"service:llm_cost_usd:increase1h{service='%s'} offset "
+                        '{baseline_offset}" $labels.service | query }}'
+                        '{{ . | first | value | printf "%.2f" }}{{ end }}).',
+            condition="spend over 1h > {threshold}x the same hour {baseline_offset} earlier "
+                      "and > ${min_hourly_cost}"),
+        AlertSpec(
+            "LLMCostGrowthWeekOverWeek",
+            expr="service:llm_cost_usd:increase1d:ratio_wow > {threshold}\nand\n"
+                 "service:llm_cost_usd:increase1d > {min_daily_cost}",
+            summary="LLM spend grows week over week",
+            description='{{ $labels.service }} spent {{ $value | printf "%.2f" }}x as much on LLM calls '
+                        "over the last 24h as over the same 24h one week earlier (threshold {threshold}x): "
+                        "${{ with printf \"service:llm_cost_usd:increase1d{service='%s'}\" $labels.service "
+                        '| query }}{{ . | first | value | printf "%.2f" }}{{ end }} against '
+                        "${{ with printf \"sum(increase(llm_cost_usd_total{service='%s'}[1d] offset 1w))\" "
+                        '$labels.service | query }}{{ . | first | value | printf "%.2f" }}{{ end }}.',
+            condition="spend over 24h > {threshold}x the same 24h a week earlier and > ${min_daily_cost}"),
+        AlertSpec(
+            "LLMUnpricedTokens",
+            expr="service_model:llm_unpriced_tokens:rate5m > {threshold}",
+            summary="LLM tokens of a model without a price",
+            description="{{ $labels.service }} uses model {{ $labels.model }}, which is missing from the "
+                        "pricing table ({{ $value | humanize }} tokens/s over the last 5m): its cost is not "
+                        "counted.",
+            condition="tokens of an unpriced model (5m) > {threshold}"),
+    ],
+    "quality": [
+        AlertSpec(
+            "PipelineQualityScoreLow",
+            expr="service:pipeline_quality_score:mean5m < {threshold}",
+            guard="service:pipeline_quality_score_count:rate5m",
+            summary="Response quality score is low",
+            description='{{ $labels.service }}: mean response quality score is {{ $value | printf "%.2f" }} '
+                        "over the last 5m (threshold {threshold}).",
+            condition="mean quality score (5m) < {threshold}"),
+        AlertSpec(
+            "PipelineDegradationRateHigh",
+            expr="service:pipeline_degraded_responses:ratio_rate5m > {threshold}", guard=REQUEST_RATE,
+            summary="Many responses are degraded",
+            description="{{ $labels.service }}: {{ $value | humanizePercentage }} of responses were degraded "
+                        "(fallback model, RAG timeout, ...) over the last 5m (threshold {threshold:pct}).",
+            condition="degraded responses per request (5m) > {threshold:pct}"),
+    ],
+    "dependencies": [
+        AlertSpec(
+            "PipelineToolFailureRateHigh",
+            expr="service_tool:pipeline_tool_call_failures:ratio_rate5m > {threshold}",
+            guard="service_tool:pipeline_tool_calls:rate5m",
+            summary="Tool calls are failing",
+            description="{{ $labels.service }}: {{ $value | humanizePercentage }} of calls to tool "
+                        "{{ $labels.tool }} failed over the last 5m (threshold {threshold:pct}).",
+            condition="failed tool calls (5m) > {threshold:pct}"),
+        AlertSpec(
+            "PipelineRAGFailureRateHigh",
+            expr="service_source:pipeline_rag_lookup_failures:ratio_rate5m > {threshold}",
+            guard="service_source:pipeline_rag_lookups:rate5m",
+            summary="RAG lookups are failing",
+            description="{{ $labels.service }}: {{ $value | humanizePercentage }} of RAG lookups against "
+                        "source {{ $labels.source }} failed over the last 5m (threshold {threshold:pct}).",
+            condition="failed RAG lookups (5m) > {threshold:pct}"),
+        AlertSpec(
+            "LLMErrorRateHigh",
+            expr="provider_model:gen_ai_client_operation_errors:ratio_rate5m > {threshold}",
+            guard="provider_model:gen_ai_client_operation_duration_seconds_count:rate5m", dashboard_var=None,
+            summary="LLM calls are failing",
+            description="{{ $value | humanizePercentage }} of calls to {{ $labels.gen_ai_provider_name }} "
+                        "model {{ $labels.gen_ai_request_model }} failed over the last 5m "
+                        "(threshold {threshold:pct}).",
+            condition="failed LLM calls per provider and model (5m) > {threshold:pct}"),
+    ],
+    "resilience": [
+        AlertSpec(
+            "CircuitBreakerOpen",
+            expr='service_breaker_state:circuit_breaker_state:max{state="open"} == 1',
+            summary="Circuit breaker is open",
+            description="{{ $labels.service }}: circuit breaker {{ $labels.breaker }} has been open for "
+                        "more than {for}; calls through it are refused or take the fallback.",
+            condition="breaker state open for {for}"),
+        AlertSpec(
+            "PipelineFallbackRateHigh",
+            expr="service:pipeline_fallbacks:ratio_rate5m > {threshold}", guard=REQUEST_RATE,
+            summary="Many requests take a fallback",
+            description="{{ $labels.service }}: {{ $value | humanizePercentage }} fallbacks per request over "
+                        "the last 5m (threshold {threshold:pct}).",
+            condition="fallbacks per request (5m) > {threshold:pct}"),
+    ],
+    "experiments": [
+        AlertSpec(
+            "FeatureVariantLatencyRegression",
+            expr=variant_vs_control(
+                "service_flag_variant:feature_flag_variant_request_duration_seconds:p95_rate5m", "/"),
+            summary="A feature-flag variant is slower than control",
+            description="{{ $labels.service }}: variant {{ $labels.variant }} of flag {{ $labels.flag }} has a "
+                        'p95 latency {{ $value | printf "%.2f" }}x the control\'s over the last 5m '
+                        "(threshold {threshold}x).",
+            condition="variant p95 / control p95 (5m) > {threshold}"),
+        AlertSpec(
+            "FeatureVariantErrorRegression",
+            expr=variant_vs_control("service_flag_variant:feature_flag_variant_errors:ratio_rate5m", "-"),
+            summary="A feature-flag variant fails more than control",
+            description="{{ $labels.service }}: variant {{ $labels.variant }} of flag {{ $labels.flag }} fails "
+                        "more often than the control: its error ratio is higher by "
+                        "{{ $value | humanizePercentage }} of requests over the last 5m "
+                        "(threshold {threshold:pct} of requests).",
+            condition="variant error ratio - control error ratio (5m) > {threshold:pct}"),
+    ],
+    "exporter": [
+        AlertSpec(
+            "SpanscopeExporterDown",
+            expr='up{job="{job}"} == 0', dashboard_var="job",
+            summary="A spanscope exporter cannot be scraped",
+            description="Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }}) "
+                        "for more than {for}.",
+            condition="target down for {for}"),
+        AlertSpec(
+            "SpanscopeExporterAbsent",
+            expr='absent(up{job="{job}"} == 1)', dashboard_var="job={job}",
+            # absent() of a comparison keeps no label, so the job is set here (routing, inhibition).
+            labels={"job": "{job}"},
+            summary="No spanscope exporter is scraped: pipeline alerting is blind",
+            description="No target of job {job} has been scraped successfully for more than {for}; no "
+                        "pipeline metric is collected and no pipeline alert can fire.",
+            condition="no target of the job up for {for}"),
+        AlertSpec(
+            "SpanscopePipelineMetricsAbsent",
+            expr='absent(pipeline_requests_total{job="{job}"})\nand on ()\n(count(up{job="{job}"} == 1) > 0)',
+            dashboard_var="job",
+            summary="The exporter is up but sees no requests",
+            description="Job {{ $labels.job }} is up but has exposed no pipeline_requests_total series "
+                        "for more than {for}: no root spans arrive.",
+            condition="exporter up, no request series for {for}"),
+        AlertSpec(
+            "SpanscopeSpansRejected",
+            expr="job:spanscope_spans_rejected:ratio_rate5m > {threshold}", dashboard_var="job",
+            summary="The exporter rejects spans",
+            description="Job {{ $labels.job }} rejected {{ $value | humanizePercentage }} of received spans "
+                        "over the last 5m (threshold {threshold:pct}); their metrics are missing.",
+            condition="rejected / received spans (5m) > {threshold:pct}"),
+        AlertSpec(
+            "SpanscopeRequestsThrottled",
+            expr="job:spanscope_requests_throttled:ratio_rate5m > {threshold}", dashboard_var="job",
+            summary="The exporter throttles export requests",
+            description="Job {{ $labels.job }} answered {{ $value | humanizePercentage }} of export requests "
+                        "with 503/UNAVAILABLE over the last 5m (threshold {threshold:pct}): its ingest queue "
+                        "is full.",
+            condition="throttled / all export requests (5m) > {threshold:pct}"),
+        AlertSpec(
+            "SpanscopeSeriesOverflow",
+            expr="job_metric:spanscope_series_overflowed:rate5m > {threshold}", dashboard_var="job",
+            summary="Metric series overflow their limit",
+            description="Job {{ $labels.job }}: {{ $labels.metric }} is at its series limit; "
+                        "{{ $value | humanize }} samples/s go to the overflow series over the last 5m.",
+            condition="samples routed to the overflow series (5m) > {threshold}"),
+        AlertSpec(
+            "SpanscopeTracesFinishedEarly",
+            expr='job_reason:spanscope_traces_completed:rate5m{reason=~"traces_limit|spans_limit"} > {threshold}',
+            dashboard_var="job",
+            summary="The exporter finishes traces early: its assembly buffer is full",
+            description="Job {{ $labels.job }} finished {{ $value | humanize }} traces/s early over the last "
+                        "5m at the bound {{ $labels.reason }} (traces_limit: traces.max_pending traces, "
+                        "spans_limit: traces.max_pending_spans spans): traces whose spans were still "
+                        "arriving are incomplete.",
+            condition="traces finished early at a buffer bound (5m) > {threshold}/s"),
+        # Per instance, not recorded (records aggregate instances away): each replica reaches its
+        # one-core ceiling on its own. The job selector keeps Prometheus' and Alertmanager's own
+        # process_cpu_seconds_total out.
+        AlertSpec(
+            "SpanscopeExporterSaturated",
+            expr='rate(process_cpu_seconds_total{job="{job}"}[5m]) > {threshold}', dashboard_var="job",
+            summary="An exporter is near its CPU ceiling",
+            description='{{ $labels.instance }} (job {{ $labels.job }}) used {{ $value | printf "%.2f" }} '
+                        "cores over the last 5m (threshold {threshold}): one exporter does its Python work "
+                        "on one core, so it is close to throttling export requests. Add replicas.",
+            condition="cores used by one instance (5m) > {threshold}"),
+        AlertSpec(
+            "InteractionsDropped",
+            expr="job_reason:spanscope_interactions_dropped:rate5m > {threshold}", dashboard_var="job",
+            summary="The interaction store drops interactions",
+            description='Job {{ $labels.job }} dropped {{ $value | printf "%.2f" }} interactions/s (reason '
+                        "{{ $labels.reason }}) over the last 5m: they are missing from the interaction store "
+                        "and its API (queue_full: the database is slower than the traffic; write_error: the "
+                        "database refused them).",
+            condition="interactions not written (5m) > {threshold}/s"),
+    ],
+    "anomaly": [
+        AlertSpec(
+            "PipelineLatencyAnomaly",
+            expr="service:pipeline_request_duration_seconds:zscore5m > {threshold}\nand\n"
+                 "service:pipeline_request_duration_seconds:mean5m > {min_ratio_to_baseline} * "
+                 "service:pipeline_request_duration_seconds:mean5m:avg_over_time1d",
+            guard=REQUEST_RATE,
+            summary="Pipeline latency is unusually high for this service",
+            description="{{ $labels.service }}: mean end-to-end latency over the last 5m is "
+                        '{{ $value | printf "%.1f" }} standard deviations above its average of the last 1d '
+                        "(threshold {threshold}): "
+                        "{{ with printf \"service:pipeline_request_duration_seconds:mean5m{service='%s'}\" "
+                        "$labels.service | query }}{{ . | first | value | humanizeDuration }}{{ end }} against "
+                        "{{ with printf \"service:pipeline_request_duration_seconds:mean5m:avg_over_time1d"
+                        "{service='%s'}\" $labels.service | query }}"
+                        "{{ . | first | value | humanizeDuration }}{{ end }}.",
+            condition="z-score of the 5m mean latency against 1d > {threshold} and mean > "
+                      "{min_ratio_to_baseline}x the 1d mean while traffic > {min_rate} req/s"),
+    ],
+    "meta": [
+        AlertSpec(
+            "Watchdog", expr="vector(1)", severity="info", dashboard_var=None,
+            summary="Alerting pipeline heartbeat (always firing)",
+            description="This alert always fires. It proves that Prometheus evaluates rules and that "
+                        "Alertmanager delivers them; the heartbeat receiver pages when it stops arriving.",
+            condition="always"),
+    ],
+}
 
 
 def alert_groups(t: Thresholds) -> list[Group]:
-    groups = []
-    job = t.get("exporter_job")
-
-    # ---- requests ----
-    rules = []
-    name = "PipelineHighErrorRate"
-    guard, gkey = _guard(t, name, "service:pipeline_requests:rate5m")
-    for sev in ("critical", "warning"):
-        thr, for_, keys = _sev(t, name, sev)
-        rules.append(Alert(
-            name, "requests", sev,
-            f"service:pipeline_request_errors:ratio_rate5m > {num(thr)}{guard}", for_,
-            "Pipeline requests are failing",
-            "{{ $labels.service }}: {{ $value | humanizePercentage }} of requests failed over the "
-            f"last 5m (threshold {pct(thr)}, {sev}).",
-            f"error ratio (5m) > {pct(thr)} while traffic > {num(t.number(gkey))} req/s", keys + [gkey]))
-    name = "PipelineHighLatencyP95"
-    guard, gkey = _guard(t, name, "service:pipeline_requests:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "requests", "warning",
-        f"service:pipeline_request_duration_seconds:p95_rate5m > {num(thr)}{guard}", for_,
-        "Pipeline p95 latency is high",
-        "{{ $labels.service }}: 95th percentile end-to-end latency is {{ $value | humanizeDuration }} "
-        f"over the last 5m (threshold {seconds_text(thr)}).",
-        f"p95 latency (5m) > {seconds_text(thr)}", keys + [gkey]))
-    name = "PipelineVeryHighLatencyP99"
-    guard, gkey = _guard(t, name, "service:pipeline_requests:rate5m")
-    thr, for_, keys = _sev(t, name, "critical")
-    rules.append(Alert(
-        name, "requests", "critical",
-        f"service:pipeline_request_duration_seconds:p99_rate5m > {num(thr)}{guard}", for_,
-        "Pipeline p99 latency is very high",
-        "{{ $labels.service }}: 99th percentile end-to-end latency is {{ $value | humanizeDuration }} "
-        f"over the last 5m (threshold {seconds_text(thr)}); the slowest requests are timing out.",
-        f"p99 latency (5m) > {seconds_text(thr)}", keys + [gkey]))
-    groups.append(Group("spanscope.requests.alerts", rules))
-
-    # ---- cache ----
-    rules = []
-    name = "PipelineCacheHitRateLow"
-    guard, gkey = _guard(t, name, "service_cache:pipeline_cache_requests:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "cache", "warning",
-        f"service_cache:pipeline_cache_hits:ratio_rate5m < {num(thr)}{guard}", for_,
-        "Cache hit rate is low",
-        "{{ $labels.service }}: cache {{ $labels.cache }} answers only {{ $value | humanizePercentage }} "
-        f"of lookups from cache over the last 5m (threshold {pct(thr)}).",
-        f"hit ratio (5m) < {pct(thr)}", keys + [gkey]))
-    name = "PipelineCacheNearCapacity"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "cache", "warning",
-        f"service_cache:pipeline_cache_utilisation:ratio > {num(thr)}", for_,
-        "Cache is nearly full",
-        "{{ $labels.service }}: cache {{ $labels.cache }} is {{ $value | humanizePercentage }} full "
-        f"(threshold {pct(thr)}); new entries now evict old ones.",
-        f"size / capacity > {pct(thr)}", keys))
-    name = "PipelineCacheEvictionRateHigh"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "cache", "warning",
-        f"service_cache:pipeline_cache_evictions:rate5m > {num(thr)}", for_,
-        "Cache evicts entries at a high rate",
-        "{{ $labels.service }}: cache {{ $labels.cache }} evicts {{ $value | humanize }} entries/s "
-        f"over the last 5m (threshold {num(thr)}/s).",
-        f"evictions (5m) > {num(thr)}/s", keys))
-    groups.append(Group("spanscope.cache.alerts", rules))
-
-    # ---- cost ----
-    rules = []
-    name = "LLMDailyCostOverBudget"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "cost", "warning",
-        f":llm_cost_usd:increase1d > {num(thr)}", for_,
-        "LLM spend is over the daily budget",
-        "All services spent ${{ $value | printf \"%.2f\" }} on LLM calls over the last 24h, "
-        f"over the daily budget of ${num(thr)}.",
-        f"spend over 24h > ${num(thr)}", keys, dashboard_var=None))
-    name = "LLMCostSpike"
-    thr, for_, keys = _sev(t, name, "warning")
-    offset = t.duration(f"alerts.{name}.baseline_offset")
-    floor = t.number(f"alerts.{name}.min_hourly_cost")
-    rules.append(Alert(
-        name, "cost", "warning",
-        f"service:llm_cost_usd:increase1h\n  > {num(thr)} * (service:llm_cost_usd:increase1h offset {offset})\n"
-        f"and\nservice:llm_cost_usd:increase1h > {num(floor)}", for_,
-        "LLM spend is spiking",
-        "{{ $labels.service }} spent ${{ $value | printf \"%.2f\" }} on LLM calls in the last hour, "
-        f"more than {num(thr)}x the same hour {offset} earlier "
-        "(${{ with printf \"service:llm_cost_usd:increase1h{service='%s'} offset "
-        + offset + "\" $labels.service | query }}{{ . | first | value | printf \"%.2f\" }}{{ end }}).",
-        f"spend over 1h > {num(thr)}x the same hour {offset} earlier and > ${num(floor)}",
-        keys + [f"alerts.{name}.baseline_offset", f"alerts.{name}.min_hourly_cost"]))
-    name = "LLMCostGrowthWeekOverWeek"
-    thr, for_, keys = _sev(t, name, "warning")
-    floor = t.number(f"alerts.{name}.min_daily_cost")
-    rules.append(Alert(
-        name, "cost", "warning",
-        f"service:llm_cost_usd:increase1d:ratio_wow > {num(thr)}\nand\n"
-        f"service:llm_cost_usd:increase1d > {num(floor)}", for_,
-        "LLM spend grows week over week",
-        "{{ $labels.service }} spent {{ $value | printf \"%.2f\" }}x as much on LLM calls over the last "
-        f"24h as over the same 24h one week earlier (threshold {num(thr)}x): "
-        "${{ with printf \"service:llm_cost_usd:increase1d{service='%s'}\" $labels.service | query }}"
-        "{{ . | first | value | printf \"%.2f\" }}{{ end }} against "
-        "${{ with printf \"sum(increase(llm_cost_usd_total{service='%s'}[1d] offset 1w))\" $labels.service "
-        "| query }}{{ . | first | value | printf \"%.2f\" }}{{ end }}.",
-        f"spend over 24h > {num(thr)}x the same 24h a week earlier and > ${num(floor)}",
-        keys + [f"alerts.{name}.min_daily_cost"]))
-    name = "LLMUnpricedTokens"
-    thr, for_, keys = _sev(t, name, "info")
-    rules.append(Alert(
-        name, "cost", "info",
-        f"service_model:llm_unpriced_tokens:rate5m > {num(thr)}", for_,
-        "LLM tokens of a model without a price",
-        "{{ $labels.service }} uses model {{ $labels.model }}, which is missing from the pricing table "
-        "({{ $value | humanize }} tokens/s over the last 5m): its cost is not counted.",
-        "tokens of an unpriced model (5m) > 0", keys))
-    groups.append(Group("spanscope.cost.alerts", rules))
-
-    # ---- quality ----
-    rules = []
-    name = "PipelineQualityScoreLow"
-    guard, gkey = _guard(t, name, "service:pipeline_quality_score_count:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "quality", "warning",
-        f"service:pipeline_quality_score:mean5m < {num(thr)}{guard}", for_,
-        "Response quality score is low",
-        "{{ $labels.service }}: mean response quality score is {{ $value | printf \"%.2f\" }} "
-        f"over the last 5m (threshold {num(thr)}).",
-        f"mean quality score (5m) < {num(thr)}", keys + [gkey]))
-    name = "PipelineDegradationRateHigh"
-    guard, gkey = _guard(t, name, "service:pipeline_requests:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "quality", "warning",
-        f"service:pipeline_degraded_responses:ratio_rate5m > {num(thr)}{guard}", for_,
-        "Many responses are degraded",
-        "{{ $labels.service }}: {{ $value | humanizePercentage }} of responses were degraded "
-        f"(fallback model, RAG timeout, ...) over the last 5m (threshold {pct(thr)}).",
-        f"degraded responses per request (5m) > {pct(thr)}", keys + [gkey]))
-    groups.append(Group("spanscope.quality.alerts", rules))
-
-    # ---- dependencies ----
-    rules = []
-    name = "PipelineToolFailureRateHigh"
-    guard, gkey = _guard(t, name, "service_tool:pipeline_tool_calls:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "dependencies", "warning",
-        f"service_tool:pipeline_tool_call_failures:ratio_rate5m > {num(thr)}{guard}", for_,
-        "Tool calls are failing",
-        "{{ $labels.service }}: {{ $value | humanizePercentage }} of calls to tool {{ $labels.tool }} "
-        f"failed over the last 5m (threshold {pct(thr)}).",
-        f"failed tool calls (5m) > {pct(thr)}", keys + [gkey]))
-    name = "PipelineRAGFailureRateHigh"
-    guard, gkey = _guard(t, name, "service_source:pipeline_rag_lookups:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "dependencies", "warning",
-        f"service_source:pipeline_rag_lookup_failures:ratio_rate5m > {num(thr)}{guard}", for_,
-        "RAG lookups are failing",
-        "{{ $labels.service }}: {{ $value | humanizePercentage }} of RAG lookups against source "
-        f"{{{{ $labels.source }}}} failed over the last 5m (threshold {pct(thr)}).",
-        f"failed RAG lookups (5m) > {pct(thr)}", keys + [gkey]))
-    name = "LLMErrorRateHigh"
-    guard, gkey = _guard(t, name, "provider_model:gen_ai_client_operation_duration_seconds_count:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "dependencies", "warning",
-        f"provider_model:gen_ai_client_operation_errors:ratio_rate5m > {num(thr)}{guard}", for_,
-        "LLM calls are failing",
-        "{{ $value | humanizePercentage }} of calls to {{ $labels.gen_ai_provider_name }} model "
-        f"{{{{ $labels.gen_ai_request_model }}}} failed over the last 5m (threshold {pct(thr)}).",
-        f"failed LLM calls per provider and model (5m) > {pct(thr)}", keys + [gkey], dashboard_var=None))
-    groups.append(Group("spanscope.dependencies.alerts", rules))
-
-    # ---- resilience ----
-    rules = []
-    name = "CircuitBreakerOpen"
-    _, for_, keys = _sev(t, name, "warning", threshold=False)
-    rules.append(Alert(
-        name, "resilience", "warning",
-        'service_breaker_state:circuit_breaker_state:max{state="open"} == 1', for_,
-        "Circuit breaker is open",
-        "{{ $labels.service }}: circuit breaker {{ $labels.breaker }} has been open for "
-        f"more than {for_}; calls through it are refused or take the fallback.",
-        f"breaker state open for {for_}", keys))
-    name = "PipelineFallbackRateHigh"
-    guard, gkey = _guard(t, name, "service:pipeline_requests:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "resilience", "warning",
-        f"service:pipeline_fallbacks:ratio_rate5m > {num(thr)}{guard}", for_,
-        "Many requests take a fallback",
-        "{{ $labels.service }}: {{ $value | humanizePercentage }} fallbacks per request over the "
-        f"last 5m (threshold {pct(thr)}).",
-        f"fallbacks per request (5m) > {pct(thr)}", keys + [gkey]))
-    groups.append(Group("spanscope.resilience.alerts", rules))
-
-    # ---- experiments ----
-    rules = []
-    control = t.get("experiments.control_variants")
-    vreq = "service_flag_variant:feature_flag_variant_request_duration_seconds_count:rate5m"
-    # Both the variant and the control need traffic for the comparison to mean anything.
-    name = "FeatureVariantLatencyRegression"
-    minr = num(t.number(f"alerts.{name}.min_rate"))
-    thr, for_, keys = _sev(t, name, "warning")
-    p95 = "service_flag_variant:feature_flag_variant_request_duration_seconds:p95_rate5m"
-    traffic = (f"\nand on (service, flag, variant)\n{vreq} > {minr}"
-               f"\nand on (service, flag)\n(max by (service, flag) ({vreq}{{variant=~\"{control}\"}}) > {minr})")
-    rules.append(Alert(
-        name, "experiments", "warning",
-        f"(\n  {p95}{{variant!~\"{control}\"}}\n  / on (service, flag) group_left\n"
-        f"  max by (service, flag) ({p95}{{variant=~\"{control}\"}})\n) > {num(thr)}{traffic}", for_,
-        "A feature-flag variant is slower than control",
-        "{{ $labels.service }}: variant {{ $labels.variant }} of flag {{ $labels.flag }} has a p95 "
-        "latency {{ $value | printf \"%.2f\" }}x the control's over the last 5m "
-        f"(threshold {num(thr)}x).",
-        f"variant p95 / control p95 (5m) > {num(thr)}",
-        keys + [f"alerts.{name}.min_rate", "experiments.control_variants"]))
-    name = "FeatureVariantErrorRegression"
-    minr = num(t.number(f"alerts.{name}.min_rate"))
-    thr, for_, keys = _sev(t, name, "warning")
-    err = "service_flag_variant:feature_flag_variant_errors:ratio_rate5m"
-    traffic = (f"\nand on (service, flag, variant)\n{vreq} > {minr}"
-               f"\nand on (service, flag)\n(max by (service, flag) ({vreq}{{variant=~\"{control}\"}}) > {minr})")
-    rules.append(Alert(
-        name, "experiments", "warning",
-        f"(\n  {err}{{variant!~\"{control}\"}}\n  - on (service, flag) group_left\n"
-        f"  max by (service, flag) ({err}{{variant=~\"{control}\"}})\n) > {num(thr)}{traffic}", for_,
-        "A feature-flag variant fails more than control",
-        "{{ $labels.service }}: variant {{ $labels.variant }} of flag {{ $labels.flag }} fails more "
-        "often than the control: its error ratio is higher by {{ $value | humanizePercentage }} "
-        f"of requests over the last 5m (threshold {pct(thr)} of requests).",
-        f"variant error ratio - control error ratio (5m) > {pct(thr)}",
-        keys + [f"alerts.{name}.min_rate", "experiments.control_variants"]))
-    groups.append(Group("spanscope.experiments.alerts", rules))
-
-    # ---- exporter ----
-    rules = []
-    name = "SpanscopeExporterDown"
-    _, for_, keys = _sev(t, name, "warning", threshold=False)
-    rules.append(Alert(
-        name, "exporter", "warning", f'up{{job="{job}"}} == 0', for_,
-        "A spanscope exporter cannot be scraped",
-        "Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }}) "
-        f"for more than {for_}.",
-        f"target down for {for_}", keys + ["exporter_job"], dashboard_var="job"))
-    name = "SpanscopeExporterAbsent"
-    _, for_, keys = _sev(t, name, "critical", threshold=False)
-    rules.append(Alert(
-        name, "exporter", "critical", f'absent(up{{job="{job}"}} == 1)', for_,
-        "No spanscope exporter is scraped: pipeline alerting is blind",
-        f"No target of job {job} has been scraped successfully "
-        f"for more than {for_}; no pipeline metric is collected and no pipeline alert can fire.",
-        f"no target of the job up for {for_}", keys + ["exporter_job"], dashboard_var=f"job={job}",
-        # absent() of a comparison keeps no label, so the job is set here (routing, inhibition).
-        labels={"job": job}))
-    name = "SpanscopePipelineMetricsAbsent"
-    _, for_, keys = _sev(t, name, "warning", threshold=False)
-    rules.append(Alert(
-        name, "exporter", "warning",
-        f'absent(pipeline_requests_total{{job="{job}"}})\nand on ()\n(count(up{{job="{job}"}} == 1) > 0)', for_,
-        "The exporter is up but sees no requests",
-        "Job {{ $labels.job }} is up but has exposed no pipeline_requests_total series "
-        f"for more than {for_}: no root spans arrive.",
-        f"exporter up, no request series for {for_}", keys + ["exporter_job"], dashboard_var="job"))
-    name = "SpanscopeSpansRejected"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "exporter", "warning", f"job:spanscope_spans_rejected:ratio_rate5m > {num(thr)}", for_,
-        "The exporter rejects spans",
-        "Job {{ $labels.job }} rejected {{ $value | humanizePercentage }} of received spans "
-        f"over the last 5m (threshold {pct(thr)}); their metrics are missing.",
-        f"rejected / received spans (5m) > {pct(thr)}", keys, dashboard_var="job"))
-    name = "SpanscopeRequestsThrottled"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "exporter", "warning", f"job:spanscope_requests_throttled:ratio_rate5m > {num(thr)}", for_,
-        "The exporter throttles export requests",
-        "Job {{ $labels.job }} answered {{ $value | humanizePercentage }} of export requests with "
-        f"503/UNAVAILABLE over the last 5m (threshold {pct(thr)}): its ingest queue is full.",
-        f"throttled / all export requests (5m) > {pct(thr)}", keys, dashboard_var="job"))
-    name = "SpanscopeSeriesOverflow"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "exporter", "warning", f"job_metric:spanscope_series_overflowed:rate5m > {num(thr)}", for_,
-        "Metric series overflow their limit",
-        "Job {{ $labels.job }}: {{ $labels.metric }} is at its series limit; "
-        "{{ $value | humanize }} samples/s go to the overflow series over the last 5m.",
-        "samples routed to the overflow series (5m) > 0", keys, dashboard_var="job"))
-    name = "SpanscopeTracesFinishedEarly"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "exporter", "warning",
-        f'job_reason:spanscope_traces_completed:rate5m{{reason=~"traces_limit|spans_limit"}} > {num(thr)}', for_,
-        "The exporter finishes traces early: its assembly buffer is full",
-        "Job {{ $labels.job }} finished {{ $value | humanize }} traces/s early over the last 5m at the "
-        "bound {{ $labels.reason }} (traces_limit: traces.max_pending traces, spans_limit: "
-        "traces.max_pending_spans spans): traces whose spans were still arriving are incomplete.",
-        f"traces finished early at a buffer bound (5m) > {num(thr)}/s", keys, dashboard_var="job"))
-    # Per instance, not recorded (records aggregate instances away): each replica reaches its
-    # one-core ceiling on its own. The job selector keeps Prometheus' and Alertmanager's own
-    # process_cpu_seconds_total out.
-    name = "SpanscopeExporterSaturated"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "exporter", "warning", f'rate(process_cpu_seconds_total{{job="{job}"}}[5m]) > {num(thr)}', for_,
-        "An exporter is near its CPU ceiling",
-        "{{ $labels.instance }} (job {{ $labels.job }}) used {{ $value | printf \"%.2f\" }} cores over the "
-        f"last 5m (threshold {num(thr)}): one exporter does its Python work on one core, so it is close to "
-        "throttling export requests. Add replicas.",
-        f"cores used by one instance (5m) > {num(thr)}", keys + ["exporter_job"], dashboard_var="job"))
-    name = "InteractionsDropped"
-    thr, for_, keys = _sev(t, name, "warning")
-    rules.append(Alert(
-        name, "exporter", "warning", f"job_reason:spanscope_interactions_dropped:rate5m > {num(thr)}", for_,
-        "The interaction store drops interactions",
-        "Job {{ $labels.job }} dropped {{ $value | printf \"%.2f\" }} interactions/s (reason "
-        "{{ $labels.reason }}) over the last 5m: they are missing from the interaction store and its "
-        "API (queue_full: the database is slower than the traffic; write_error: the database refused them).",
-        f"interactions not written (5m) > {num(thr)}/s", keys, dashboard_var="job"))
-    groups.append(Group("spanscope.exporter.alerts", rules))
-
-    # ---- anomaly detection ----
-    rules = []
-    name = "PipelineLatencyAnomaly"
-    mean = "service:pipeline_request_duration_seconds:mean5m"
-    guard, gkey = _guard(t, name, "service:pipeline_requests:rate5m")
-    thr, for_, keys = _sev(t, name, "warning")
-    ratio_key = f"alerts.{name}.min_ratio_to_baseline"
-    min_ratio = t.number(ratio_key)
-    rules.append(Alert(
-        name, "anomaly", "warning",
-        f"service:pipeline_request_duration_seconds:zscore5m > {num(thr)}\nand\n"
-        f"{mean} > {num(min_ratio)} * {mean}:avg_over_time1d{guard}", for_,
-        "Pipeline latency is unusually high for this service",
-        "{{ $labels.service }}: mean end-to-end latency over the last 5m is {{ $value | printf \"%.1f\" }} "
-        f"standard deviations above its average of the last 1d (threshold {num(thr)}): "
-        "{{ with printf \"" + mean + "{service='%s'}\" $labels.service | query }}"
-        "{{ . | first | value | humanizeDuration }}{{ end }} against "
-        "{{ with printf \"" + mean + ":avg_over_time1d{service='%s'}\" $labels.service | query }}"
-        "{{ . | first | value | humanizeDuration }}{{ end }}.",
-        f"z-score of the 5m mean latency against 1d > {num(thr)} and mean > {num(min_ratio)}x the 1d "
-        f"mean while traffic > {num(t.number(gkey))} req/s",
-        keys + [ratio_key, gkey]))
-    groups.append(Group("spanscope.anomaly.alerts", rules))
-
-    # ---- meta ----
-    t.get("alerts.Watchdog")
-    groups.append(Group("spanscope.meta.alerts", [Alert(
-        "Watchdog", "meta", "info", "vector(1)", None,
-        "Alerting pipeline heartbeat (always firing)",
-        "This alert always fires. It proves that Prometheus evaluates rules and that Alertmanager "
-        "delivers them; the heartbeat receiver pages when it stops arriving.",
-        "always", [], dashboard_var=None)]))
-    return groups
+    return [Group(f"spanscope.{area}.alerts", [rule for spec in specs for rule in alert_rules(spec, area, t)])
+            for area, specs in ALERTS.items()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -865,37 +886,48 @@ def _objective(value, path: str) -> Decimal:
     return Decimal(str(value))
 
 
+@dataclass(frozen=True)
+class SLI:
+    """The indicator of one SLO, as data: bad events / all events of each service over a window."""
+    alert: str                          # its burn-rate alert
+    counted: str                        # a series that every service the SLI counts has
+    what: str                           # the bad events, for the alert's description
+    error_ratio: Callable[[str], str]   # window -> PromQL of bad / all events
+    keys: tuple[str, ...] = ()          # thresholds.yml keys it reads besides slo.objectives.<slo>
+
+
+def slis(t: Thresholds) -> dict[str, SLI]:
+    """The indicator of each SLO in slo.objectives, by its name."""
+    S = ("service",)
+    lat = t.number("slo.objectives.latency.threshold_seconds")
+    le = num(lat) if not float(lat).is_integer() else f"{float(lat)}"  # as the exporter writes `le`
+    within = f'le="{le}"'
+
+    def availability(w: str) -> str:
+        return ratio(srate("pipeline_requests_total", S, 'status="error"', w),
+                     srate("pipeline_requests_total", S, window=w))
+
+    def latency(w: str) -> str:  # slow = all - within threshold; never negative, never missing
+        count = srate("pipeline_request_duration_seconds_count", S, window=w)
+        return (f"(\n  {count}\n  -\n  {srate('pipeline_request_duration_seconds_bucket', S, within, w)}\n)"
+                f"\n/\n{count}")
+
+    return {
+        "availability": SLI("PipelineErrorBudgetBurn", "pipeline_requests_total", "requests failed",
+                            availability),
+        "latency": SLI("PipelineLatencyBudgetBurn", "pipeline_request_duration_seconds_count",
+                       f"requests took longer than {seconds_text(lat)}", latency,
+                       keys=("slo.objectives.latency.threshold_seconds",)),
+    }
+
+
 def slo_groups(t: Thresholds) -> list[Group]:
     period = t.duration("slo.period")
     burn_rates = t.get("slo.burn_rates")
     windows = sorted({w for br in burn_rates for w in (br["long"], br["short"])}, key=_duration_seconds)
     groups = []
-    slis = {
-        "availability": dict(
-            alert="PipelineErrorBudgetBurn",
-            bad=lambda w: srate("pipeline_requests_total", ("service",), 'status="error"', w),
-            total=lambda w: srate("pipeline_requests_total", ("service",), window=w),
-            counted="pipeline_requests_total",
-            what="requests failed",
-            objective_text=lambda o: f"{pct(o)} availability",
-            keys=["slo.objectives.availability.objective"]),
-        "latency": dict(
-            alert="PipelineLatencyBudgetBurn",
-            total=lambda w: srate("pipeline_request_duration_seconds_count", ("service",), window=w),
-            counted="pipeline_request_duration_seconds_count",
-            what="requests were slower than {}",
-            objective_text=lambda o: f"{pct(o)} latency",
-            keys=["slo.objectives.latency.objective", "slo.objectives.latency.threshold_seconds"]),
-    }
-    lat = t.number("slo.objectives.latency.threshold_seconds")
-    le = num(lat) if not float(lat).is_integer() else f"{float(lat)}"
-    le_selector = 'le="' + le + '"'
-    slis["latency"]["bad"] = lambda w: (
-        f"(\n  {srate('pipeline_request_duration_seconds_count', ('service',), window=w)}\n  -\n"
-        f"  {srate('pipeline_request_duration_seconds_bucket', ('service',), le_selector, w)}\n)")
-    slis["latency"]["what"] = f"requests took longer than {seconds_text(lat)}"
 
-    for slo, spec in slis.items():
+    for slo, sli in slis(t).items():
         objective = _objective(t.get(f"slo.objectives.{slo}.objective"), f"slo.objectives.{slo}.objective")
         budget = 1 - objective
         services = t.get(f"slo.objectives.{slo}.services") or {}
@@ -914,14 +946,9 @@ def slo_groups(t: Thresholds) -> list[Group]:
         for name, o in overrides.items():
             rules += [Record("slo:objective:ratio", f"vector({num(o)})", {"slo": slo, "service": name}),
                       Record("slo:error_budget:ratio", f"vector({num(1 - o)})", {"slo": slo, "service": name})]
-        for w in windows:
-            if slo == "availability":
-                expr = ratio(spec["bad"](w), spec["total"](w))
-            else:  # slow = all - within threshold; never negative, never missing
-                expr = f"{spec['bad'](w)}\n/\n{spec['total'](w)}"
-            rules.append(Record(f"slo:sli_error:ratio_rate{w}", expr, {"slo": slo}))
+        rules += [Record(f"slo:sli_error:ratio_rate{w}", sli.error_ratio(w), {"slo": slo}) for w in windows]
         # The budget of every service the SLI counts: its own objective's, else the default's.
-        known = f"group by (service) ({spec['counted']})"
+        known = f"group by (service) ({sli.counted})"
         default = f"{known} * {num(budget)}"
         if overrides:
             own = "\nor\n".join(f'label_replace(vector({num(1 - o)}), "service", "{name}", "", "")'
@@ -938,24 +965,25 @@ def slo_groups(t: Thresholds) -> list[Group]:
             if not DURATION_RE.match(str(for_)):
                 raise GeneratorError(f"slo.burn_rates[{i}].for must be a duration, got {for_!r}")
             exhaust = _human_days(_duration_seconds(period) / float(factor))
-            objective_text = spec["objective_text"](objective)
+            objective_text = f"{pct(objective)} {slo}"
             if overrides:  # the service's own objective where it has one (a query at notification time)
                 objective_text = (
                     '{{ with printf "slo:objective:ratio{slo=\\"' + slo + '\\",service=\\"%s\\"}" $labels.service'
                     " | query }}{{ . | first | value | humanizePercentage }} " + slo + "{{ else }}"
                     + objective_text + "{{ end }}")
             rules.append(Alert(
-                spec["alert"], "slo", sev,
+                sli.alert, "slo", sev,
                 f'slo:sli_error:ratio_rate{long_w}{{slo="{slo}"}} > {num(factor)} * {budget_of}\n'
                 f'and\nslo:sli_error:ratio_rate{short_w}{{slo="{slo}"}} > {num(factor)} * {budget_of}', for_,
                 f"Pipeline {slo} error budget is burning "
                 + ("fast" if sev == "critical" else "steadily"),
-                "{{ $labels.service }}: {{ $value | humanizePercentage }} of " + spec["what"]
+                "{{ $labels.service }}: {{ $value | humanizePercentage }} of " + sli.what
                 + f" over the last {long_w} (and the last {short_w} still shows the burn), spending the "
                 f"{objective_text} error budget {num(factor)}x faster than the "
                 f"{period} period allows: at this rate it is gone in {exhaust}.",
                 f"{slo} SLI error ratio > {num(factor)}x the service's budget over {long_w} and {short_w}",
-                spec["keys"] + [f"slo.objectives.{slo}.services", f"slo.burn_rates[{i}]", "slo.period"],
+                [f"slo.objectives.{slo}.objective", *sli.keys, f"slo.objectives.{slo}.services",
+                 f"slo.burn_rates[{i}]", "slo.period"],
                 labels={"slo": slo, "long_window": long_w, "short_window": short_w}))
         groups.append(Group(f"spanscope.slo.{slo}", rules))
     return groups

@@ -56,6 +56,7 @@ ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "source-http", "base
 # source-http: the exporter running its Cython-compiled modules from their Python source (what an
 # install without a C compiler or Cython runs), for the ratio compiled / source.
 SOURCE_ENV = {"SPANSCOPE_NO_COMPILED": "1"}
+OTLP_URL = {"http": "traces", "grpc": "grpc"}  # which of a server's urls a protocol's load goes to
 SECTIONS = ["throughput", "scrape", "cardinality"]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
@@ -251,7 +252,7 @@ def throughput(args, workdir: Path, payload_file: Path) -> list[dict]:
                     scrapes = LoadedScrapes(server.urls["metrics"], args.warmup)
                     scrapes.start()
                     try:
-                        res = run_json(loadgen + ["--protocol", protocol, "--target", server.urls[protocol],
+                        res = run_json(loadgen + ["--protocol", protocol, "--target", server.urls[OTLP_URL[protocol]],
                                                   "--server-pid", str(server.pid)], timeout)
                     finally:
                         res_scrapes = scrapes.result()
@@ -362,7 +363,7 @@ def cardinality(args, workdir: Path) -> dict:
         f"load average {loadavg()[0]})")
     try:
         with start_exporter(workdir, {"traces.finish_delay": ATTACK_FINISH_DELAY}, name="exporter-attack") as server:
-            res = run_json(base + ["--target", server.urls["http"], "--server-pid", str(server.pid),
+            res = run_json(base + ["--target", server.urls["traces"], "--server-pid", str(server.pid),
                                    "--values", str(args.attack_values), "--settle", str(ATTACK_FINISH_DELAY + 1),
                                    "--rss-limit-mb", str(args.attack_rss_limit_mb)],
                            timeout)
@@ -380,7 +381,7 @@ def cardinality(args, workdir: Path) -> dict:
         log(f"cardinality: the same attack against the baseline (stops above {args.baseline_rss_limit_mb:g} MB RSS)")
         try:
             with start_baseline(workdir, DURATION_BUCKETS, name="baseline-attack") as server:
-                res = run_json(base + ["--target", server.urls["http"], "--server-pid", str(server.pid),
+                res = run_json(base + ["--target", server.urls["traces"], "--server-pid", str(server.pid),
                                        "--values", str(args.attack_values), "--settle", "0.5",
                                        "--rss-limit-mb", str(args.baseline_rss_limit_mb)], timeout)
             # It usually hits the RSS limit before the exporter's reference: judge its growth from a

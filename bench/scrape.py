@@ -67,7 +67,7 @@ class SeriesBuilder:
     """Grows the exporter's series to a target by sending spans with new component names."""
 
     def __init__(self, urls: dict, settle: float):
-        self.ingest = Client(urls["http"])
+        self.ingest = Client(urls["traces"])
         self.metrics = Client(urls["metrics"])
         self.settle = settle
         self.sent = 0
@@ -161,7 +161,7 @@ def run(urls: dict, sizes: list[int], n_scrapes: int, settle: float, log=print) 
     builder = SeriesBuilder(urls, settle)
     out = {}
     try:
-        filled = fill_day(urls["http"])
+        filled = fill_day(urls["traces"])
         log(f"  metrics API: {filled} spans spread over the last 24 h")
         for size in sorted(sizes):
             samples, label_sets, sent = builder.grow_to(size)

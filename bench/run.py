@@ -87,8 +87,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="bench/run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n")[0],
-        epilog="Full-run defaults: --duration 10 --warmup 3 --rounds 3 --batches 64 --scrapes 20 --attack-values 1000000.\n"
-               "--quick defaults:   --duration 2 --warmup 0.5 --rounds 1 --batches 16 --scrapes 5 --attack-values 200000.\n"
+        epilog="Full-run defaults: --duration 10 --warmup 3 --rounds 3 --batches 64 --scrapes 20 "
+               "--attack-values 1000000.\n"
+               "--quick defaults:   --duration 2 --warmup 0.5 --rounds 1 --batches 16 --scrapes 5 "
+               "--attack-values 200000.\n"
                "Targets judged: " + "; ".join(TARGETS.values()) + ".")
     p.add_argument("--quick", action="store_true", help="short run (~2 s per target) for a smoke check")
     p.add_argument("--sections", default=",".join(SECTIONS),
@@ -104,7 +106,8 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, help="distinct payloads cycled through (64; quick 16)")
     p.add_argument("--spans-per-batch", type=int, default=512, help="spans per export request (512)")
     p.add_argument("--finish-delay", type=float,
-                   help="traces.finish_delay of the exporter throughput targets, in seconds (default: the exporter's, 1.0)")
+                   help="traces.finish_delay of the exporter throughput targets, in seconds "
+                        "(default: the exporter's, 1.0)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="exporter_set",
                    help="a config setting of the exporter throughput targets, e.g. store.url=postgresql://... "
                         "(repeatable; default: the embedded defaults, every feature on)")
@@ -490,7 +493,8 @@ def markdown(result: dict) -> str:
 
         title = "ratio (spans/s per core)" + (", median (range) of the rounds" if n_rounds > 1 else "")
         lines += ["", f"| {title} | HTTP | gRPC |", "|---|---:|---:|",
-                  f"| exporter / baseline | {cell('exporter_vs_baseline_http')} | {cell('exporter_vs_baseline_grpc')} |",
+                  f"| exporter / baseline | {cell('exporter_vs_baseline_http')} "
+                  f"| {cell('exporter_vs_baseline_grpc')} |",
                   f"| exporter / ceiling | {cell('exporter_vs_ceiling_http')} | {cell('exporter_vs_ceiling_grpc')} |",
                   f"| exporter, compiled / from source | {cell('compiled_vs_source_http')} | – |", ""]
         builds = [f"{key.replace('_', ' ')}: reader {b.get('reader')}, compiled {b.get('compiled')}"
@@ -508,7 +512,8 @@ def markdown(result: dict) -> str:
         lines.append("")
     card = result.get("cardinality") or {}
     if card:
-        lines += ["| cardinality attack | values sent | RSS at reference MB | RSS at end MB | growth | MB per 100k values | stop |",
+        lines += ["| cardinality attack | values sent | RSS at reference MB | RSS at end MB | growth "
+                  "| MB per 100k values | stop |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for who in ("exporter", "baseline"):
             a = card.get(who)

@@ -150,7 +150,8 @@ def time_api(metrics_url: str, n: int, window_minutes: int = 1440) -> dict:
                 times.append(time.perf_counter() - started)
         finally:
             client.close()
-        out[view] = {"median_ms": round(percentile(times, 50) * 1000, 2), "p99_ms": round(percentile(times, 99) * 1000, 2)}
+        out[view] = {"median_ms": round(percentile(times, 50) * 1000, 2),
+                     "p99_ms": round(percentile(times, 99) * 1000, 2)}
     out["worst_p99_ms"] = max(v["p99_ms"] for v in out.values())
     out["window_minutes"] = window_minutes
     return out

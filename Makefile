@@ -37,6 +37,7 @@ lint: $(STAMP) system-deps
 	promtool check config prometheus/prometheus.yml
 	promtool check rules --lint=all --lint-fatal prometheus/rules/*.yml
 	amtool check-config alertmanager/alertmanager.yml
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

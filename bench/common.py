@@ -1,30 +1,22 @@
-"""Shared helpers of the benchmark: processes, /proc accounting, payload files, percentiles.
+"""Shared helpers of the benchmark: servers, /proc accounting, payload files, percentiles.
 
-Standard library only (psutil is not a dependency), and the free-port helpers of the integration
-tests (tests/support/processes.py). CPU time comes from /proc/<pid>/stat (utime + stime of all
-threads), memory from /proc/<pid>/status (VmRSS, VmHWM).
+Servers are started and stopped by scripts/processes.py, as the tests and `make run` start theirs.
+No psutil: CPU time comes from /proc/<pid>/stat (utime + stime of all threads), memory from
+/proc/<pid>/status (VmRSS, VmHWM).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import struct
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-# Free ports, and starting again on new ones when one was taken meanwhile: the integration tests' helpers.
-sys.path.insert(0, str(REPO / "tests" / "support"))
-from processes import free_port, on_free_ports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import processes
+from processes import PYTHON, Process, free_port, on_free_ports, start_server
 
-PYTHON = sys.executable
+BENCH = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1024 * 1024
 
@@ -130,108 +122,26 @@ def fresh_traces(payload: bytes, offsets: list[int], replay: int) -> bytes:
     return bytes(body)
 
 
-# --- processes -------------------------------------------------------------------------------
+# --- servers ---------------------------------------------------------------------------------
 
-class Server:
-    """A server process in its own process group, with its log file and URLs."""
-
-    def __init__(self, name: str, popen: subprocess.Popen, log_path: Path, urls: dict):
-        self.name, self.popen, self.log_path, self.urls = name, popen, log_path, urls
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def wait_http_ok(url: str, popen: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if popen.poll() is not None:
-            raise RuntimeError(f"process exited with {popen.returncode} before {url} was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if 200 <= resp.status < 300:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
-
-
-def spawn(name: str, cmd: list[str], workdir: Path, ready_path: str, urls: dict, env: dict | None = None) -> Server:
-    log_path = Path(workdir) / f"{name}.log"
-    with open(log_path, "wb") as log:
-        popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                 start_new_session=True, env={**os.environ, **(env or {})})
-    server = Server(name, popen, log_path, urls)
-    try:
-        wait_http_ok(urls["web"] + ready_path, popen)
-    except Exception:
-        server.stop()
-        raise RuntimeError(f"{name} did not become ready:\n{server.log()}") from None
-    return server
-
-
-def _exporter_accepts(path: str) -> bool:
-    try:
-        from spanscope.config import SCHEMA
-    except ImportError:  # pragma: no cover - the exporter is installed in the venv
-        return False
-    return path in SCHEMA
-
-
-@on_free_ports
 def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exporter",
-                   env: dict | None = None) -> Server:
-    """`python -m spanscope.cli` on free loopback ports, as tests/support/processes.py starts it.
+                   env: dict | None = None) -> Process:
+    """The exporter on free loopback ports (scripts/processes.py), logging warnings only.
 
     `settings` are config paths -> values passed with --set (the rest is the embedded default
     config, i.e. every feature on); `env` is added to the environment.
     """
-    http, grpc, web = free_port(), free_port(), free_port()
-    cmd = [PYTHON, "-m", "spanscope.cli", "--log-level", "warning",
-           "--otlp-http", f"127.0.0.1:{http}", "--otlp-grpc", f"127.0.0.1:{grpc}", "--web", f"127.0.0.1:{web}"]
-    settings = dict(settings or {})
-    if _exporter_accepts("shutdown.grace"):  # do not wait for a last scrape when the bench stops it
-        settings.setdefault("shutdown.grace", 0)
-    for path, value in settings.items():
-        cmd += ["--set", f"{path}={value}"]
-    urls = {"http": f"http://127.0.0.1:{http}/v1/traces", "grpc": f"127.0.0.1:{grpc}",
-            "web": f"http://127.0.0.1:{web}", "metrics": f"http://127.0.0.1:{web}/metrics"}
-    return spawn(name, cmd, workdir, "/readyz", urls, env)
+    return processes.start_exporter(workdir, settings=settings, extra_args=["--log-level", "warning"],
+                                    env=env, name=name)
 
 
 @on_free_ports
-def start_baseline(workdir: Path, buckets=None, name: str = "baseline") -> Server:
+def start_baseline(workdir: Path, buckets=None, name: str = "baseline") -> Process:
     """bench/baseline_server.py: aiohttp + prometheus_client, HTTP and gRPC on free ports."""
     http, grpc = free_port(), free_port()
     cmd = [PYTHON, str(BENCH / "baseline_server.py"), "--http", f"127.0.0.1:{http}", "--grpc", f"127.0.0.1:{grpc}"]
     if buckets:
         cmd += ["--buckets", ",".join(str(b) for b in buckets)]
-    urls = {"http": f"http://127.0.0.1:{http}/v1/traces", "grpc": f"127.0.0.1:{grpc}",
+    urls = {"traces": f"http://127.0.0.1:{http}/v1/traces", "grpc": f"127.0.0.1:{grpc}",
             "web": f"http://127.0.0.1:{http}", "metrics": f"http://127.0.0.1:{http}/metrics"}
-    return spawn(name, cmd, workdir, "/metrics", urls)
+    return start_server(cmd, workdir, name, urls["metrics"], urls)

@@ -58,7 +58,8 @@ def trace(rng: random.Random, base_ns: int, tenants: int = 20) -> list[Span]:
         "gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "text-embedding-3-small", "gen_ai.usage.input_tokens": rng.randint(10, 60),
         "pipeline.rag.source": "query"})
-    step("cache.get", "cache_lookup", 3, {"pipeline.cache.name": "l1", "pipeline.cache.result": "hit" if hit else "miss",
+    step("cache.get", "cache_lookup", 3, {"pipeline.cache.name": "l1",
+                                          "pipeline.cache.result": "hit" if hit else "miss",
                                           "pipeline.cache.size": 900, "pipeline.cache.capacity": 1000})
     if hit:
         step("cache.validate", "cache_validation", 4, {"pipeline.feature": "redis_caching"})
@@ -79,7 +80,8 @@ def trace(rng: random.Random, base_ns: int, tenants: int = 20) -> list[Span]:
     step("assemble", "response_assembly", 20, {"pipeline.quality.score": round(rng.random(), 3),
                                                "pipeline.quality.confidence": 0.8, "pipeline.quality.citations": 2})
     step("session.save", "session_store", 3, {"pipeline.feature": "conversation_context"})
-    events = [("feature_flag.evaluation", {"feature_flag.key": f, "feature_flag.result.variant": rng.choice(["on", "off"]),
+    events = [("feature_flag.evaluation", {"feature_flag.key": f,
+                                           "feature_flag.result.variant": rng.choice(["on", "off"]),
                                            "feature_flag.result.reason": "split"}) for f in FLAGS]
     root = _span(rng, tid, b"", "POST /ask", "gateway", t, cursor + 5 * MS,
                  {"pipeline.mode": rng.choice(["chat", "voice", "search"]), "tenant.id": f"t{rng.randrange(tenants)}",

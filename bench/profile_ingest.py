@@ -4,8 +4,8 @@
 
 Builds `spanscope.app.Exporter` from the embedded default config (every feature on), feeds it the
 bench payloads (bench/payloads.py) without any server, and reports CPU microseconds per span for:
-decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read + record
-+ trace assembly), finish (Ingest.finish_traces: trace breakdown, request metrics and the sinks),
+decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read +
+record + trace assembly), finish (Ingest.finish_traces: trace breakdown, request metrics and the sinks),
 and each sink of the recorder. `--gc` compares the cyclic garbage collector's share; `--cprofile N`
 prints the top N functions by own time, profiling the Python source (SPANSCOPE_NO_COMPILED=1 is set
 for it: cProfile cannot see inside the Cython-compiled modules). Single-threaded, so the numbers add up; the server adds
@@ -126,8 +126,8 @@ def main(argv=None) -> None:
     result = asyncio.run(run())
     cycle = result.pop("_cycle")
     from spanscope import compiled
-    print(f"{result['spans']} spans, gc {result['gc']}, compiled modules: {compiled.summary()}: {result['total_us']} us/span CPU "
-          f"= {result['spans_per_cpu_s']} spans per CPU second")
+    print(f"{result['spans']} spans, gc {result['gc']}, compiled modules: {compiled.summary()}: "
+          f"{result['total_us']} us/span CPU = {result['spans_per_cpu_s']} spans per CPU second")
     print(f"  decode {result['decode_us']} us | process {result['process_us']} us "
           f"(read_span alone {result['read_span_us']} us) | finish_traces {result['finish_us']} us")
     for name, v in result["sinks_us"].items():

@@ -56,6 +56,7 @@ ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "source-http", "base
 # source-http: the exporter running its Cython-compiled modules from their Python source (what an
 # install without a C compiler or Cython runs), for the ratio compiled / source.
 SOURCE_ENV = {"SPANSCOPE_NO_COMPILED": "1"}
+OTLP_URL = {"http": "traces", "grpc": "grpc"}  # which of a server's urls a protocol's load goes to
 SECTIONS = ["throughput", "scrape", "cardinality"]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
@@ -86,8 +87,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="bench/run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n")[0],
-        epilog="Full-run defaults: --duration 10 --warmup 3 --rounds 3 --batches 64 --scrapes 20 --attack-values 1000000.\n"
-               "--quick defaults:   --duration 2 --warmup 0.5 --rounds 1 --batches 16 --scrapes 5 --attack-values 200000.\n"
+        epilog="Full-run defaults: --duration 10 --warmup 3 --rounds 3 --batches 64 --scrapes 20 "
+               "--attack-values 1000000.\n"
+               "--quick defaults:   --duration 2 --warmup 0.5 --rounds 1 --batches 16 --scrapes 5 "
+               "--attack-values 200000.\n"
                "Targets judged: " + "; ".join(TARGETS.values()) + ".")
     p.add_argument("--quick", action="store_true", help="short run (~2 s per target) for a smoke check")
     p.add_argument("--sections", default=",".join(SECTIONS),
@@ -103,7 +106,8 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, help="distinct payloads cycled through (64; quick 16)")
     p.add_argument("--spans-per-batch", type=int, default=512, help="spans per export request (512)")
     p.add_argument("--finish-delay", type=float,
-                   help="traces.finish_delay of the exporter throughput targets, in seconds (default: the exporter's, 1.0)")
+                   help="traces.finish_delay of the exporter throughput targets, in seconds "
+                        "(default: the exporter's, 1.0)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="exporter_set",
                    help="a config setting of the exporter throughput targets, e.g. store.url=postgresql://... "
                         "(repeatable; default: the embedded defaults, every feature on)")
@@ -251,7 +255,7 @@ def throughput(args, workdir: Path, payload_file: Path) -> list[dict]:
                     scrapes = LoadedScrapes(server.urls["metrics"], args.warmup)
                     scrapes.start()
                     try:
-                        res = run_json(loadgen + ["--protocol", protocol, "--target", server.urls[protocol],
+                        res = run_json(loadgen + ["--protocol", protocol, "--target", server.urls[OTLP_URL[protocol]],
                                                   "--server-pid", str(server.pid)], timeout)
                     finally:
                         res_scrapes = scrapes.result()
@@ -362,7 +366,7 @@ def cardinality(args, workdir: Path) -> dict:
         f"load average {loadavg()[0]})")
     try:
         with start_exporter(workdir, {"traces.finish_delay": ATTACK_FINISH_DELAY}, name="exporter-attack") as server:
-            res = run_json(base + ["--target", server.urls["http"], "--server-pid", str(server.pid),
+            res = run_json(base + ["--target", server.urls["traces"], "--server-pid", str(server.pid),
                                    "--values", str(args.attack_values), "--settle", str(ATTACK_FINISH_DELAY + 1),
                                    "--rss-limit-mb", str(args.attack_rss_limit_mb)],
                            timeout)
@@ -380,7 +384,7 @@ def cardinality(args, workdir: Path) -> dict:
         log(f"cardinality: the same attack against the baseline (stops above {args.baseline_rss_limit_mb:g} MB RSS)")
         try:
             with start_baseline(workdir, DURATION_BUCKETS, name="baseline-attack") as server:
-                res = run_json(base + ["--target", server.urls["http"], "--server-pid", str(server.pid),
+                res = run_json(base + ["--target", server.urls["traces"], "--server-pid", str(server.pid),
                                        "--values", str(args.attack_values), "--settle", "0.5",
                                        "--rss-limit-mb", str(args.baseline_rss_limit_mb)], timeout)
             # It usually hits the RSS limit before the exporter's reference: judge its growth from a
@@ -489,7 +493,8 @@ def markdown(result: dict) -> str:
 
         title = "ratio (spans/s per core)" + (", median (range) of the rounds" if n_rounds > 1 else "")
         lines += ["", f"| {title} | HTTP | gRPC |", "|---|---:|---:|",
-                  f"| exporter / baseline | {cell('exporter_vs_baseline_http')} | {cell('exporter_vs_baseline_grpc')} |",
+                  f"| exporter / baseline | {cell('exporter_vs_baseline_http')} "
+                  f"| {cell('exporter_vs_baseline_grpc')} |",
                   f"| exporter / ceiling | {cell('exporter_vs_ceiling_http')} | {cell('exporter_vs_ceiling_grpc')} |",
                   f"| exporter, compiled / from source | {cell('compiled_vs_source_http')} | – |", ""]
         builds = [f"{key.replace('_', ' ')}: reader {b.get('reader')}, compiled {b.get('compiled')}"
@@ -507,7 +512,8 @@ def markdown(result: dict) -> str:
         lines.append("")
     card = result.get("cardinality") or {}
     if card:
-        lines += ["| cardinality attack | values sent | RSS at reference MB | RSS at end MB | growth | MB per 100k values | stop |",
+        lines += ["| cardinality attack | values sent | RSS at reference MB | RSS at end MB | growth "
+                  "| MB per 100k values | stop |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for who in ("exporter", "baseline"):
             a = card.get(who)

@@ -67,7 +67,7 @@ class SeriesBuilder:
     """Grows the exporter's series to a target by sending spans with new component names."""
 
     def __init__(self, urls: dict, settle: float):
-        self.ingest = Client(urls["http"])
+        self.ingest = Client(urls["traces"])
         self.metrics = Client(urls["metrics"])
         self.settle = settle
         self.sent = 0
@@ -150,7 +150,8 @@ def time_api(metrics_url: str, n: int, window_minutes: int = 1440) -> dict:
                 times.append(time.perf_counter() - started)
         finally:
             client.close()
-        out[view] = {"median_ms": round(percentile(times, 50) * 1000, 2), "p99_ms": round(percentile(times, 99) * 1000, 2)}
+        out[view] = {"median_ms": round(percentile(times, 50) * 1000, 2),
+                     "p99_ms": round(percentile(times, 99) * 1000, 2)}
     out["worst_p99_ms"] = max(v["p99_ms"] for v in out.values())
     out["window_minutes"] = window_minutes
     return out
@@ -161,7 +162,7 @@ def run(urls: dict, sizes: list[int], n_scrapes: int, settle: float, log=print) 
     builder = SeriesBuilder(urls, settle)
     out = {}
     try:
-        filled = fill_day(urls["http"])
+        filled = fill_day(urls["traces"])
         log(f"  metrics API: {filled} spans spread over the last 24 h")
         for size in sorted(sizes):
             samples, label_sets, sent = builder.grow_to(size)

@@ -159,7 +159,7 @@ def postgres(args, rng: random.Random, workdir: Path) -> None:
     server's own CPU is another process's: the writer's CPU per row is what the exporter pays."""
     url, server = args.postgres_url, None
     if url is None:  # a throwaway server, as the store tests start one
-        sys.path[:0] = [str(REPO / "tests" / "support"), str(REPO / "tests" / "store")]
+        sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests" / "store")]
         import postgres_server
         if postgres_server.binaries() is None:
             print("\npostgres: skipped (no --postgres-url, and no PostgreSQL under /usr/lib/postgresql)")

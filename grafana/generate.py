@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from boards import (
+from boards import (  # noqa: E402 (after HERE is on sys.path)
     cache,
     circuit_breakers,
     cost,
@@ -31,7 +31,7 @@ from boards import (
     quality,
     system_health,
 )
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder  # noqa: E402
 
 #: The Grafana release the dashboards target: docker-compose runs grafana/grafana:<this>, and the
 #: grafana-foundation-sdk build installed must be the one for this release ("<epoch>!11.6.0").

@@ -25,23 +25,30 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-PY = sys.executable
+from processes import (
+    ALERTMANAGER_BINARIES,
+    PYTHON,
+    REPO,
+    Process,
+    binary,
+    port_free,
+    spawn,
+    wait_http_ok,
+    wait_until,
+)
+
 APT_HINT = "sudo apt-get install prometheus prometheus-alertmanager"
 SCENARIOS = ["normal", "latency_spike", "error_burst", "cost_spike", "cache_flush", "breaker_trip"]
 
@@ -149,61 +156,38 @@ def render_alertmanager_config(src: Path, notify: bool, secrets_dir: Path) -> di
 # -- processes --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Child:
-    name: str
-    popen: subprocess.Popen
-    log_path: Path
-    urls: dict = field(default_factory=dict)
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 class StartupError(Exception):
     pass
 
 
 class Stack:
-    """The processes `make run` started, each in its own process group."""
+    """The processes `make run` started (scripts/processes.py), each in its own process group."""
 
     def __init__(self, run_dir: Path, stop: threading.Event):
         self.run_dir = run_dir
         self.stop_event = stop
-        self.children: list[Child] = []
+        self.children: list[Process] = []
 
-    def spawn(self, name: str, cmd: list[str], env: dict | None = None) -> Child:
-        log_path = self.run_dir / f"{name}.log"
-        with open(log_path, "wb") as log:
-            popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, **(env or {})}, cwd=self.run_dir,
-                                     start_new_session=True)  # own process group: Ctrl-C is ours to forward
-        child = Child(name, popen, log_path)
+    def spawn(self, name: str, cmd: list[str], env: dict | None = None) -> Process:
+        child = spawn(cmd, self.run_dir, name, env=env, cwd=self.run_dir)
         self.children.append(child)
         (self.run_dir / "pids.json").write_text(json.dumps({c.name: c.popen.pid for c in self.children}))
         return child
 
-    def wait_ready(self, child: Child, url: str, timeout: float = 60.0) -> None:
+    def wait_ready(self, child: Process, url: str, timeout: float = 60.0) -> None:
         """Poll `url` until 2xx; fail early if the process exits or we are told to stop."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.stop_event.is_set():
-                raise KeyboardInterrupt
-            if child.popen.poll() is not None:
-                raise StartupError(f"{child.name} exited with {child.popen.returncode}:\n{child.tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if 200 <= resp.status < 300:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            self.stop_event.wait(0.1)
-        raise StartupError(f"{child.name} not ready at {url} after {timeout:.0f}s:\n{child.tail()}")
+        with self.starting(child):
+            wait_http_ok(url, timeout, child, self.stop_event)
 
-    def exited(self) -> Child | None:
+    @contextlib.contextmanager
+    def starting(self, child: Process):
+        """A failed wait for `child` (it exited, or the time was up) as StartupError with the end of its log."""
+        try:
+            yield
+        except (RuntimeError, TimeoutError) as exc:
+            raise StartupError(f"{child.name} did not become ready: {exc}\n{child.tail()}") from None
+
+    def exited(self) -> Process | None:
         return next((c for c in self.children if c.popen.poll() is not None), None)
 
     # The demo flushes its spans into a running exporter; the exporter is then scraped one last
@@ -213,32 +197,7 @@ class Stack:
     def stop_all(self, timeout: float = 20.0) -> None:
         rank = {name: i for i, name in enumerate(self.STOP_ORDER)}
         for child in sorted(self.children, key=lambda c: rank.get(c.name, -1)):
-            _stop_group(child.popen, timeout)
-
-
-def _stop_group(popen: subprocess.Popen, timeout: float) -> None:
-    pgid = popen.pid  # start_new_session: the child leads its own group
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        popen.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        popen.wait(5)
-    # Anything the child left behind in its group goes too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+            child.stop(timeout=timeout)
 
 
 def python_env() -> dict:
@@ -372,9 +331,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def start(stack: Stack, args, ports: Ports) -> dict:
     """Start everything in dependency order; returns the URLs to show."""
     run_dir = stack.run_dir
-    prometheus_bin = None if args.no_prometheus else shutil.which("prometheus")
-    alertmanager_bin = None if args.no_prometheus else (shutil.which("prometheus-alertmanager")
-                                                         or shutil.which("alertmanager"))
+    prometheus_bin = None if args.no_prometheus else binary("prometheus")
+    alertmanager_bin = None if args.no_prometheus else binary(*ALERTMANAGER_BINARIES)
     wanted = {"OTLP gRPC": ports.otlp_grpc, "OTLP HTTP": ports.otlp_http, "web": ports.web}
     if prometheus_bin:
         wanted["Prometheus"] = ports.prometheus
@@ -385,7 +343,7 @@ def start(stack: Stack, args, ports: Ports) -> dict:
         raise StartupError("in use: " + ", ".join(busy) + " (set SPANSCOPE_RUN_*_PORT, see --help)")
 
     web = f"http://127.0.0.1:{ports.web}"
-    exporter = stack.spawn("exporter", [PY, "-m", "spanscope.cli",
+    exporter = stack.spawn("exporter", [PYTHON, "-m", "spanscope.cli",
                                         "--otlp-grpc", f"127.0.0.1:{ports.otlp_grpc}",
                                         "--otlp-http", f"127.0.0.1:{ports.otlp_http}",
                                         "--web", f"127.0.0.1:{ports.web}",
@@ -445,19 +403,13 @@ def start(stack: Stack, args, ports: Ports) -> dict:
     else:
         notes.append(f"Prometheus and Alertmanager are not installed: {APT_HINT} (then make run again)")
 
-    demo = stack.spawn("demo", [PY, "-m", "spanscope_demo",
+    demo = stack.spawn("demo", [PYTHON, "-m", "spanscope_demo",
                                 "--endpoint", f"http://127.0.0.1:{ports.otlp_http}", "--api", web,
                                 "--rate", str(args.rate), "--scenario", args.scenario], env=python_env())
     # The demo is ready when its first requests are counted by the exporter.
-    deadline = time.monotonic() + 60
-    while requests_counted(urls["metrics"]) == 0:
-        if stack.stop_event.is_set():
-            raise KeyboardInterrupt
-        if demo.popen.poll() is not None:
-            raise StartupError(f"demo exited with {demo.popen.returncode}:\n{demo.tail()}")
-        if time.monotonic() > deadline:
-            raise StartupError(f"no requests reached the exporter after 60s:\n{demo.tail()}")
-        stack.stop_event.wait(0.25)
+    with stack.starting(demo):
+        wait_until(lambda: requests_counted(urls["metrics"]) > 0, 60, 0.25, "the demo's first requests at the exporter",
+                   demo, stack.stop_event)
     urls["OTLP"] = f"grpc 127.0.0.1:{ports.otlp_grpc} · http http://127.0.0.1:{ports.otlp_http}"
     return {"urls": urls, "notes": notes}
 

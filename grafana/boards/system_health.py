@@ -34,7 +34,8 @@ def build():
              Q(sum_rate(RECEIVED, JOB)), w=4),
         stat("Spans rejected", "Rejected spans / all spans offered (invalid ids or timestamps, ...).",
              "percentunit",
-             Q(ratio(or_zero(sum_rate(REJECTED, JOB)), f"{sum_rate(RECEIVED, JOB)} + {or_zero(sum_rate(REJECTED, JOB))}")),
+             Q(ratio(or_zero(sum_rate(REJECTED, JOB)),
+                     f"{sum_rate(RECEIVED, JOB)} + {or_zero(sum_rate(REJECTED, JOB))}")),
              w=4, steps=((None, "green"), (0.001, "orange"), (0.01, "red"))),
         stat("Exports throttled", "Export requests answered 503/UNAVAILABLE (ingest queue full) / all export "
              "requests.", "percentunit",

@@ -49,7 +49,8 @@ def test_openai_and_anthropic_tokens_and_cost_match_the_pricing_table(exporter):
 
     def ready():
         s = scrape(exporter.urls["web"])
-        return s if value(s, "gen_ai_client_operation_duration_seconds_count", gen_ai_provider_name="anthropic") else None
+        counted = value(s, "gen_ai_client_operation_duration_seconds_count", gen_ai_provider_name="anthropic")
+        return s if counted else None
 
     s = wait_until(ready, what="LLM spans recorded")
     # Recognised as llm_inference with no pipeline.* attribute at all

@@ -21,7 +21,9 @@ def run(spans):
     recs = records(spans)
     root = next(r for r in recs if r.is_root)
     critical, self_time, by_feature = breakdown(recs, root)
-    return root, {k: v / MS for k, v in critical.items() if v}, {k: v / MS for k, v in self_time.items() if v}, by_feature
+    def in_ms(nanoseconds: dict) -> dict:
+        return {k: v / MS for k, v in nanoseconds.items() if v}
+    return root, in_ms(critical), in_ms(self_time), by_feature
 
 
 DESIGN_EXAMPLE = ("gateway", 0, 1000, {}, [

@@ -65,9 +65,10 @@ def test_text_and_openmetrics_parse_to_the_same_samples(pipeline):
     om = {(s.name, frozenset(s.labels.items())): s.value
           for f in parse_openmetrics(render(pipeline.store, openmetrics=True).decode()) for s in f.samples}
     assert text == om
-    assert ("pipeline_cache_requests_total", frozenset({("service", "svc"), ("cache", "l1"), ("result", "miss")})) in text
-    assert text[("circuit_breaker_state", frozenset({("service", "svc"), ("breaker", "llm"), ("state", "closed")}))] == 1
-    assert text[("circuit_breaker_state", frozenset({("service", "svc"), ("breaker", "llm"), ("state", "open")}))] == 0
+    svc = ("service", "svc")
+    assert ("pipeline_cache_requests_total", frozenset({svc, ("cache", "l1"), ("result", "miss")})) in text
+    assert text[("circuit_breaker_state", frozenset({svc, ("breaker", "llm"), ("state", "closed")}))] == 1
+    assert text[("circuit_breaker_state", frozenset({svc, ("breaker", "llm"), ("state", "open")}))] == 0
 
 
 def test_cost_accumulates_exactly_in_decimal(pipeline):

@@ -114,8 +114,8 @@ def test_spans_beyond_max_spans_are_counted_per_span_and_left_out_of_assembly(tm
         tp = provider(http_exporter(proc.urls["http"]), "wide")
         # 5 children end (and are exported) first, then the root: 3 children are assembled, 2 are left
         # out, and the root still gets in, so the request is finished and counted.
-        emit(tp.get_tracer("t"), ("gateway", 0, 100, {"pipeline.component": "gateway"},
-                                  [(f"step {i}", i * 10, i * 10 + 5, {"pipeline.component": "step"}) for i in range(5)]))
+        steps = [(f"step {i}", i * 10, i * 10 + 5, {"pipeline.component": "step"}) for i in range(5)]
+        emit(tp.get_tracer("t"), ("gateway", 0, 100, {"pipeline.component": "gateway"}, steps))
         tp.shutdown()
         s = wait_until(lambda: (lambda s: s if value(s, "pipeline_requests_total", service="wide") == 1 else None)(
             scrape(proc.urls["web"])), what="the request finished")

@@ -149,7 +149,8 @@ def test_events_wanted_and_not(native):
                                      "tenant.id": "not an event key", "error.type": 3}),
         ("exception", {"feature_flag.key": "ignored"}),
         ("feature_flag", {}),
-        ("circuit_breaker.state_change", {"pipeline.circuit_breaker.name": "b", "pipeline.circuit_breaker.from": "closed",
+        ("circuit_breaker.state_change", {"pipeline.circuit_breaker.name": "b",
+                                          "pipeline.circuit_breaker.from": "closed",
                                           "pipeline.circuit_breaker.to": "open"}),
     ])
     ev = s.events.add(name="feature_flag.evaluation")
@@ -347,7 +348,8 @@ def test_invalid_bodies_are_left_to_upb(native, why, body):
     ("resource twice", field(1, field(1, field(1, field(1, b"service.name") + field(2, b"\x0a\x01a")))
                              + field(1, b"") + field(2, field(2, b"\x2a\x01s")))),
     ("scope twice", field(1, field(2, field(1, b"") + field(1, b"\x0a\x01n") + field(2, b"")))),
-    ("kv value twice", body_with_span(field(9, field(1, b"pipeline.mode") + field(2, b"\x0a\x01a") + field(2, b"\x18\x01")))),
+    ("kv value twice",
+     body_with_span(field(9, field(1, b"pipeline.mode") + field(2, b"\x0a\x01a") + field(2, b"\x18\x01")))),
     ("oneof twice", body_with_span(attr_bytes("pipeline.mode", b"\x0a\x01a\x18\x01"))),
     ("oneof twice, same field", body_with_span(attr_bytes("pipeline.mode", b"\x0a\x01a\x0a\x01b"))),
     ("array twice", body_with_span(attr_bytes("pipeline.mode", b"\x2a\x02\x0a\x00\x2a\x00"))),
@@ -612,4 +614,5 @@ def test_the_native_reader_is_built_where_a_c_compiler_is():
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}): the pure-Python reader is expected")
-    assert NATIVE_READER, "spanscope._otlpwire did not build: reinstall with `pip install -e exporter` and read its output"
+    assert NATIVE_READER, ("spanscope._otlpwire did not build: reinstall with `pip install -e exporter` "
+                           "and read its output")

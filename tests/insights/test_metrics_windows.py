@@ -91,7 +91,8 @@ def test_filters_costs_and_projection(api):
 
 
 def test_components_and_operation_filter(api):
-    api.rollups.observe(summary(NOW - 10, 1.0, components={"llm_inference": (1, 0, [0.7]), "rag_lookup": (2, 1, [0.1, 0.2])},
+    api.rollups.observe(summary(NOW - 10, 1.0,
+                                components={"llm_inference": (1, 0, [0.7]), "rag_lookup": (2, 1, [0.1, 0.2])},
                                 critical={"llm_inference": 0.7, "rag_lookup": 0.2, "gateway": 0.1}))
     perf = api.performance(q(5, operation="rag_lookup"), api.totals(q(5)))
     assert list(perf["components"]) == ["rag_lookup"]

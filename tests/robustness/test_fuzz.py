@@ -78,7 +78,8 @@ def test_random_json_decodes_or_fails_cleanly(doc):
 @SETTINGS
 @given(st.binary(min_size=1, max_size=64), st.integers(0, 10_000))
 def test_mutated_valid_payloads(patch, position):
-    body = bytearray(request(tree(("gateway", 0, 10, {}, [("llm", 1, 9, {"gen_ai.usage.input_tokens": 5})]))).SerializeToString())
+    spans = tree(("gateway", 0, 10, {}, [("llm", 1, 9, {"gen_ai.usage.input_tokens": 5})]))
+    body = bytearray(request(spans).SerializeToString())
     position %= len(body)
     body[position:position + len(patch)] = patch
     try:

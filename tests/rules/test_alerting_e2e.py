@@ -130,7 +130,8 @@ class Traffic(threading.Thread):
     def run(self):
         while not self._halt.is_set():
             fail = self.failed < self.error_share * (self.sent + 1)
-            with self.tracer.start_as_current_span("POST /answer", attributes={"pipeline.component": "gateway"}) as root:
+            with self.tracer.start_as_current_span("POST /answer",
+                                                   attributes={"pipeline.component": "gateway"}) as root:
                 with self.tracer.start_as_current_span("llm", attributes={"pipeline.component": "llm_inference"}):
                     pass
                 if fail:
@@ -272,7 +273,8 @@ def _pagerduty(stack, action: str) -> list[dict]:
 
 
 def _mail(stack, status: str) -> list:
-    return [m for m in stack["mail"].messages if str(m["Subject"]).startswith(f"[{status}") and ALERT in str(m["Subject"])]
+    return [m for m in stack["mail"].messages
+            if str(m["Subject"]).startswith(f"[{status}") and ALERT in str(m["Subject"])]
 
 
 def test_error_burst_pages_then_resolves(stack):

@@ -84,8 +84,8 @@ def _route_test(amtool, labels: dict, receivers: list[str]):
 
 
 @pytest.mark.parametrize("labels, receivers", ROUTES,
-                         ids=[f"{l.get('severity', '-')}/{l.get('team', '-')}/{l.get('alertname', '-')}"
-                              for l, _ in ROUTES])
+                         ids=[f"{lb.get('severity', '-')}/{lb.get('team', '-')}/{lb.get('alertname', '-')}"
+                              for lb, _ in ROUTES])
 def test_route(amtool, labels, receivers):
     proc = _route_test(amtool, labels, receivers)
     assert proc.returncode == 0, explain(proc)
@@ -255,7 +255,8 @@ def test_message_bodies_tell_the_on_call_what_to_do(amtool, tmp_path, template, 
         assert needle in out, f"{template}: missing {needle!r} in\n{out}"
     assert "<no value>" not in out
     if kind == "html":
-        assert '<a href="https://github.com/spanscope/spanscope/blob/main/docs/runbooks.md#pipelinehigherrorrate">' in out
+        runbook = "https://github.com/spanscope/spanscope/blob/main/docs/runbooks.md#pipelinehigherrorrate"
+        assert f'<a href="{runbook}">' in out
 
 
 @pytest.mark.parametrize("template, firing, resolved", [
@@ -263,7 +264,8 @@ def test_message_bodies_tell_the_on_call_what_to_do(amtool, tmp_path, template, 
      "[RESOLVED] PipelineHighErrorRate critical - rag-api"),
     ("spanscope.email.subject", "[FIRING:2] PipelineHighErrorRate critical - rag-api: Pipeline requests are failing",
      "[RESOLVED] PipelineHighErrorRate critical - rag-api: Pipeline requests are failing"),
-    ("spanscope.pagerduty.description", "[FIRING:2] PipelineHighErrorRate critical - rag-api: Pipeline requests are failing",
+    ("spanscope.pagerduty.description",
+     "[FIRING:2] PipelineHighErrorRate critical - rag-api: Pipeline requests are failing",
      "[RESOLVED] PipelineHighErrorRate critical - rag-api: Pipeline requests are failing"),
     ("spanscope.slack.color", "danger", "good"),
     ("spanscope.slack.title_link", "https://github.com/spanscope/spanscope/blob/main/docs/runbooks.md#pipelinehigherrorrate",

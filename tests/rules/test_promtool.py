@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rules_support import PROM, PROM_TESTS, RULES, alert_rules, explain, load_generator, recording_rules, rule_groups, run
+from rules_support import (
+    PROM,
+    PROM_TESTS,
+    RULES,
+    alert_rules,
+    explain,
+    load_generator,
+    recording_rules,
+    rule_groups,
+    run,
+)
 
 TEST_FILES = sorted(PROM_TESTS.glob("*_test.yml"))
 
@@ -120,7 +130,8 @@ def test_every_alert_fires_at_for_and_not_one_evaluation_before():
 def test_every_firing_case_checks_all_annotations():
     for fname, group, _, case in _cases():
         for alert in case.get("exp_alerts") or []:
-            assert set(alert.get("exp_annotations", {})) == {"summary", "description", "runbook_url", "dashboard_url"}, \
+            annotations = {"summary", "description", "runbook_url", "dashboard_url"}
+            assert set(alert.get("exp_annotations", {})) == annotations, \
                 f"{fname}: {group['name']}: {case['alertname']} at {case['eval_time']}"
             assert {"severity", "team"} <= set(alert.get("exp_labels", {})), f"{fname}: {case['alertname']}"
 

@@ -6,16 +6,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-from processes import binary, free_port, wait_until
+from processes import ALERTMANAGER_BINARIES, PYTHON, REPO, binary, free_port, spawn, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_STACK = REPO / "scripts/run_stack.py"
 
 pytestmark = pytest.mark.slow
@@ -54,19 +52,17 @@ class RunStack:
     def __init__(self, tmp_path: Path, env: dict | None = None):
         self.ports = {name: free_port() for name in ("OTLP_GRPC", "OTLP_HTTP", "WEB", "PROMETHEUS", "ALERTMANAGER")}
         self.run_dir = tmp_path / "run"
-        self.out = tmp_path / "run_stack.out"
-        full_env = {**os.environ, "SPANSCOPE_RUN_DIR": str(self.run_dir), "SPANSCOPE_RUN_SCRAPE_INTERVAL": "2s",
-                    "SPANSCOPE_RUN_SUMMARY_SECONDS": "1", "SPANSCOPE_RUN_RATE": "20",
-                    **{f"SPANSCOPE_RUN_{k}_PORT": str(v) for k, v in self.ports.items()}, **(env or {})}
-        with open(self.out, "wb") as out:
-            self.popen = subprocess.Popen([sys.executable, str(RUN_STACK)], stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=full_env, cwd=REPO, start_new_session=True)
+        self.process = spawn([PYTHON, str(RUN_STACK)], tmp_path, "run_stack", cwd=REPO,
+                             env={"SPANSCOPE_RUN_DIR": str(self.run_dir), "SPANSCOPE_RUN_SCRAPE_INTERVAL": "2s",
+                                  "SPANSCOPE_RUN_SUMMARY_SECONDS": "1", "SPANSCOPE_RUN_RATE": "20",
+                                  **{f"SPANSCOPE_RUN_{k}_PORT": str(v) for k, v in self.ports.items()}, **(env or {})})
+        self.popen = self.process.popen
         self.web = f"http://127.0.0.1:{self.ports['WEB']}"
         self.prometheus = f"http://127.0.0.1:{self.ports['PROMETHEUS']}"
         self.alertmanager = f"http://127.0.0.1:{self.ports['ALERTMANAGER']}"
 
     def output(self) -> str:
-        return self.out.read_text(errors="replace")
+        return self.process.log()
 
     def child_pids(self) -> dict[str, int]:
         path = self.run_dir / "pids.json"
@@ -94,7 +90,7 @@ def exporter_available():
 
 
 def test_make_run_starts_the_stack_and_ctrl_c_stops_all_of_it(tmp_path, exporter_available):
-    if not (binary("prometheus") and (binary("prometheus-alertmanager") or binary("alertmanager"))):
+    if not (binary("prometheus") and binary(*ALERTMANAGER_BINARIES)):
         pytest.skip("needs Prometheus and Alertmanager: sudo apt-get install prometheus prometheus-alertmanager")
     stack = RunStack(tmp_path)
     try:

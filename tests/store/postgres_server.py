@@ -13,13 +13,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from processes import Process, free_port, spawn
+from processes import Process, free_port, spawn, wait_until
 
 SUPERUSER = "spanscope"
 
@@ -88,18 +87,18 @@ def start(bin_dir: Path, timeout: float = 30.0) -> PostgresServer:
                                   "-c", "full_page_writes=off", "-c", "max_connections=100"]),
                  workdir, "postgres")
     server = PostgresServer(proc, port, workdir)
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.popen.poll() is not None:
-            log = proc.log()
-            server.stop()
-            raise RuntimeError(f"postgres exited with {proc.popen.returncode}:\n{log}")
+
+    def accepts_connections() -> bool:
         try:
             with psycopg.connect(server.url(), connect_timeout=2):
-                return server
+                return True
         except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                log = proc.log()
-                server.stop()
-                raise RuntimeError(f"postgres not ready after {timeout}s:\n{log}") from None
-            time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(accepts_connections, timeout, 0.05, "postgres to accept connections", proc)
+    except (RuntimeError, TimeoutError) as exc:
+        log = proc.log()
+        server.stop()
+        raise RuntimeError(f"{exc}:\n{log}") from None
+    return server

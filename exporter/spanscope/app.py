@@ -28,7 +28,8 @@ from .store.db import check_url
 from .store.feedback import Feedback, RecentRequests
 from .store.interactions import InteractionStore, read_salt
 from .web import endpoints as web_endpoint
-from .web.api import Api, add_routes, api_errors, auth_middleware
+from .web.api import Api, add_routes, auth_middleware
+from .web.errors import api_errors
 from .web.interactions_api import InteractionsApi
 from .web.interactions_api import add_routes as add_interaction_routes
 from .web.metrics_api import add_routes as add_metrics_routes

@@ -126,3 +126,8 @@ def test_a_missing_token_is_a_json_401(exporter):
 def test_a_wrong_content_type_is_a_json_415(exporter):
     assert_error(ask(exporter, "POST", "/api/v1/feedback", raw=b"{}", content_type="text/plain"), 415,
                  "send Content-Type: application/json")
+
+
+def test_an_oversized_body_is_a_json_413(exporter):
+    assert_error(ask(exporter, "POST", "/api/v1/feedback", raw=b" " * (1024 * 1024 + 1)), 413,
+                 "Maximum request body size 1048576 exceeded")

@@ -10,9 +10,7 @@ from typing import Annotated, TypeVar
 from aiohttp import web
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
@@ -25,7 +23,7 @@ from .errors import ApiError
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 MAX_HOURS = 24 * 366
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=Strict)
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -77,8 +75,8 @@ class RolloutStart(Strict):
 
 # --- query strings (their values arrive as text: converted, not strict) -------------------------------
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Params(Strict, strict=False):
+    """Query-string values arrive as text: converted to the field's type, not refused for being text."""
 
 
 def _not_empty(v: str) -> str:

@@ -298,6 +298,8 @@ def _merge(tree: dict, sections: Any, origin: str) -> None:
     if not isinstance(sections, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level")
     for section, options in sections.items():
+        if options is None and isinstance(tree.get(section), dict):
+            continue  # a section whose keys are all commented out
         if isinstance(options, dict) and isinstance(tree.get(section), dict):
             tree[section].update(options)
         else:

@@ -54,6 +54,13 @@ def test_errors_name_the_path(override, message):
     assert str(err.value).startswith(message), str(err.value)
 
 
+def test_a_section_left_empty_keeps_its_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  # url: sqlite:///x.db\nlimits:\n  ingest_queue: 5\n")
+    config = load(str(path), environ={})
+    assert config.store == load(environ={}).store and config.limits.ingest_queue == 5
+
+
 def test_an_unknown_key_in_the_file_is_named(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("store:\n  urll: sqlite:///x.db\n")

@@ -28,7 +28,8 @@ from .store.db import check_url
 from .store.feedback import Feedback, RecentRequests
 from .store.interactions import InteractionStore, read_salt
 from .web import endpoints as web_endpoint
-from .web.api import Api, add_routes, api_errors, auth_middleware
+from .web.api import Api, add_routes, auth_middleware
+from .web.errors import api_errors
 from .web.interactions_api import InteractionsApi
 from .web.interactions_api import add_routes as add_interaction_routes
 from .web.metrics_api import add_routes as add_metrics_routes
@@ -46,26 +47,22 @@ class Exporter:
     """The pipeline (receive → decode → interpret → aggregate → expose) and its listeners."""
 
     def __init__(self, config: Config):
-        self.config = config
-        self.store = Store(config["limits.max_series_per_metric"])
-        self.metrics = Metrics(self.store, config["histograms.duration_buckets"])
-        self.pricing = Pricing(load_table(config["pricing.file"]))
-        self.recorder = Recorder(self.metrics, self.pricing, config["components.names"], config["limits.label_values"],
-                                 config["limits.tenant_values"], config["limits.label_value_length"])
-        self.assembler = Assembler(config["traces.finish_delay"], config["traces.timeout"],
-                                   config["traces.max_pending"], config["traces.max_spans"],
-                                   config["traces.max_pending_spans"])
-        self.ingest = Ingest(self.metrics, self.recorder, self.assembler, config["components.span_names"],
-                             config["limits.ingest_queue"], config["limits.retry_after"],
-                             config["limits.series_ttl"], config["limits.ingest_bytes"])
+        self.config = c = config
+        self.store = Store(c.limits.max_series_per_metric)
+        self.metrics = Metrics(self.store, c.histograms.duration_buckets)
+        self.pricing = Pricing(load_table(c.pricing.file))
+        self.recorder = Recorder(self.metrics, self.pricing, c.components.names, c.limits.label_values,
+                                 c.limits.tenant_values, c.limits.label_value_length)
+        self.assembler = Assembler(c.traces)
+        self.ingest = Ingest(self.metrics, self.recorder, self.assembler, c.limits, c.components.span_names)
         # Features, experiments and feedback read finished requests (sinks of the recorder).
-        self.features = Features(load_catalogue(config["features.file"]), config["features.state_file"])
-        self.impact = Impact(self.features, config["features.window"])
+        self.features = Features(load_catalogue(c.features.file), c.features.state_file)
+        self.impact = Impact(self.features, c.features.window)
         self.experiments = Experiments(self.metrics)
         self.recent = RecentRequests()
         # Interactions and feedback in SQLite/PostgreSQL (ConfigError naming the path when unusable).
-        self.interactions = InteractionStore.from_config(config)
-        self.rollups = Rollups(config["histograms.duration_buckets"])
+        self.interactions = InteractionStore.from_config(c.store, c.feedback)
+        self.rollups = Rollups(c.histograms.duration_buckets)
         self.feedback = Feedback(self.metrics, self.recent, self.interactions, self.ingest.lock,
                                  on_rating=self.rollups.observe_rating)
         self.recorder.component_features = self.features.component_features()
@@ -73,12 +70,12 @@ class Exporter:
                                 self.rollups.observe]
         if self.interactions.enabled:
             self.recorder.sinks.append(self.interactions.observe)
-        scenarios = config["features.scenarios"]
+        scenarios = c.features.scenario_specs()
         self.state: dict = {"ready": False,
                             "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios),
                                               lambda: self.interactions.publish(self.metrics)]}
-        token = config.bearer_token()
-        self.security = load_web_config(config["listen.web_config_file"])
+        token = c.auth.token()
+        self.security = load_web_config(c.listen.web_config_file)
         self.web_app = web_endpoint.make_app(self.metrics, self.state, middlewares=[
             basic_auth_middleware(self.security), api_errors, auth_middleware(lambda: token),
             web_endpoint.locked(self.ingest.lock)])
@@ -87,8 +84,7 @@ class Exporter:
         metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time())
         add_metrics_routes(self.web_app, metrics_api,
                            Insights(metrics_api, self.impact, self.experiments, self.features))
-        self.http_app = receiver_http.make_app(self.ingest, config["limits.max_body_bytes"],
-                                               config["limits.body_timeout"],
+        self.http_app = receiver_http.make_app(self.ingest, c.limits,
                                                middlewares=[basic_auth_middleware(self.security)])
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
@@ -98,12 +94,12 @@ class Exporter:
     @staticmethod
     def check(config: Config) -> None:
         """Load everything a start would load from files, raising ConfigError on a problem."""
-        load_table(config["pricing.file"])
-        load_catalogue(config["features.file"])
-        load_web_config(config["listen.web_config_file"])
-        config.bearer_token()
-        check_url(config["store.url"])
-        read_salt(config)
+        load_table(config.pricing.file)
+        load_catalogue(config.features.file)
+        load_web_config(config.listen.web_config_file)
+        config.auth.token()
+        check_url(config.store.url)
+        read_salt(config.store)
 
     async def _serve(self, app: web.Application, address: str, what: str) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -117,19 +113,18 @@ class Exporter:
         self._runners.append(runner)
 
     async def start(self) -> None:
-        c = self.config
+        c = self.config.listen
         self.interactions.start()
         self._tasks.append(asyncio.create_task(self.ingest.consume(), name="ingest"))
-        interval = min(max(c["traces.finish_delay"] / 2, 0.01), 0.5)
+        interval = min(max(self.config.traces.finish_delay / 2, 0.01), 0.5)
         self._tasks.append(asyncio.create_task(self.ingest.housekeeping(interval), name="housekeeping"))
-        await self._serve(self.web_app, c["listen.web"], "web")
-        await self._serve(self.http_app, c["listen.otlp_http"], "OTLP/HTTP")
-        self._grpc = receiver_grpc.make_server(self.ingest, c["listen.otlp_grpc"], c["limits.max_grpc_message_bytes"],
-                                               c["limits.grpc_calls"], self.security)
+        await self._serve(self.web_app, c.web, "web")
+        await self._serve(self.http_app, c.otlp_http, "OTLP/HTTP")
+        self._grpc = receiver_grpc.make_server(self.ingest, c.otlp_grpc, self.config.limits, self.security)
         await self._grpc.start()
         self.state["ready"] = True
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
-                 c["listen.otlp_grpc"], c["listen.otlp_http"], c["listen.web"])
+                 c.otlp_grpc, c.otlp_http, c.web)
 
     async def stop(self) -> None:
         """Stop accepting spans, process what was accepted, finish every trace, then close the web."""
@@ -152,7 +147,7 @@ class Exporter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self.interactions.stop_writer, 10.0)  # write the finished requests
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(scraped.wait(), timeout=self.config["shutdown.grace"])
+            await asyncio.wait_for(scraped.wait(), timeout=self.config.shutdown.grace)
         await self._runners[0].cleanup()
         self.interactions.close()
 

@@ -1,19 +1,31 @@
-"""Configuration: embedded defaults, a user YAML file merged over them, then overrides.
+"""Configuration: embedded defaults, a user YAML file merged over them, then overrides, validated once.
 
 Every option has a dotted path (`limits.max_series_per_metric`). It can be set in the file, by
 `--set PATH=VALUE` on the command line, or by the environment variable `SPANSCOPE__PATH` with `__`
-between the parts (`SPANSCOPE__LIMITS__MAX_SERIES_PER_METRIC=5000`). Errors name the path.
+between the parts (`SPANSCOPE__LIMITS__MAX_SERIES_PER_METRIC=5000`); flags win over the environment,
+the environment over the file. Each section is a pydantic model (`config.limits.series_ttl`) handed
+whole to the part it configures. Errors name the path.
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable
+from itertools import pairwise
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 class ConfigError(ValueError):
@@ -35,168 +47,238 @@ def read_yaml(path: str, setting: str) -> Any:
         raise ConfigError(f"{setting}: {path} is not valid YAML: {exc}") from None
 
 
-# --- validators: each takes (path, value) and returns the cleaned value or raises ConfigError ---
+# --- value types shared by the config and the API models -------------------------------------------
 
-def _positive_int(path, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ConfigError(f"{path}: expected a positive integer, got {v!r}")
-    return v
+def expect(what: str) -> WrapValidator:
+    """Word any failure of the value as `expected WHAT, got VALUE` (pydantic's own wording names types)."""
 
-
-def _seconds(path, v):
-    """Seconds as a number or a Prometheus-style duration string (`500ms`, `30s`, `5m`, `1h`)."""
-    if isinstance(v, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", v)
-        if not m:
-            raise ConfigError(f"{path}: expected seconds or a duration like 30s, got {v!r}")
-        v = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
-        raise ConfigError(f"{path}: expected a non-negative number of seconds, got {v!r}")
-    return float(v)
-
-
-def _address(path, v):
-    if not isinstance(v, str) or not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", v) \
-            or not 0 <= int(v.rsplit(":", 1)[1]) <= 65535:
-        raise ConfigError(f"{path}: expected HOST:PORT, got {v!r}")
-    return v
-
-
-def _optional_str(path, v):
-    if v is not None and not isinstance(v, str):
-        raise ConfigError(f"{path}: expected a string or null, got {v!r}")
-    return v or None
-
-
-def _names(path, v):
-    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise ConfigError(f"{path}: expected a list of names, got {v!r}")
-    return list(v)
-
-
-def _buckets(path, v):
-    if not isinstance(v, list) or not v or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x == x for x in v):
-        raise ConfigError(f"{path}: expected a non-empty list of numbers, got {v!r}")
-    if any(b <= a for a, b in zip(v, v[1:])):
-        raise ConfigError(f"{path}: bucket boundaries must be strictly increasing, got {v!r}")
-    return [float(x) for x in v]
-
-
-def _span_names(path, v):
-    if not isinstance(v, list):
-        raise ConfigError(f"{path}: expected a list of {{pattern, component}}, got {v!r}")
-    out = []
-    for i, item in enumerate(v):
-        if not isinstance(item, dict) or set(item) != {"pattern", "component"}:
-            raise ConfigError(f"{path}[{i}]: expected {{pattern: REGEX, component: NAME}}, got {item!r}")
+    def check(value, handler):
         try:
-            out.append((re.compile(item["pattern"]), str(item["component"])))
-        except re.error as exc:
-            raise ConfigError(f"{path}[{i}].pattern: invalid regular expression: {exc}") from None
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("expected", "expected {what}, got {got}",
+                                      {"what": what, "got": repr(value)}) from None
+
+    return WrapValidator(check)
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (naming them), values are not coerced across types, nothing changes later."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def dotted(loc: tuple) -> str:
+    """("components", "span_names", 0, "pattern") -> components.span_names[0].pattern"""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
     return out
 
 
-def _scenarios(path, v):
-    allowed = {"enable", "disable", "enable_category", "disable_category", "disable_caching"}
-    if not isinstance(v, dict):
-        raise ConfigError(f"{path}: expected a mapping of scenario name to toggles, got {v!r}")
-    for name, spec in v.items():
-        spec = spec or {}
-        if not isinstance(spec, dict) or not set(spec) <= allowed:
-            raise ConfigError(f"{path}.{name}: expected keys among {sorted(allowed)}, got {spec!r}")
-    return {name: dict(spec or {}) for name, spec in v.items()}
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return list(model.model_fields)
 
 
-def _bool(path, v):
-    if not isinstance(v, bool):
-        raise ConfigError(f"{path}: expected true or false, got {v!r}")
+def explain(exc: ValidationError, model: type[BaseModel], unknown: str, root: str) -> str:
+    """`PATH: MESSAGE` for the first error; an unknown key lists the known ones beside it."""
+    err = exc.errors(include_url=False)[0]
+    path = dotted(err["loc"]) or root
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(model, err["loc"][:-1])
+        return f"{path}: {unknown}" + (f" (expected {', '.join(known) or 'none'})" if known is not None else "")
+    if err["type"] == "missing":
+        return f"{path}: missing"
+    if err["type"] == "value_error":
+        return f"{path}: {err['ctx']['error']}"
+    if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{path}: expected a mapping, got {err['input']!r}"
+    return f"{path}: {err['msg'][0].lower()}{err['msg'][1:]}"
+
+
+def _seconds(v):
+    """Seconds as a number or a Prometheus-style duration string (`500ms`, `30s`, `5m`, `1h`, `30d`)."""
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", v)
+        if m:
+            return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
     return v
 
 
-def _optional_positive_int(path, v):
-    return None if v is None else _positive_int(path, v)
+def _port_in_range(v: str) -> str:
+    if int(v.rsplit(":", 1)[1]) > 65535:
+        raise ValueError("port above 65535")
+    return v
 
 
-SCHEMA: dict[str, Callable[[str, Any], Any]] = {
-    "listen.otlp_grpc": _address,
-    "listen.otlp_http": _address,
-    "listen.web": _address,
-    "listen.web_config_file": _optional_str,
-    "components.names": _names,
-    "components.span_names": _span_names,
-    "histograms.duration_buckets": _buckets,
-    "limits.max_body_bytes": _positive_int,
-    "limits.max_grpc_message_bytes": _positive_int,
-    "limits.grpc_calls": _positive_int,
-    "limits.max_series_per_metric": _positive_int,
-    "limits.label_values": _positive_int,
-    "limits.tenant_values": _positive_int,
-    "limits.label_value_length": _positive_int,
-    "limits.series_ttl": _seconds,
-    "limits.ingest_queue": _positive_int,
-    "limits.ingest_bytes": _positive_int,
-    "limits.retry_after": _seconds,
-    "limits.body_timeout": _seconds,
-    "shutdown.grace": _seconds,
-    "traces.finish_delay": _seconds,
-    "traces.timeout": _seconds,
-    "traces.max_pending": _positive_int,
-    "traces.max_spans": _positive_int,
-    "traces.max_pending_spans": _positive_int,
-    "features.file": _optional_str,
-    "features.state_file": _optional_str,
-    "features.window": _seconds,
-    "features.scenarios": _scenarios,
-    "pricing.file": _optional_str,
-    "auth.bearer_token": _optional_str,
-    "auth.bearer_token_file": _optional_str,
-    "feedback.retention": _seconds,
-    "store.enabled": _bool,
-    "store.url": _optional_str,
-    "store.queue_size": _positive_int,
-    "store.batch_size": _positive_int,
-    "store.flush_interval": _seconds,
-    "store.retention": _seconds,
-    "store.max_rows": _optional_positive_int,
-    "store.cleanup_interval": _seconds,
-    "store.user_id_hash": _bool,
-    "store.user_id_salt": _optional_str,
-    "store.user_id_salt_file": _optional_str,
-}
+def _increasing(v: list[float]) -> list[float]:
+    if any(b <= a for a, b in pairwise(v)):
+        raise ValueError(f"bucket boundaries must be strictly increasing, got {v!r}")
+    return v
 
 
-@dataclass(frozen=True)
-class Config:
-    """Validated options, read as `config["limits.series_ttl"]`."""
+def _regex(v):
+    try:
+        return re.compile(v) if isinstance(v, str) else v
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
 
-    values: dict
 
-    def __getitem__(self, path: str) -> Any:
-        return self.values[path]
+PositiveInt = Annotated[int, Field(gt=0), expect("a positive integer")]
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0), expect("seconds or a duration like 30s")]
+Address = Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$"), AfterValidator(_port_in_range),
+                    expect("HOST:PORT")]
+OptionalText = Annotated[str | None, AfterValidator(lambda v: v or None), expect("a string or null")]
+Flag = Annotated[bool, expect("true or false")]
+Names = Annotated[list[Annotated[str, Field(min_length=1)]], expect("a list of names")]
+Buckets = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1),
+                    expect("a non-empty list of numbers"), AfterValidator(_increasing)]
 
-    def bearer_token(self) -> str | None:
-        if self["auth.bearer_token"]:
-            return self["auth.bearer_token"]
-        if self["auth.bearer_token_file"]:
+
+# --- the sections ------------------------------------------------------------------------------------
+
+class Listen(Strict):
+    otlp_grpc: Address
+    otlp_http: Address
+    web: Address
+    web_config_file: OptionalText
+
+
+class SpanName(Strict):
+    """Spans without pipeline.component whose name matches `pattern` (searched) belong to `component`."""
+
+    pattern: Annotated[re.Pattern, BeforeValidator(_regex)]
+    component: Annotated[str, Field(min_length=1)]
+
+
+class Components(Strict):
+    names: Names
+    span_names: list[SpanName]
+
+
+class Histograms(Strict):
+    duration_buckets: Buckets
+
+
+class Limits(Strict):
+    max_body_bytes: PositiveInt
+    max_grpc_message_bytes: PositiveInt
+    grpc_calls: PositiveInt
+    max_series_per_metric: PositiveInt
+    label_values: PositiveInt
+    tenant_values: PositiveInt
+    label_value_length: PositiveInt
+    series_ttl: Seconds
+    ingest_queue: PositiveInt
+    ingest_bytes: PositiveInt
+    retry_after: Seconds
+    body_timeout: Seconds
+
+
+class Traces(Strict):
+    timeout: Seconds  # before finish_delay, which is checked against it
+    finish_delay: Seconds
+    max_pending: PositiveInt
+    max_spans: PositiveInt
+    max_pending_spans: PositiveInt
+
+    @field_validator("finish_delay")
+    @classmethod
+    def _within_timeout(cls, v: float, info) -> float:
+        if "timeout" in info.data and v > info.data["timeout"]:
+            raise ValueError("must not exceed traces.timeout")
+        return v
+
+
+class Shutdown(Strict):
+    grace: Seconds
+
+
+class Scenario(Strict):
+    """Toggles of one what-if scenario (feature_whatif_projected_latency_seconds)."""
+
+    enable: Names = []
+    disable: Names = []
+    enable_category: str | None = None
+    disable_category: str | None = None
+    disable_caching: bool = False
+
+
+class Features(Strict):
+    file: OptionalText
+    state_file: OptionalText
+    window: Seconds
+    scenarios: dict[str, Annotated[Scenario, BeforeValidator(lambda v: {} if v is None else v)]]
+
+    def scenario_specs(self) -> dict[str, dict]:
+        """name -> the toggles it sets, as the what-if projection reads them."""
+        return {name: s.model_dump(exclude_defaults=True) for name, s in self.scenarios.items()}
+
+
+class Pricing(Strict):
+    file: OptionalText
+
+
+class Auth(Strict):
+    bearer_token: OptionalText
+    bearer_token_file: OptionalText
+
+    def token(self) -> str | None:
+        """The bearer token required on write endpoints: the value, or the file's content."""
+        if self.bearer_token:
+            return self.bearer_token
+        if self.bearer_token_file:
             try:
-                with open(self["auth.bearer_token_file"]) as f:
+                with open(self.bearer_token_file) as f:
                     return f.read().strip() or None
             except OSError as exc:
                 raise ConfigError(f"auth.bearer_token_file: cannot read {exc.filename}: {exc.strerror}") from None
         return None
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and not any(path == p for p in SCHEMA):
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
+class Feedback(Strict):
+    retention: Seconds
 
+
+class Store(Strict):
+    enabled: Flag
+    url: OptionalText
+    queue_size: PositiveInt
+    batch_size: PositiveInt
+    flush_interval: Seconds
+    retention: Seconds
+    max_rows: Annotated[int | None, Field(gt=0), expect("a positive integer or null")]
+    cleanup_interval: Seconds
+    user_id_hash: Flag
+    user_id_salt: OptionalText
+    user_id_salt_file: OptionalText
+
+
+class Config(Strict):
+    listen: Listen
+    components: Components
+    histograms: Histograms
+    limits: Limits
+    traces: Traces
+    shutdown: Shutdown
+    features: Features
+    pricing: Pricing
+    auth: Auth
+    feedback: Feedback
+    store: Store
+
+
+# Every option's dotted path (bench/common.py asks whether one exists).
+SCHEMA = frozenset(f"{section}.{key}" for section, field in Config.model_fields.items()
+                   for key in field.annotation.model_fields)
+
+
+# --- loading -----------------------------------------------------------------------------------------
 
 def _parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
@@ -211,21 +293,32 @@ def env_overrides(environ=os.environ) -> list[str]:
             for k, v in sorted(environ.items()) if k.startswith("SPANSCOPE__")]
 
 
+def _merge(tree: dict, sections: Any, origin: str) -> None:
+    """Merge a file's sections over `tree` key by key (a value that is a mapping replaces the whole value)."""
+    if not isinstance(sections, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    for section, options in sections.items():
+        if options is None and isinstance(tree.get(section), dict):
+            continue  # a section whose keys are all commented out
+        if isinstance(options, dict) and isinstance(tree.get(section), dict):
+            tree[section].update(options)
+        else:
+            tree[section] = options
+
+
 def load(path: str | None = None, overrides: list[str] = (), environ=os.environ) -> Config:
     """Defaults, then the file at `path`, then env overrides, then `overrides` (flags)."""
-    merged = _flatten(load_embedded("config.yaml"))
+    tree: dict = {}
+    _merge(tree, load_embedded("config.yaml"), "embedded defaults")
     if path:
-        user = read_yaml(path, "--config") or {}
-        if not isinstance(user, dict):
-            raise ConfigError(f"config file {path}: expected a mapping at the top level")
-        merged.update(_flatten(user))
+        _merge(tree, read_yaml(path, "--config") or {}, f"config file {path}")
     for text in [*env_overrides(environ), *overrides]:
         key, value = _parse_override(text)
-        merged[key] = value
-    unknown = sorted(set(merged) - set(SCHEMA))
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown option (known: {', '.join(sorted(SCHEMA))})")
-    values = {p: SCHEMA[p](p, copy.deepcopy(merged[p])) for p in SCHEMA}
-    if values["traces.finish_delay"] > values["traces.timeout"]:
-        raise ConfigError("traces.finish_delay: must not exceed traces.timeout")
-    return Config(values)
+        section, _, option = key.partition(".")
+        if not option or not isinstance(tree.get(section), dict):
+            raise ConfigError(f"{key}: unknown option (known: {', '.join(sorted(SCHEMA))})")
+        tree[section][option] = value
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, Config, "unknown option", "config")) from None

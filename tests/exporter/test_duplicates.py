@@ -61,9 +61,11 @@ def record(trace: int, span: int, root: bool = False):
 
 
 def test_the_ids_kept_for_duplicate_detection_are_bounded(monkeypatch):
+    from spanscope.config import Traces
     from spanscope.interpret import traces
     monkeypatch.setattr(traces, "REMEMBERED_BYTES", 8 * 25)  # room for the ids of 25 spans
-    assembler = traces.Assembler(finish_delay=0, timeout=60, max_pending=100, max_spans=5)
+    assembler = traces.Assembler(Traces(finish_delay=0, timeout=60, max_pending=100, max_spans=5,
+                                        max_pending_spans=200_000))
     for span in range(1, 50):  # one trace far over max_spans: only the kept spans' ids are held
         assembler.add(record(1, span, root=span == 1), now=0)
     assert len(assembler.pending[record(1, 1).trace_id].span_ids) == 5

@@ -9,7 +9,7 @@ from spanscope.analysis.features import Features, load_catalogue
 from spanscope.analysis.impact import Impact
 from spanscope.analysis.insights import Insights
 from spanscope.analysis.windows import MetricsApi
-from spanscope.web.metrics_api import parse_query
+from spanscope.web.requests import WindowParams, parse_params
 from spanscope.analysis.rollups import Rollups
 
 from test_metrics_windows import BOUNDS, NOW, Clock, summary
@@ -32,7 +32,7 @@ def steady(api, minutes, rng, per_minute=30, base=0.3, sigma=0.01, **kw):
 
 
 def q(minutes):
-    return parse_query({"time_window_minutes": str(minutes)})
+    return parse_params({"time_window_minutes": str(minutes)}, WindowParams).window()
 
 
 def test_steady_noise_raises_no_anomaly(setup):

@@ -6,7 +6,8 @@ import pytest
 from spanscope.metrics.series import Store
 from spanscope.metrics.catalogue import Metrics
 from spanscope.analysis.windows import MetricsApi
-from spanscope.web.metrics_api import ParamError, parse_query
+from spanscope.web.errors import ApiError
+from spanscope.web.requests import WindowParams, parse_params
 from spanscope.analysis.quantiles import histogram_quantile
 from spanscope.interpret.summary import RequestSummary
 from spanscope.analysis.rollups import Rollups
@@ -38,7 +39,7 @@ def api():
 
 
 def q(minutes=5, **kw):
-    return parse_query({"time_window_minutes": str(minutes), **kw})
+    return parse_params({"time_window_minutes": str(minutes), **kw}, WindowParams).window()
 
 
 def test_counts_and_window_edges(api):
@@ -115,5 +116,6 @@ def test_old_data_leaves_the_24h_ring(api):
     ({"window": "5"}, "window"),
 ])
 def test_bad_parameters_name_the_parameter(params, name):
-    with pytest.raises(ParamError, match=f"^{name}:"):
-        parse_query(params)
+    with pytest.raises(ApiError, match=f"^{name}:") as err:
+        parse_params(params, WindowParams)
+    assert err.value.status == 400

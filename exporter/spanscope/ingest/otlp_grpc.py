@@ -14,6 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from ..config import Limits
 from ..decode import otlp
 from .queue import Ingest, Overloaded
 
@@ -81,14 +82,13 @@ class TraceService:
         self.ingest.m.grpc_receiving.set((), self.receiving)
 
 
-def make_server(ingest: Ingest, address: str, max_message_bytes: int, max_calls: int,
-                security=None) -> grpc.aio.Server:
+def make_server(ingest: Ingest, address: str, limits: Limits, security=None) -> grpc.aio.Server:
     server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", limits.max_grpc_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
     export = grpc.stream_unary_rpc_method_handler(
-        TraceService(ingest, max_calls).Export, request_deserializer=None,
+        TraceService(ingest, limits.grpc_calls).Export, request_deserializer=None,
         response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": export}),))
     if security is not None and security.cert_pem:

@@ -17,6 +17,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.rpc import status_pb2
 
+from ..config import Limits
 from ..decode import otlp
 from .queue import Held, Ingest, Overloaded
 
@@ -99,10 +100,10 @@ def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
     return export
 
 
-def make_app(ingest: Ingest, max_body: int, body_timeout: float, middlewares=()) -> web.Application:
+def make_app(ingest: Ingest, limits: Limits, middlewares=()) -> web.Application:
     # Body size and decompression are ours to enforce (streamed, bounded, with a clear message):
     # aiohttp's own transparent decompression would inflate a gzip bomb before we could count it.
-    app = web.Application(client_max_size=max_body + 1, middlewares=list(middlewares),
+    app = web.Application(client_max_size=limits.max_body_bytes + 1, middlewares=list(middlewares),
                           handler_args={"auto_decompress": False})
-    app.router.add_post("/v1/traces", make_handler(ingest, max_body, body_timeout))
+    app.router.add_post("/v1/traces", make_handler(ingest, limits.max_body_bytes, limits.body_timeout))
     return app

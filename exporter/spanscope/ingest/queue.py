@@ -21,6 +21,7 @@ from collections import Counter as Tally
 from collections import deque
 from dataclasses import dataclass
 
+from ..config import Limits, SpanName
 from ..interpret.contract import READER, read_span
 from ..interpret.traces import Assembler
 from ..metrics.catalogue import REJECT_MESSAGES, Metrics
@@ -76,17 +77,17 @@ class Result:
 
 
 class Ingest:
-    def __init__(self, metrics: Metrics, recorder: Recorder, assembler: Assembler, span_names,
-                 queue_size: int, retry_after: float, series_ttl: float, max_bytes: int):
+    def __init__(self, metrics: Metrics, recorder: Recorder, assembler: Assembler, limits: Limits,
+                 span_names: list[SpanName] = ()):
         self.m = metrics
         self.recorder = recorder
         self.assembler = assembler
-        self.span_names = span_names
+        self.span_names = [(s.pattern, s.component) for s in span_names]
         self.reader = READER  # decode hands raw spans of the contract's keys to interpret
-        self.retry_after = retry_after
-        self.series_ttl = series_ttl
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
-        self.max_bytes = max_bytes
+        self.retry_after = limits.retry_after
+        self.series_ttl = limits.series_ttl
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=limits.ingest_queue)
+        self.max_bytes = limits.ingest_bytes
         self.held_bytes = 0  # of every Held; changed on the event loop only
         self.lock = threading.Lock()
         self._logged_errors = 0

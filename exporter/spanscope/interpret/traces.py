@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import OrderedDict, defaultdict
 from typing import Protocol
 
+from ..config import Traces
+
 
 class SpanRecord(Protocol):
     """What assembly and the breakdown read of a span (interpret.contract.SpanRecord has it)."""
@@ -59,13 +61,12 @@ class Trace:
 class Assembler:
     """Buffers spans per trace and hands out finished traces."""
 
-    def __init__(self, finish_delay: float, timeout: float, max_pending: int, max_spans: int,
-                 max_pending_spans: int = 200_000):
-        self.finish_delay = finish_delay
-        self.timeout = timeout
-        self.max_pending = max_pending
-        self.max_spans = max_spans
-        self.max_pending_spans = max_pending_spans
+    def __init__(self, config: Traces):
+        self.finish_delay = config.finish_delay
+        self.timeout = config.timeout
+        self.max_pending = config.max_pending
+        self.max_spans = config.max_spans
+        self.max_pending_spans = config.max_pending_spans
         self.pending: OrderedDict[str, Trace] = OrderedDict()  # insertion order = first seen
         self.pending_spans = 0
         self.early: list[tuple[Trace, str]] = []  # finished at a bound, for take_finished_early

@@ -37,6 +37,8 @@ CHECKPOINT_PAGES = 4000  # on every connection: whichever commits past it checkp
 class StoreDisabled(Exception):
     """store.enabled is false: the API of interactions, users and feedback has nothing to answer with."""
 
+    status = 404  # as the API answers it
+
 
 @dataclass(frozen=True)
 class Dialect:

@@ -1,15 +1,16 @@
-"""User feedback: validation of ratings, the trace context they are labelled with, durable storage, metrics."""
+"""User feedback: the rating model, the trace context they are labelled with, durable storage, metrics."""
 from __future__ import annotations
 
 import contextlib
-import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import AfterValidator, Field
+
+from ..config import Strict, expect
 from ..interpret.summary import RequestSummary
 from .db import StoreDisabled
 
-TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 MAX_COMMENT = 2000
 UNKNOWN = ("unknown", "unknown", "unknown")
 
@@ -20,35 +21,26 @@ class FeedbackError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Rating:
-    interaction_id: str
-    rating: int
-    comment: str | None
+def _meaningful(trace_id: str) -> str:
+    if set(trace_id) == {"0"}:
+        raise ValueError("the all-zero trace id is invalid")
+    return trace_id.lower()
 
 
-def validate(doc) -> Rating:
-    """A Rating from a JSON body, or FeedbackError(400) naming the bad field."""
-    if not isinstance(doc, dict):
-        raise FeedbackError(400, "body: expected a JSON object with interaction_id and rating")
-    unknown = sorted(set(doc) - {"interaction_id", "rating", "comment"})
-    if unknown:
-        raise FeedbackError(400, f"{unknown[0]}: unknown field (expected interaction_id, rating, comment)")
-    iid = doc.get("interaction_id")
-    if not isinstance(iid, str) or not TRACE_ID.fullmatch(iid) or set(iid) == {"0"}:
-        raise FeedbackError(400, "interaction_id: expected the trace id as 32 hex characters")
-    rating = doc.get("rating")
-    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise FeedbackError(400, f"rating: expected an integer from 1 to 5, got {rating!r}")
-    comment = doc.get("comment")
-    if comment is not None:
-        if not isinstance(comment, str):
-            raise FeedbackError(400, "comment: expected a string")
-        if len(comment) > MAX_COMMENT:
-            raise FeedbackError(400, f"comment: at most {MAX_COMMENT} characters, got {len(comment)}")
-        if "\x00" in comment:
-            raise FeedbackError(400, "comment: must not contain NUL characters")
-    return Rating(iid.lower(), rating, comment)
+def _no_nul(text: str | None) -> str | None:
+    if text is not None and "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+class Rating(Strict):
+    """A user's rating of one interaction (the body of POST /api/v1/feedback)."""
+
+    interaction_id: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{32}$"), AfterValidator(_meaningful),
+                              expect("the trace id as 32 hex characters")]
+    rating: Annotated[int, Field(ge=1, le=5), expect("an integer from 1 to 5")]
+    comment: Annotated[str | None, Field(max_length=MAX_COMMENT),
+                       expect(f"a string of at most {MAX_COMMENT} characters"), AfterValidator(_no_nul)] = None
 
 
 class RecentRequests:

@@ -31,7 +31,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..config import Config, ConfigError
+from .. import config
+from ..config import ConfigError
 from ..interpret.summary import RequestSummary
 from . import queries as q
 from .db import (
@@ -54,14 +55,14 @@ RETRY_DELAY_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # after consecutive failed batches
 LOGGED_ERRORS = 20
 
 
-def read_salt(config: Config) -> str | None:
+def read_salt(store: config.Store) -> str | None:
     """The salt of store.user_id_hash (value, or the file's content), or None when hashing is off."""
-    if not config["store.user_id_hash"]:
+    if not store.user_id_hash:
         return None
-    salt = config["store.user_id_salt"]
-    if config["store.user_id_salt_file"]:
+    salt = store.user_id_salt
+    if store.user_id_salt_file:
         try:
-            with open(config["store.user_id_salt_file"]) as f:
+            with open(store.user_id_salt_file) as f:
                 salt = f.read().strip()
         except OSError as exc:
             raise ConfigError(f"store.user_id_salt_file: cannot read {exc.filename}: {exc.strerror}") from None
@@ -104,14 +105,11 @@ class InteractionStore:
         self._logged = 0
 
     @classmethod
-    def from_config(cls, config: Config) -> InteractionStore:
-        store = cls(parse_url(config["store.url"]), UserIds(config["store.user_id_hash"], read_salt(config)),
-                    queue_size=config["store.queue_size"], batch_size=config["store.batch_size"],
-                    flush_interval=config["store.flush_interval"],
-                    retention=config["store.retention"], feedback_retention=config["feedback.retention"],
-                    max_rows=config["store.max_rows"], cleanup_interval=config["store.cleanup_interval"],
-                    enabled=config["store.enabled"])
-        return store
+    def from_config(cls, store: config.Store, feedback: config.Feedback) -> InteractionStore:
+        return cls(parse_url(store.url), UserIds(store.user_id_hash, read_salt(store)),
+                   queue_size=store.queue_size, batch_size=store.batch_size, flush_interval=store.flush_interval,
+                   retention=store.retention, feedback_retention=feedback.retention, max_rows=store.max_rows,
+                   cleanup_interval=store.cleanup_interval, enabled=store.enabled)
 
     def open(self) -> None:
         """Connect both connections and migrate the schema; ConfigError naming the path when unusable."""

@@ -1,21 +1,22 @@
 """The JSON API on :8889: features, impact, what-if, breakdown, experiments, feedback.
 
-Errors are JSON `{"error": MESSAGE, "status": CODE}` with the right 4xx. Write methods require the
-bearer token when one is configured (compared in constant time).
+Bodies are parsed by the models of web/requests.py; errors are JSON `{"error": MESSAGE, "status": CODE}`
+with the right 4xx (web/errors.py). Write methods require the bearer token when one is configured
+(compared in constant time).
 """
 from __future__ import annotations
 
 import hmac
-import json
 
 from aiohttp import web
 
 from ..analysis.experiments import Experiments
-from ..analysis.features import Feature, FeatureError, Features
+from ..analysis.features import Feature, Features
 from ..analysis.impact import Impact
-from ..store.feedback import Feedback, FeedbackError, validate
+from ..store.feedback import Feedback, Rating
 from .endpoints import lock_free
-from .errors import error
+from .errors import ApiError
+from .requests import FeatureUpdate, RolloutStart, parse_body
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -33,22 +34,11 @@ def auth_middleware(token_source):
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
             sent = value.strip() if scheme.lower() == "bearer" else request.headers.get("X-Spanscope-Token", "")
             if not hmac.compare_digest(sent.encode(), token.encode()):
-                return error(401, "missing or wrong bearer token: send Authorization: Bearer <token>",
-                             {"WWW-Authenticate": 'Bearer realm="spanscope"'})
+                raise ApiError(401, "missing or wrong bearer token: send Authorization: Bearer <token>",
+                               {"WWW-Authenticate": 'Bearer realm="spanscope"'})
         return await handler(request)
 
     return check
-
-
-async def json_body(request: web.Request):
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(text=json.dumps({"error": "send Content-Type: application/json",
-                                                            "status": 415}), content_type="application/json")
-    try:
-        return json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"body: invalid JSON ({exc})", "status": 400}),
-                                 content_type="application/json") from None
 
 
 def names_param(request: web.Request, key: str) -> list[str]:
@@ -99,24 +89,15 @@ class Api:
     async def put_feature(self, request):
         name = request.match_info["name"]
         self.features.get(name)
-        doc = await json_body(request)
-        if not isinstance(doc, dict) or not doc or set(doc) - {"enabled", "rollout_percentage"}:
-            return error(400, "body: expected {\"enabled\": true|false} and/or {\"rollout_percentage\": 0-100}")
-        if "enabled" in doc and not isinstance(doc["enabled"], bool):
-            return error(400, "enabled: expected true or false")
-        self.features.update(name, doc.get("enabled"), doc.get("rollout_percentage"))
+        change = await parse_body(request, FeatureUpdate)
+        self.features.update(name, change.enabled, change.rollout_percentage)
         return await self.get_feature(request)
 
     async def start_rollout(self, request):
         name = request.match_info["name"]
         self.features.get(name)
-        doc = await json_body(request)
-        if not isinstance(doc, dict) or not isinstance(doc.get("strategy"), str):
-            return error(400, "strategy: expected linear, exponential or canary")
-        step = doc.get("step")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))):
-            return error(400, "step: expected a percentage")
-        self.features.start_rollout(name, doc["strategy"], step)
+        rollout = await parse_body(request, RolloutStart)
+        self.features.start_rollout(name, rollout.strategy, rollout.step)
         return await self.get_feature(request)
 
     async def advance_rollout(self, request):
@@ -157,25 +138,13 @@ class Api:
         flag = request.match_info["flag"]
         result = self.experiments.compare(flag)
         if result is None:
-            return error(404, f"no requests have evaluated flag {flag!r} yet")
+            raise ApiError(404, f"no requests have evaluated flag {flag!r} yet")
         return web.json_response(result)
 
     @lock_free  # waits for the database commit; Feedback takes the ingest lock for the metrics only
     async def post_feedback(self, request):
-        rating = validate(await json_body(request))
-        status, doc = await self.feedback.submit(rating)
+        status, doc = await self.feedback.submit(await parse_body(request, Rating))
         return web.json_response(doc, status=status)
-
-
-@web.middleware
-async def api_errors(request: web.Request, handler):
-    """Domain errors become JSON answers with their status."""
-    try:
-        return await handler(request)
-    except (FeatureError, FeedbackError) as exc:
-        return error(exc.status, str(exc))
-    except OSError as exc:  # e.g. the state file cannot be written
-        return error(500, f"could not persist the change: {exc.strerror or exc}")
 
 
 def add_routes(app: web.Application, api: Api) -> None:

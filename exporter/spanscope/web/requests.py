@@ -1,0 +1,146 @@
+"""What API requests may carry: models of the JSON bodies and query strings, and the two functions
+that parse a request into one (ApiError 400 naming the field or parameter, 415 for a body not in JSON)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+from aiohttp import web
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from ..analysis.windows import Query as Window
+from ..config import Strict, expect, explain
+from .errors import ApiError
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 100
+MAX_HOURS = 24 * 366
+M = TypeVar("M", bound=Strict)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body as `model`; malformed, too deeply nested or of the wrong shape -> 400 naming the field."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "send Content-Type: application/json")
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise ApiError(400, explain(exc, model, "unknown field", "body")) from None
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`: an unknown or bad parameter -> 400 naming it."""
+    for name, value in [*request.query.items(), *request.match_info.items()]:
+        if "\x00" in value:
+            raise ApiError(400, f"{name}: must not contain NUL characters")
+    return parse_params(request.query, model)
+
+
+def parse_params(params: Mapping[str, str], model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise ApiError(400, explain(exc, model, "unknown parameter", "query")) from None
+
+
+# --- bodies ------------------------------------------------------------------------------------------
+
+class FeatureUpdate(Strict):
+    """PUT /api/features/{name}"""
+
+    enabled: Annotated[bool | None, expect("true or false")] = None
+    rollout_percentage: Annotated[float | None, Field(ge=0, le=100), expect("a number from 0 to 100")] = None
+
+    @model_validator(mode="after")
+    def _something(self) -> FeatureUpdate:
+        if not self.model_fields_set:
+            raise ValueError('expected {"enabled": true|false} and/or {"rollout_percentage": 0-100}')
+        return self
+
+
+class RolloutStart(Strict):
+    """POST /api/features/{name}/rollout"""
+
+    strategy: Annotated[str, expect("linear, exponential or canary")]
+    step: Annotated[float | None, expect("a percentage")] = None
+
+
+# --- query strings (their values arrive as text: converted, not strict) -------------------------------
+
+class Params(Strict, strict=False):
+    """Query-string values arrive as text: converted to the field's type, not refused for being text."""
+
+
+def _not_empty(v: str) -> str:
+    if not v:
+        raise ValueError("must not be empty")
+    return v
+
+
+def _epoch_seconds(raw):
+    """Seconds since the epoch, or an ISO 8601 time (UTC when it names no offset)."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite time, got {raw!r}")
+        return value
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise ValueError(f"expected seconds since the epoch or an ISO 8601 time like "
+                         f"2026-01-31T12:00:00Z, got {raw!r}") from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
+Filter = Annotated[str | None, AfterValidator(_not_empty)]
+
+
+class WindowParams(Params):
+    """GET /api/metrics/{view}, /api/insights, /api/recommendations"""
+
+    time_window_minutes: Annotated[int, Field(ge=5, le=1440), expect("an integer from 5 to 1440")] = 60
+    service: Filter = None
+    mode: Filter = None
+    operation: Filter = None
+
+    def window(self) -> Window:
+        return Window(self.time_window_minutes, self.service, self.mode, self.operation)
+
+
+class Page(Params):
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), expect(f"an integer from 1 to {MAX_LIMIT}")] = DEFAULT_LIMIT
+    offset: Annotated[int, Field(ge=0, le=10 ** 9), expect(f"an integer from 0 to {10 ** 9}")] = 0
+
+
+class FeedbackParams(Page):
+    """GET /api/v1/feedback"""
+
+    max_rating: Annotated[int, Field(ge=1, le=5), expect("an integer from 1 to 5")] = 5
+    since: Annotated[float | None, BeforeValidator(_epoch_seconds)] = None
+    service: Annotated[str | None, AfterValidator(lambda v: v or None)] = None
+
+
+class HoursParams(Params):
+    """GET /api/v1/users/{user_id}/stats"""
+
+    hours: Annotated[float, Field(gt=0, le=MAX_HOURS, allow_inf_nan=False),
+                     expect(f"a number of hours above 0 and at most {MAX_HOURS}")] = 24.0
+
+
+class CostsParams(HoursParams, Page):
+    """GET /api/v1/costs/by-user"""
+
+
+class NoParams(Params):
+    """Endpoints that take no query parameters."""

@@ -149,6 +149,7 @@ def run(setup: str, calls: dict, packages: list[str], settle: float = 5.0) -> No
                        if k.startswith(("OTEL_", "ANTHROPIC_OPEN_TELEMETRY", "LITELLM_", "TRACELOOP_", "OPENLIT_"))
                        and "URL" not in k and "ENDPOINT" not in k},
                "calls": {}}
+    unexpected = []
     for name, call in calls.items():
         error = None
         try:
@@ -156,6 +157,7 @@ def run(setup: str, calls: dict, packages: list[str], settle: float = 5.0) -> No
         except Exception as e:  # noqa: BLE001 - the error call is meant to raise; record what any call raised
             error = f"{type(e).__name__}: {e}"[:300]
             if name != "error":
+                unexpected.append(name)
                 traceback.print_exc()
         _settle(settle)
         spans = SPANS.get_finished_spans()
@@ -170,3 +172,5 @@ def run(setup: str, calls: dict, packages: list[str], settle: float = 5.0) -> No
     with open(sys.argv[2], "w") as f:
         json.dump(capture, f, indent=1, sort_keys=False)
         f.write("\n")
+    if unexpected:
+        sys.exit(f"{setup}: these calls raised: {', '.join(unexpected)}")

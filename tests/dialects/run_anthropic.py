@@ -4,6 +4,7 @@ The 2.x SDK traces its own calls (scope com.anthropic.sdk.python) to the global 
 default; capture.py turns that off with ANTHROPIC_OPEN_TELEMETRY=false for anthropic-openllmetry.
 """
 import sys
+from pathlib import Path
 
 import anthropic
 
@@ -23,7 +24,7 @@ def instrument() -> list[str]:
         return []
     if SETUP == "anthropic-openlit":
         import openlit
-        openlit.init(disable_metrics=True)
+        openlit.init(disable_metrics=True, pricing_json=str(Path(__file__).with_name("openlit_pricing.json")))
         return ["openlit"]
     raise SystemExit(f"unknown setup {SETUP}")
 

@@ -1,5 +1,6 @@
 """The openai SDK's calls under one instrumentation: `python run_openai.py SETUP OUT.json`."""
 import sys
+from pathlib import Path
 
 import openai
 
@@ -25,7 +26,7 @@ def instrument() -> list[str]:
         return ["opentelemetry-instrumentation-openai-v2", "opentelemetry-util-genai"]
     if SETUP == "openai-openlit":
         import openlit
-        openlit.init(disable_metrics=True)
+        openlit.init(disable_metrics=True, pricing_json=str(Path(__file__).with_name("openlit_pricing.json")))
         return ["openlit"]
     raise SystemExit(f"unknown setup {SETUP}")
 

@@ -10,7 +10,8 @@ the instrumentations around them parse it as they would the real thing:
   Anthropic  POST /v1/messages          (stream=true: message_start ... message_stop)
 
 Usage numbers are fixed and distinct (see the constants) so a capture shows which number an
-instrumentation put where. A model name containing "ratelimited" gets the provider's 429.
+instrumentation put where. A model name containing "ratelimited", or any path under /ratelimited/
+(for clients that check model names), gets the provider's 429.
 A model name starting with "o" (o3, o4-mini: OpenAI's reasoning models) reports reasoning tokens;
 an Anthropic request with `thinking` enabled gets a thinking block first.
 """
@@ -61,6 +62,10 @@ def _openai_rate_limited(model: str) -> web.Response:
                   "type": "tokens", "param": None, "code": "rate_limit_exceeded"}})
 
 
+def _rate_limited(request: web.Request, body: dict) -> bool:
+    return "ratelimited" in body["model"] or request.path.startswith("/ratelimited/")
+
+
 def _sse(events: list[tuple[str | None, object]]) -> bytes:
     lines = []
     for event, data in events:
@@ -81,7 +86,7 @@ async def _stream(request: web.Request, body: bytes) -> web.StreamResponse:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    if "ratelimited" in body["model"]:
+    if _rate_limited(request, body):
         return _openai_rate_limited(body["model"])
     model = _openai_model(body["model"])
     head = {"id": "chatcmpl-fake", "created": 1700000000, "model": model,
@@ -108,7 +113,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def responses(request: web.Request) -> web.Response:
     body = await request.json()
-    if "ratelimited" in body["model"]:
+    if _rate_limited(request, body):
         return _openai_rate_limited(body["model"])
     model = _openai_model(body["model"])
     u = _openai_usage(model)
@@ -127,7 +132,7 @@ async def responses(request: web.Request) -> web.Response:
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await request.json()
-    if "ratelimited" in body["model"]:
+    if _rate_limited(request, body):
         return _openai_rate_limited(body["model"])
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
     if body.get("encoding_format") == "base64":  # the openai SDK asks for base64 and decodes it
@@ -141,7 +146,7 @@ async def embeddings(request: web.Request) -> web.Response:
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    if "ratelimited" in body["model"]:
+    if _rate_limited(request, body):
         return web.json_response(status=429, headers={"retry-after": "20", "request-id": "req_fake429"}, data={
             "type": "error", "request_id": "req_fake429",
             "error": {"type": "rate_limit_error",
@@ -191,3 +196,5 @@ class FakeProviders(BackgroundApp):
         app.router.add_post("/v1/responses", responses)
         app.router.add_post("/v1/embeddings", embeddings)
         app.router.add_post("/v1/messages", anthropic_messages)
+        for route in app.router.routes():
+            app.router.add_route(route.method, "/ratelimited" + route.resource.canonical, route.handler)

@@ -68,7 +68,10 @@ def _log_capture():
     try:
         from opentelemetry._logs import set_logger_provider
         from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
+        from opentelemetry.sdk._logs.export import (
+            InMemoryLogExporter,
+            SimpleLogRecordProcessor,
+        )
     except ImportError:
         return None, None
     logs = InMemoryLogExporter()

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import anthropic
-
 from harness import API_KEY, URL, app_span, run
 
 SETUP = sys.argv[1]

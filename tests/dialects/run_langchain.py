@@ -5,13 +5,12 @@ so the spans are LangChain's alone (no openai-SDK instrumentation underneath).
 """
 import sys
 
+from harness import API_KEY, URL, app_span, run
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
-
-from harness import API_KEY, URL, app_span, run
 
 SETUP = sys.argv[1]
 

@@ -9,7 +9,6 @@ import sys
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
-
 from harness import API_KEY, URL, app_span, run  # noqa: E402
 
 SETUP = sys.argv[1]

@@ -4,13 +4,12 @@
 """
 import sys
 
+from harness import API_KEY, URL, app_span, run
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.llms import ChatMessage
 from llama_index.embeddings.openai import OpenAIEmbedding
 from llama_index.llms.openai import OpenAI
 from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
-
-from harness import API_KEY, URL, app_span, run
 
 SETUP = sys.argv[1]
 LlamaIndexInstrumentor().instrument()

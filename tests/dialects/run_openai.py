@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 import openai
-
 from harness import API_KEY, URL, app_span, run
 
 SETUP = sys.argv[1]

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from capture import SETUPS
 from fake_providers import ANTHROPIC_USAGE, OPENAI_USAGE
 

@@ -22,7 +22,6 @@ import json
 import struct
 
 from aiohttp import web
-
 from background_app import BackgroundApp
 
 REPLY = "It is sunny."

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint dashboards system-deps clean
+.PHONY: run test test-fast bench lint dashboards dialect-captures system-deps clean
 
 # The package is installed in editable mode: only its metadata and the native reader need a reinstall.
 $(STAMP): exporter/pyproject.toml exporter/setup.py exporter/spanscope/decode/_otlpwire.c \
@@ -33,6 +33,11 @@ bench: $(STAMP)
 dashboards: $(STAMP)
 	$(PY) grafana/generate.py
 
+# Each GenAI instrumentation in its own pinned virtualenv (.venv-dialects/) against the fake providers;
+# refreshes tests/dialects/captures/. Slow (installs many libraries): not part of `make test`.
+dialect-captures: $(STAMP)
+	$(PY) tests/dialects/capture.py
+
 lint: $(STAMP) system-deps
 	promtool check config prometheus/prometheus.yml
 	promtool check rules --lint=all --lint-fatal prometheus/rules/*.yml
@@ -40,4 +45,4 @@ lint: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-dialects .pytest_cache

@@ -10,7 +10,7 @@ import yaml
 from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
 from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
-from fake_llm import ANTHROPIC_USAGE, OPENAI_USAGE, FakeLLM
+from fake_providers import ANTHROPIC_USAGE, OPENAI_USAGE, FakeProviders
 from processes import start_exporter, wait_until
 from sdk import http_exporter, provider, scrape, value
 
@@ -35,7 +35,7 @@ def test_openai_and_anthropic_tokens_and_cost_match_the_pricing_table(exporter):
     OpenAIInstrumentor().instrument(tracer_provider=tp)
     AnthropicInstrumentor().instrument(tracer_provider=tp)
     try:
-        with FakeLLM() as llm:
+        with FakeProviders() as llm:
             oa = openai.OpenAI(base_url=llm.url + "/v1", api_key="test-key", max_retries=0)
             for _ in range(3):
                 oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])

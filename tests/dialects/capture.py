@@ -1,0 +1,116 @@
+"""Refresh the dialect captures: `python tests/dialects/capture.py [--repin] [setup...]`.
+
+Each setup runs one script (run_<library>.py) inside its own virtualenv, built under .venv-dialects/
+from the pinned requirements file setups/<venv>.txt; several setups share a virtualenv when their
+libraries install together. The script talks to the fake providers server that this driver starts on
+loopback and writes captures/<setup>.json.
+
+--repin installs the newest releases of setups/<venv>.in into a fresh virtualenv and writes what
+pip chose to setups/<venv>.txt: run it to move the pins to what the registry serves today.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from fake_providers import FakeProviders  # noqa: E402
+
+VENVS = Path(os.environ.get("DIALECTS_VENVS", ROOT / ".venv-dialects"))
+LATEST = {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    venv: str  # setups/<venv>.txt
+    script: str  # run_<library>.py
+    env: dict = field(default_factory=dict)
+    reason: str = ""  # why the setup is skipped, when it is
+
+
+SETUPS = {
+    "openai-openllmetry": Setup("openllmetry", "run_openai.py"),
+    "openai-openinference": Setup("openinference", "run_openai.py"),
+    "openai-otel-v2": Setup("otel-v2", "run_openai.py"),
+    "openai-otel-v2-latest": Setup("otel-v2", "run_openai.py", LATEST),
+    "openai-openlit": Setup("openlit", "run_openai.py"),
+    # The anthropic SDK (2.x) traces its own calls to the global tracer provider unless told not to.
+    "anthropic-openllmetry": Setup("openllmetry", "run_anthropic.py", {"ANTHROPIC_OPEN_TELEMETRY": "false"}),
+    "anthropic-native": Setup("openllmetry", "run_anthropic.py"),
+    "anthropic-both": Setup("openllmetry", "run_anthropic.py"),
+    "anthropic-openlit": Setup("openlit", "run_anthropic.py"),
+    "langchain-openllmetry": Setup("langchain", "run_langchain.py"),
+    "langchain-openinference": Setup("langchain", "run_langchain.py"),
+    "litellm-otel": Setup("litellm", "run_litellm.py"),
+    "litellm-otel-latest": Setup("litellm", "run_litellm.py", LATEST),
+    "llamaindex-openinference": Setup("llamaindex", "run_llamaindex.py"),
+}
+
+
+def _pip(python: Path, *args: str) -> None:
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args], check=True)
+
+
+def ensure_venv(name: str, repin: bool) -> Path:
+    """The setup's virtualenv, rebuilt when its pinned requirements changed."""
+    path, pins = VENVS / name, HERE / "setups" / f"{name}.txt"
+    python, stamp = path / "bin" / "python", path / ".pins"
+    if repin:
+        shutil.rmtree(path, ignore_errors=True)
+        venv.create(path, with_pip=True)
+        _pip(python, "-r", str(HERE / "setups" / f"{name}.in"))
+        frozen = subprocess.run([str(python), "-m", "pip", "freeze", "--exclude-editable"],
+                                check=True, capture_output=True, text=True).stdout
+        pins.write_text(f"# pip freeze of setups/{name}.in (capture.py --repin)\n" + frozen)
+    digest = hashlib.sha256(pins.read_bytes()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == digest):
+        if not python.exists():
+            venv.create(path, with_pip=True)
+        _pip(python, "-r", str(pins))
+        stamp.write_text(digest)
+    return python
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repin", action="store_true", help="re-resolve setups/<venv>.in to today's releases")
+    parser.add_argument("setups", nargs="*", choices=[[], *SETUPS], help="default: all")
+    args = parser.parse_args()
+    names = args.setups or list(SETUPS)
+    failed, repinned = [], set()
+    with FakeProviders() as server:
+        for name in names:
+            setup = SETUPS[name]
+            if setup.reason:
+                print(f"{name}: skipped: {setup.reason}")
+                continue
+            python = ensure_venv(setup.venv, args.repin and setup.venv not in repinned)
+            repinned.add(setup.venv)
+            # No proxy, the fake server for every SDK that reads a base URL from the environment.
+            env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+            env.update(FAKE_PROVIDERS_URL=server.url, OPENAI_BASE_URL=server.url + "/v1",
+                       ANTHROPIC_BASE_URL=server.url, OPENAI_API_KEY="sk-fake-dialects",
+                       ANTHROPIC_API_KEY="sk-ant-fake-dialects", NO_PROXY="*", PYTHONPATH=str(HERE),
+                       **setup.env)
+            out = HERE / "captures" / f"{name}.json"
+            result = subprocess.run([str(python), str(HERE / setup.script), name, str(out)], env=env, timeout=600)
+            if result.returncode:
+                failed.append(name)
+            print(f"{name}: {'failed' if result.returncode else 'captured'} -> {out.relative_to(ROOT)}")
+    if failed:
+        print("failed:", " ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -206,14 +206,15 @@ def _exporter_accepts(path: str) -> bool:
 
 @on_free_ports
 def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exporter",
-                   env: dict | None = None) -> Server:
+                   env: dict | None = None, python: str = PYTHON) -> Server:
     """`python -m spanscope.cli` on free loopback ports, as tests/support/processes.py starts it.
 
     `settings` are config paths -> values passed with --set (the rest is the embedded default
-    config, i.e. every feature on); `env` is added to the environment.
+    config, i.e. every feature on); `env` is added to the environment; `python` is the interpreter,
+    i.e. the venv whose spanscope runs (another's: an earlier build, bench/run.py --reference).
     """
     http, grpc, web = free_port(), free_port(), free_port()
-    cmd = [PYTHON, "-m", "spanscope.cli", "--log-level", "warning",
+    cmd = [python, "-m", "spanscope.cli", "--log-level", "warning",
            "--otlp-http", f"127.0.0.1:{http}", "--otlp-grpc", f"127.0.0.1:{grpc}", "--web", f"127.0.0.1:{web}"]
     settings = dict(settings or {})
     if _exporter_accepts("shutdown.grace"):  # do not wait for a last scrape when the bench stops it

@@ -7,9 +7,8 @@ bench payloads (bench/payloads.py) without any server, and reports CPU microseco
 decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read + record
 + trace assembly), finish (Ingest.finish_traces: trace breakdown, request metrics and the sinks),
 and each sink of the recorder. `--gc` compares the cyclic garbage collector's share; `--cprofile N`
-prints the top N functions by own time (the native span reader, decode/_otlpwire.c, counts as one
-function). Single-threaded, so the numbers add up; the server adds HTTP/gRPC handling and any thread
-hand-off on top (compare with run.py's spans per core).
+prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
+HTTP/gRPC handling and any thread hand-off on top (compare with run.py's spans per core).
 """
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ from common import fresh_traces, trace_id_offsets  # noqa: E402
 def measure(args) -> dict:
     from spanscope.app import Exporter
     from spanscope.config import load
-    from spanscope.decode.otlp import read_protobuf
     from spanscope.interpret.contract import read_span
+    from spanscope.decode.otlp import read_protobuf
 
     batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
     offsets = [trace_id_offsets(b) for b in batches]
@@ -122,9 +121,7 @@ def main(argv=None) -> None:
 
     result = asyncio.run(run())
     cycle = result.pop("_cycle")
-    from spanscope.decode.wire import NATIVE_READER
-    reader = "native" if NATIVE_READER else "python"
-    print(f"{result['spans']} spans, gc {result['gc']}, reader {reader}: {result['total_us']} us/span CPU "
+    print(f"{result['spans']} spans, gc {result['gc']}, {result['total_us']} us/span CPU "
           f"= {result['spans_per_cpu_s']} spans per CPU second")
     print(f"  decode {result['decode_us']} us | process {result['process_us']} us "
           f"(read_span alone {result['read_span_us']} us) | finish_traces {result['finish_us']} us")

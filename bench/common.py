@@ -125,14 +125,15 @@ def fresh_traces(payload: bytes, offsets: list[int], replay: int) -> bytes:
 # --- servers ---------------------------------------------------------------------------------
 
 def start_exporter(workdir: Path, settings: dict | None = None, name: str = "exporter",
-                   env: dict | None = None) -> Process:
+                   env: dict | None = None, python: str = PYTHON) -> Process:
     """The exporter on free loopback ports (scripts/processes.py), logging warnings only.
 
     `settings` are config paths -> values passed with --set (the rest is the embedded default
-    config, i.e. every feature on); `env` is added to the environment.
+    config, i.e. every feature on); `env` is added to the environment; `python` is the interpreter,
+    i.e. the venv whose spanscope runs (another's: an earlier build, bench/run.py --reference).
     """
     return processes.start_exporter(workdir, settings=settings, extra_args=["--log-level", "warning"],
-                                    env=env, name=name)
+                                    env=env, name=name, python=python)
 
 
 @on_free_ports

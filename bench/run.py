@@ -7,9 +7,10 @@ Sections:
                one labels().observe() per span); the ceiling (decode + walk every attribute,
                in-process). Per target: spans/s, server CPU seconds, spans per CPU second (per core),
                p50/p99 request latency, peak RSS, and the latency of a scrape every 0.5 s during the
-               measured window. Ratios exporter/baseline and exporter/ceiling per core; and the
-               exporter running its Cython-compiled modules from source (source-http), for the
-               ratio compiled / source. The targets run in --rounds passes (3), every other one in
+               measured window. Ratios exporter/baseline and exporter/ceiling per core; with
+               --reference PYTHON also the exporter installed in that interpreter's venv (an
+               earlier build, reference-http), for the ratio exporter / reference. The targets run
+               in --rounds passes (3), every other one in
                reverse order; per target the median round is reported, each ratio is the median of
                the ratios within each round, and results["throughput_rounds"] holds every round.
   scrape       /metrics scrape time (text and OpenMetrics) at 10 000 and 100 000 series.
@@ -52,10 +53,10 @@ from common import (
 )
 from spanscope.store.db import redact
 
-ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "source-http", "baseline-grpc", "exporter-grpc"]
-# source-http: the exporter running its Cython-compiled modules from their Python source (what an
-# install without a C compiler or Cython runs), for the ratio compiled / source.
-SOURCE_ENV = {"SPANSCOPE_NO_COMPILED": "1"}
+ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "reference-http", "baseline-grpc", "exporter-grpc"]
+# reference-http: the exporter of another venv (--reference PYTHON, e.g. an earlier commit's build)
+# with the same payloads, config and rounds, for the ratio exporter / reference. Only with --reference.
+REFERENCE = "reference-http"
 OTLP_URL = {"http": "traces", "grpc": "grpc"}  # which of a server's urls a protocol's load goes to
 SECTIONS = ["throughput", "scrape", "cardinality"]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -95,8 +96,11 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="short run (~2 s per target) for a smoke check")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run (default: {','.join(SECTIONS)})")
-    p.add_argument("--targets", default=",".join(ALL_TARGETS),
-                   help=f"throughput targets (default: {','.join(ALL_TARGETS)})")
+    p.add_argument("--targets",
+                   help=f"throughput targets (default: {','.join(ALL_TARGETS)}; {REFERENCE} only with --reference)")
+    p.add_argument("--reference", metavar="PYTHON",
+                   help=f"the python executable of a venv with another spanscope installed (e.g. an earlier "
+                        f"commit's): runs it as target {REFERENCE}, beside the others in every round")
     p.add_argument("--duration", type=float, help="seconds measured per throughput target (10; quick 2)")
     p.add_argument("--warmup", type=float, help="seconds of load before measuring (3; quick 0.5)")
     p.add_argument("--rounds", type=int,
@@ -134,7 +138,8 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.sections = [s for s in args.sections.split(",") if s]
-    args.targets = [t for t in args.targets.split(",") if t]
+    args.targets = ([t for t in args.targets.split(",") if t] if args.targets
+                    else [t for t in ALL_TARGETS if t != REFERENCE or args.reference])
     args.scrape_series = [int(x) for x in str(args.scrape_series).split(",") if x]
     for s in args.sections:
         if s not in SECTIONS:
@@ -142,6 +147,8 @@ def parse_args(argv=None):
     for t in args.targets:
         if t not in ALL_TARGETS:
             p.error(f"unknown target {t!r}; choose from {ALL_TARGETS}")
+    if REFERENCE in args.targets and not args.reference:
+        p.error(f"target {REFERENCE}: give the reference's python with --reference PYTHON")
     for setting in args.exporter_set:
         if "=" not in setting:
             p.error(f"--set {setting!r}: expected PATH=VALUE")
@@ -181,7 +188,8 @@ def metric_sums(metrics_url: str, names: list[str]) -> dict:
 
 
 def build_info(metrics_url: str) -> dict:
-    """The labels of spanscope_build_info: which reader and whether the hot path runs compiled."""
+    """The labels of spanscope_build_info: version, Python, which span reader (and whatever else an
+    earlier build labelled it with)."""
     from prometheus_client.parser import text_string_to_metric_families
     with urllib.request.urlopen(metrics_url, timeout=60) as resp:
         text = resp.read().decode()
@@ -248,9 +256,9 @@ def throughput(args, workdir: Path, payload_file: Path) -> list[dict]:
                                 "--warmup", str(args.warmup), "--duration", str(args.duration)], timeout)
             else:
                 kind, protocol = target.split("-")
-                env = SOURCE_ENV if kind == "source" else None
+                python = args.reference if kind == "reference" else PYTHON
                 server = (start_baseline(workdir, DURATION_BUCKETS, name=target) if kind == "baseline"
-                          else start_exporter(workdir, settings, name=target, env=env))
+                          else start_exporter(workdir, settings, name=target, python=python))
                 with server:
                     scrapes = LoadedScrapes(server.urls["metrics"], args.warmup)
                     scrapes.start()
@@ -309,7 +317,7 @@ RATIOS = {  # name: (numerator, denominator), spans per core of targets measured
     "exporter_vs_ceiling_http": ("exporter_http", "ceiling"),
     "exporter_vs_ceiling_grpc": ("exporter_grpc", "ceiling"),
     "baseline_vs_ceiling_http": ("baseline_http", "ceiling"),
-    "compiled_vs_source_http": ("exporter_http", "source_http"),
+    "exporter_vs_reference_http": ("exporter_http", "reference_http"),
 }
 
 
@@ -496,11 +504,18 @@ def markdown(result: dict) -> str:
                   f"| exporter / baseline | {cell('exporter_vs_baseline_http')} "
                   f"| {cell('exporter_vs_baseline_grpc')} |",
                   f"| exporter / ceiling | {cell('exporter_vs_ceiling_http')} | {cell('exporter_vs_ceiling_grpc')} |",
-                  f"| exporter, compiled / from source | {cell('compiled_vs_source_http')} | – |", ""]
-        builds = [f"{key.replace('_', ' ')}: reader {b.get('reader')}, compiled {b.get('compiled')}"
+                  *([f"| exporter / reference | {cell('exporter_vs_reference_http')} | – |"]
+                    if "reference_http" in tp else []), ""]
+        builds = [f"{key.replace('_', ' ')}: " + ", ".join(f"{label} {value}" for label, value in b.items())
                   for key, r in tp.items() for b in [r.get("build")] if b]
         if builds:
             lines += ["Exporter builds: " + "; ".join(builds) + ".", ""]
+        ref = result.get("reference")
+        if ref:
+            git = ref["git"]
+            modified = " + uncommitted exporter changes" if git.get("exporter_modified") else ""
+            lines += [f"Reference: spanscope {ref['version']} of {ref['path']} (commit {git.get('commit')}{modified}), "
+                      f"Python {ref['python_version']} ({ref['python']}).", ""]
     sc = result.get("scrape") or {}
     if sc:
         lines += ["| scrape | series (label sets) | text median / p99 ms | OpenMetrics median / p99 ms | text bytes |",
@@ -543,6 +558,7 @@ def main(argv=None) -> int:
             "platform": platform.platform(), "protobuf": _protobuf_info(), "uvloop": _has("uvloop"),
             "git": _git()}
     log(f"spanscope bench: load average at start {host['loadavg_start']}")
+    reference = reference_info(args.reference) if REFERENCE in args.targets and "throughput" in args.sections else None
     tmp = tempfile.TemporaryDirectory(prefix="spanscope-bench-") if not args.workdir else None
     workdir = Path(args.workdir or tmp.name)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -553,6 +569,8 @@ def main(argv=None) -> int:
         "options": {k: [redact(x) for x in v] if k == "exporter_set" else v
                     for k, v in vars(args).items() if k not in ("out", "workdir")},
     }
+    if reference:
+        result["reference"] = reference
     try:
         if "throughput" in args.sections:
             batches = payload_gen.batches(args.batches, args.spans_per_batch, base_ns=time.time_ns() - 60 * 10**9)
@@ -591,16 +609,29 @@ def main(argv=None) -> int:
     return 0
 
 
-def _git() -> dict:
-    """The commit measured, and whether the exporter's working tree differs from it (read-only)."""
+def reference_info(python: str) -> dict:
+    """Which spanscope the reference's interpreter runs: its version, where it is installed, and the
+    commit of that checkout (None when it is not one)."""
+    probe = ("import json, os, platform, spanscope; print(json.dumps({'version': spanscope.__version__, "
+             "'python_version': platform.python_version(), 'path': os.path.dirname(spanscope.__file__)}))")
+    try:
+        info = run_json([python, "-c", probe], 60)
+    except (OSError, RuntimeError) as exc:
+        raise SystemExit(f"--reference {python}: cannot import spanscope with it: {exc}") from None
+    return {"python": python, **info, "git": _git(Path(info["path"]).parent)}
+
+
+def _git(exporter: Path = BENCH.parent / "exporter") -> dict:
+    """The commit of the checkout that holds `exporter` (the package's parent directory), and whether
+    its working tree there differs from it (read-only)."""
     def git(*a):
         try:
-            return subprocess.run(["git", *a], cwd=BENCH.parent, capture_output=True, text=True,
+            return subprocess.run(["git", *a], cwd=exporter, capture_output=True, text=True,
                                   timeout=10, check=False).stdout.strip()
         except OSError:
             return ""
     return {"commit": git("rev-parse", "--short", "HEAD") or None,
-            "exporter_modified": bool(git("status", "--porcelain", "--", "exporter"))}
+            "exporter_modified": bool(git("status", "--porcelain", "--", "."))}
 
 
 def _has(module: str) -> bool:

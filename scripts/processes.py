@@ -207,16 +207,18 @@ def start_server(cmd: list[str], log_dir: Path, name: str, ready_url: str, urls:
 
 @on_free_ports
 def start_exporter(log_dir: Path, config: dict | None = None, settings: dict | None = None,
-                   extra_args=(), env: dict | None = None, name: str | None = None) -> Process:
+                   extra_args=(), env: dict | None = None, name: str | None = None,
+                   python: str = PYTHON) -> Process:
     """`python -m spanscope.cli` on free loopback ports, once /readyz answers.
 
     `config` is written to a YAML config file (else the embedded defaults apply); `settings` are
     config paths -> values passed with --set. Without a setting of its own it stops at once
     (shutdown.grace=0): its callers stop exporters often. urls: http (OTLP/HTTP base), traces
-    (http + /v1/traces), grpc (host:port), web, metrics.
+    (http + /v1/traces), grpc (host:port), web, metrics. `python` is the interpreter, i.e. the venv
+    whose spanscope runs (another's: an earlier build, bench/run.py --reference).
     """
     http, grpc, web = free_port(), free_port(), free_port()
-    cmd = [PYTHON, "-m", "spanscope.cli",
+    cmd = [python, "-m", "spanscope.cli",
            "--otlp-http", f"127.0.0.1:{http}", "--otlp-grpc", f"127.0.0.1:{grpc}", "--web", f"127.0.0.1:{web}"]
     for path, value in {"shutdown.grace": 0, **(settings or {})}.items():
         cmd += ["--set", f"{path}={value}"]

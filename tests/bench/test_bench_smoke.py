@@ -7,16 +7,17 @@ docs/performance.md), and a shared machine makes timings no test verdict.
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from spanscope import compiled
+import spanscope
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "bench" / "run.py"
-TARGETS = ["ceiling", "baseline_http", "exporter_http", "source_http", "baseline_grpc", "exporter_grpc"]
+TARGETS = ["ceiling", "baseline_http", "exporter_http", "reference_http", "baseline_grpc", "exporter_grpc"]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,7 @@ def result(tmp_path_factory):
     cmd = [sys.executable, str(RUN), "--quick", "--duration", "1", "--warmup", "0.3", "--batches", "8",
            "--concurrency", "2", "--scrape-series", "10000", "--scrapes", "3",
            "--attack-values", "50000", "--attack-time-limit", "30",
+           "--reference", sys.executable,  # this venv again: the target's plumbing, not another build
            "--out", str(out), "--workdir", str(tmp / "work")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -72,10 +74,10 @@ def test_throughput_fields(result, target):
         loaded = r["scrape_under_load"]  # scraped every 0.5 s from the end of the warm-up
         assert loaded["scrapes"] >= 1
         assert 0 < loaded["p50_ms"] <= loaded["p99_ms"] <= loaded["max_ms"]
-    if target.startswith(("exporter", "source")):
-        # source_http runs the compiled modules from their Python source; the others as built
-        pure = target == "source_http" or compiled.disabled()
-        assert r["build"]["compiled"] == ("none" if pure else "all")
+    if target.startswith(("exporter", "reference")):
+        assert r["build"] == {"version": spanscope.__version__, "python_version": platform.python_version(),
+                              "reader": r["build"]["reader"]}
+        assert r["build"]["reader"] in ("native", "python")
         counters = r["exporter_counters"]
         assert counters["spanscope_spans_received_total"] >= r["spans"]
         assert counters["spanscope_spans_rejected_total"] == 0
@@ -96,12 +98,21 @@ def test_ratios_come_from_the_per_core_rates(result):
     assert ratios["exporter_vs_baseline_grpc"] == round(per_core("exporter_grpc") / per_core("baseline_grpc"), 4)
     assert ratios["exporter_vs_ceiling_http"] == round(per_core("exporter_http") / per_core("ceiling"), 4)
     assert ratios["exporter_vs_ceiling_grpc"] == round(per_core("exporter_grpc") / per_core("ceiling"), 4)
-    assert ratios["compiled_vs_source_http"] == round(per_core("exporter_http") / per_core("source_http"), 4)
+    assert ratios["exporter_vs_reference_http"] == round(per_core("exporter_http") / per_core("reference_http"), 4)
     assert all(v > 0 for v in ratios.values())
     # --quick makes one round: it is the median, and each ratio's only round
     assert all(tp[key]["spans_per_core_rounds"] == [per_core(key)] for key in TARGETS)
     assert result["ratio_rounds"] == {name: [value] for name, value in ratios.items()}
     assert [list(r) for r in result["throughput_rounds"]] == [TARGETS]
+
+
+def test_the_reference_is_the_installation_of_its_python(result):
+    ref = result["reference"]
+    assert ref["python"] == sys.executable
+    assert Path(ref["path"]) == Path(spanscope.__file__).parent
+    assert ref["version"] == spanscope.__version__ and ref["python_version"] == platform.python_version()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert ref["git"]["commit"] == (head.stdout.strip() or None)
 
 
 def test_scrape_fields(result):
@@ -152,4 +163,8 @@ def test_verdicts_and_report(result):
                                                           "grpc": ratios["exporter_vs_baseline_grpc"]}
     for text in (result["_stdout"], result["_markdown"]):
         assert "| exporter http |" in text and "| cardinality attack |" in text
-        assert "| exporter, compiled / from source |" in text and "source http: reader native, compiled none" in text
+        build = result["throughput"]["reference_http"]["build"]
+        assert "| exporter / reference |" in text
+        assert (f"reference http: version {spanscope.__version__}, python_version {platform.python_version()}, "
+                f"reader {build['reader']}") in text
+        assert f"Reference: spanscope {spanscope.__version__} of {result['reference']['path']}" in text

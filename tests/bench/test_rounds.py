@@ -24,7 +24,7 @@ RATES = {
     "ceiling": [100.0, 130.0, 120.0],
     "baseline_http": [300.0, 240.0, 330.0],
     "exporter_http": [30.0, 36.0, 27.0],
-    "source_http": [25.0, None, 30.0],
+    "reference_http": [25.0, None, 30.0],
     "baseline_grpc": [250.0, 260.0, 200.0],
     "exporter_grpc": [40.0, 39.0, 41.0],
 }
@@ -35,8 +35,8 @@ def test_each_target_is_reported_by_its_median_round_with_every_rate():
     assert tp["exporter_http"] == {"spans_per_core_s": 30.0, "p99": 0, "spans_per_core_rounds": [30.0, 36.0, 27.0]}
     assert tp["ceiling"]["spans_per_core_s"] == 120.0 and tp["ceiling"]["p99"] == 20  # the whole round's result
     # a failed round is left out; of two, the lower median
-    assert tp["source_http"]["spans_per_core_s"] == 25.0
-    assert tp["source_http"]["spans_per_core_rounds"] == [25.0, None, 30.0]
+    assert tp["reference_http"]["spans_per_core_s"] == 25.0
+    assert tp["reference_http"]["spans_per_core_rounds"] == [25.0, None, 30.0]
 
 
 def test_a_target_failing_in_every_round_keeps_its_error():
@@ -76,3 +76,12 @@ def test_throughput_targets_are_judged_on_the_median_ratios_of_long_enough_runs(
 def test_every_other_round_runs_the_targets_backwards():
     targets = ["ceiling", "baseline-http", "exporter-http"]
     assert [run.round_order(targets, n) for n in range(3)] == [targets, targets[::-1], targets]
+
+
+def test_the_reference_runs_only_when_given():
+    assert run.REFERENCE not in run.parse_args([]).targets
+    args = run.parse_args(["--reference", "/venv/bin/python"])
+    assert args.targets == run.ALL_TARGETS and args.reference == "/venv/bin/python"
+    assert run.parse_args(["--targets", "exporter-http"]).targets == ["exporter-http"]
+    with pytest.raises(SystemExit):  # asked for, without the reference's python
+        run.parse_args(["--targets", f"exporter-http,{run.REFERENCE}"])

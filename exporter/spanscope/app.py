@@ -58,19 +58,19 @@ class Exporter:
         self.ingest = Ingest(self.metrics, self.recorder, self.assembler, config["components.span_names"],
                              config["limits.ingest_queue"], config["limits.retry_after"],
                              config["limits.series_ttl"], config["limits.ingest_bytes"])
-        # Features, experiments and feedback read finished requests (sinks of the recorder).
+        # Each finished request is folded once into the rollups' minute, which feature impact,
+        # experiments and the metrics API read; feedback looks up recent requests (sinks of the recorder).
         self.features = Features(load_catalogue(config["features.file"]), config["features.state_file"])
-        self.impact = Impact(self.features, config["features.window"])
-        self.experiments = Experiments(self.metrics)
+        self.rollups = Rollups(config["histograms.duration_buckets"], cache_owners=self.features.cache_owners())
+        self.impact = Impact(self.features, self.rollups, config["features.window"])
+        self.experiments = Experiments(self.metrics, self.rollups)
         self.recent = RecentRequests()
         # Interactions and feedback in SQLite/PostgreSQL (ConfigError naming the path when unusable).
         self.interactions = InteractionStore.from_config(config)
-        self.rollups = Rollups(config["histograms.duration_buckets"])
         self.feedback = Feedback(self.metrics, self.recent, self.interactions, self.ingest.lock,
                                  on_rating=self.rollups.observe_rating)
         self.recorder.component_features = self.features.component_features()
-        self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe,
-                                self.rollups.observe]
+        self.recorder.sinks += [self.recent.observe, self.rollups.observe]
         if self.interactions.enabled:
             self.recorder.sinks.append(self.interactions.observe)
         scenarios = config["features.scenarios"]

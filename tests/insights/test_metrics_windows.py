@@ -7,7 +7,7 @@ from spanscope.metrics.series import Store
 from spanscope.metrics.catalogue import Metrics
 from spanscope.analysis.windows import MetricsApi
 from spanscope.web.metrics_api import ParamError, parse_query
-from spanscope.analysis.quantiles import histogram_quantile
+from spanscope.analysis.stats import histogram_quantile
 from spanscope.interpret.summary import RequestSummary
 from spanscope.analysis.rollups import Rollups
 

@@ -74,9 +74,10 @@ class Exporter:
         if self.interactions.enabled:
             self.recorder.sinks.append(self.interactions.observe)
         scenarios = config["features.scenarios"]
-        self.state: dict = {"ready": False,
-                            "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios),
-                                              lambda: self.interactions.publish(self.metrics)]}
+        for collector in (self.impact.collector(self.metrics, scenarios), self.interactions.collector(self.metrics),
+                          self.ingest.collect_assembly):
+            self.store.register(collector)
+        self.state: dict = {"ready": False}
         token = config.bearer_token()
         self.security = load_web_config(config["listen.web_config_file"])
         self.web_app = web_endpoint.make_app(self.metrics, self.state, middlewares=[

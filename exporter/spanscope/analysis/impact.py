@@ -142,23 +142,27 @@ class Impact:
                            for c, s in components],
         }
 
-    def publish(self, metrics, scenarios: dict) -> None:
-        """Set the feature-labelled gauges (called before each scrape)."""
-        t = self.totals()
-        contrib = self.contributions(t)
-        enabled, rollout, contribution, hit = {}, {}, {}, {}
-        for f in self.features.catalogue.values():
-            s = self.features.state[f.name]
-            enabled[(f.name, f.category, str(f.required).lower())] = 1.0 if self.features.enabled(f.name) else 0.0
-            rollout[(f.name,)] = (s.rollout_percentage / 100) if s.enabled else 0.0
-            contribution[(f.name,)] = contrib[f.name]
-            ratio = self.hit_ratio(t, f.name) if f.caching else None
-            if ratio is not None:
-                hit[(f.name,)] = ratio
-        metrics.feature_enabled.replace(enabled)
-        metrics.feature_rollout.replace(rollout)
-        metrics.feature_contribution.replace(contribution)
-        metrics.feature_hit_ratio.replace(hit)
-        if t.requests:
-            metrics.whatif.replace({(name, ): v["projected_latency_ms"] / 1000
-                                    for name, v in self.scenarios(scenarios).items()})
+    def collector(self, metrics, scenarios: dict):
+        """The collector of the feature gauges (registered on the metrics store)."""
+
+        def collect():
+            t = self.totals()
+            contrib = self.contributions(t)
+            enabled, rollout, contribution, hit = {}, {}, {}, {}
+            for f in self.features.catalogue.values():
+                s = self.features.state[f.name]
+                enabled[(f.name, f.category, str(f.required).lower())] = 1.0 if self.features.enabled(f.name) else 0.0
+                rollout[(f.name,)] = (s.rollout_percentage / 100) if s.enabled else 0.0
+                contribution[(f.name,)] = contrib[f.name]
+                ratio = self.hit_ratio(t, f.name) if f.caching else None
+                if ratio is not None:
+                    hit[(f.name,)] = ratio
+            yield metrics.feature_enabled, enabled
+            yield metrics.feature_rollout, rollout
+            yield metrics.feature_contribution, contribution
+            yield metrics.feature_hit_ratio, hit
+            if t.requests:  # without traffic the last projections stay
+                yield metrics.whatif, {(name,): v["projected_latency_ms"] / 1000
+                                       for name, v in self.scenarios(scenarios).items()}
+
+        return collect

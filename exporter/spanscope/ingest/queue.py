@@ -159,10 +159,13 @@ class Ingest:
     def _publish_assembly(self) -> None:
         self.m.traces_pending.set((), len(self.assembler.pending))
         self.m.trace_spans_pending.set((), self.assembler.pending_spans)
-        self.m.trace_spans_dropped.mirror((), float(self.assembler.dropped_spans))
+
+    def collect_assembly(self):
+        """The collector of the spans the assembler left out (registered on the metrics store)."""
+        yield self.m.trace_spans_dropped, {(): float(self.assembler.dropped_spans)}
 
     def expire_series(self, now: float | None = None) -> int:
-        return self.m.store.expire(self.series_ttl, now, keep=self.m.never_expire)
+        return self.m.store.expire(self.series_ttl, now)
 
     # --- the asynchronous edge -----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .config import Config
 from .ingest import otlp_grpc as receiver_grpc
 from .ingest import otlp_http as receiver_http
 from .ingest.queue import Ingest
+from .interpret.facts import SpanFacts
 from .interpret.pricing import Pricing, load_table
 from .interpret.traces import Assembler
 from .metrics.catalogue import Metrics
@@ -55,12 +56,13 @@ class Exporter:
         self.assembler = Assembler(config["traces.finish_delay"], config["traces.timeout"],
                                    config["traces.max_pending"], config["traces.max_spans"],
                                    config["traces.max_pending_spans"])
-        self.ingest = Ingest(self.metrics, self.recorder, self.assembler, config["components.span_names"],
+        self.features = Features(load_catalogue(config["features.file"]), config["features.state_file"])
+        self.facts = SpanFacts(self.pricing, self.features.component_features())
+        self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, config["components.span_names"],
                              config["limits.ingest_queue"], config["limits.retry_after"],
                              config["limits.series_ttl"], config["limits.ingest_bytes"])
         # Each finished request is folded once into the rollups' minute, which feature impact,
-        # experiments and the metrics API read; feedback looks up recent requests (sinks of the recorder).
-        self.features = Features(load_catalogue(config["features.file"]), config["features.state_file"])
+        # experiments and the metrics API read; feedback looks up recent requests (sinks of the ingest).
         self.rollups = Rollups(config["histograms.duration_buckets"], cache_owners=self.features.cache_owners())
         self.impact = Impact(self.features, self.rollups, config["features.window"])
         self.experiments = Experiments(self.metrics, self.rollups)
@@ -68,11 +70,10 @@ class Exporter:
         # Interactions and feedback in SQLite/PostgreSQL (ConfigError naming the path when unusable).
         self.interactions = InteractionStore.from_config(config)
         self.feedback = Feedback(self.metrics, self.recent, self.interactions, self.ingest.lock,
-                                 on_rating=self.rollups.observe_rating)
-        self.recorder.component_features = self.features.component_features()
-        self.recorder.sinks += [self.recent.observe, self.rollups.observe]
+                                 on_rating=self.rollups.observe_rating, label=self.recorder.label)
+        self.ingest.sinks += [self.recent.observe, self.rollups.observe]
         if self.interactions.enabled:
-            self.recorder.sinks.append(self.interactions.observe)
+            self.ingest.sinks.append(self.interactions.observe)
         scenarios = config["features.scenarios"]
         for collector in (self.impact.collector(self.metrics, scenarios), self.interactions.collector(self.metrics),
                           self.ingest.collect_assembly):

@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..interpret.contract import READER, read_span
+from ..interpret.facts import SpanFacts
+from ..interpret.summarise import summarise
 from ..interpret.traces import Assembler
 from ..metrics.catalogue import REJECT_MESSAGES, Metrics
 from ..metrics.recorder import Recorder
@@ -76,11 +78,14 @@ class Result:
 
 
 class Ingest:
-    def __init__(self, metrics: Metrics, recorder: Recorder, assembler: Assembler, span_names,
+    def __init__(self, metrics: Metrics, recorder: Recorder, facts: SpanFacts, assembler: Assembler, span_names,
                  queue_size: int, retry_after: float, series_ttl: float, max_bytes: int):
         self.m = metrics
         self.recorder = recorder
+        self.facts = facts
         self.assembler = assembler
+        # Each finished request is summarised once and handed to these (none writes into the summary).
+        self.sinks: list = [recorder.record_request]
         self.span_names = span_names
         self.reader = READER  # decode hands raw spans of the contract's keys to interpret
         self.retry_after = retry_after
@@ -104,7 +109,7 @@ class Ingest:
         accepted = 0
         rejected: Tally = Tally()
         duplicates = 0
-        read, record, span_names = read_span, self.recorder.record_span, self.span_names
+        read, facts, record, span_names = read_span, self.facts, self.recorder.record_span, self.span_names
         seen, add = self.assembler.seen, self.assembler.add
         for service, spans in request:
             service = self.recorder.label("service", service)
@@ -118,6 +123,7 @@ class Ingest:
                     duplicates += 1
                     continue
                 try:
+                    facts(rec)
                     record(rec)
                 except Exception:  # a bug must cost one span, never the process or earlier counts
                     rejected["processing_error"] += 1
@@ -150,9 +156,14 @@ class Ingest:
         return len(finished)
 
     def _record_traces(self, finished: list) -> None:
+        completed, sinks = self.m.traces_completed, self.sinks
         for trace, reason in finished:
+            completed.inc((reason,))
             try:
-                self.recorder.record_trace(trace, reason)
+                summary = summarise(trace)
+                if summary is not None:
+                    for sink in sinks:
+                        sink(summary)
             except Exception:
                 self._log_error("recording a trace")
 

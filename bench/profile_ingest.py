@@ -30,8 +30,8 @@ from common import fresh_traces, trace_id_offsets  # noqa: E402
 def measure(args) -> dict:
     from spanscope.app import Exporter
     from spanscope.config import load
-    from spanscope.interpret.contract import read_span
     from spanscope.decode.otlp import read_protobuf
+    from spanscope.interpret.contract import read_span
 
     batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
     offsets = [trace_id_offsets(b) for b in batches]
@@ -42,7 +42,7 @@ def measure(args) -> dict:
 
     def fresh() -> list:
         replay = next(passes)
-        return [read_protobuf(fresh_traces(b, o, replay), ingest.reader) for b, o in zip(batches, offsets)]
+        return [read_protobuf(fresh_traces(b, o, replay), ingest.reader) for b, o in zip(batches, offsets, strict=True)]
 
     requests = fresh()
     spans = [s for r in requests for _, raw in r for s in raw]

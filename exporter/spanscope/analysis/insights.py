@@ -205,8 +205,9 @@ class Insights:
         out += self._route_models(t, requests_per_month)
         out += self._cache_ttl(t)
         if self.experiments is not None:
-            for flag in self.experiments.flags():
-                result = self.experiments.compare(flag)
+            by_flag = self.experiments.by_flag()  # merged once for every flag
+            for flag in sorted(by_flag):
+                result = self.experiments.compare(flag, by_flag)
                 for row in result["variants"]:
                     lat = row.get("latency_vs_control")
                     if lat and lat["significant"] and lat["delta_ms"] > 0:

@@ -140,10 +140,15 @@ class MinuteStats:
                 c = components[name] = Component(self.n_buckets)
             c.calls += calls
             c.errors += errors
-            buckets, moments = c.buckets, c.duration
+            buckets, total, squares = c.buckets, 0.0, 0.0
             for d in durations:
                 buckets[bisect_left(bounds, d)] += 1
-                moments.add(d)
+                total += d
+                squares += d * d
+            moments = c.duration  # Moments.add, once per component rather than per span
+            moments.n += len(durations)
+            moments.total += total
+            moments.squares += squares
         critical = self.critical
         for name, s in r.critical.items():
             critical[slot(critical, name)] += s

@@ -4,10 +4,10 @@
 
 Builds `spanscope.app.Exporter` from the embedded default config (every feature on), feeds it the
 bench payloads (bench/payloads.py) without any server, and reports CPU microseconds per span for:
-decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read +
-record + trace assembly), finish (Ingest.finish_traces: trace breakdown, request metrics and the sinks),
-and each sink of the recorder. `--gc` compares the cyclic garbage collector's share; `--cprofile N`
-prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
+decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read + record
++ trace assembly), finish (Ingest.finish_traces: the summary with its breakdown, then the sinks), and each
+sink of the finished requests (the recorder's request metrics among them). `--gc` compares the cyclic
+garbage collector's share; `--cprofile N` prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
 HTTP/gRPC handling and any thread hand-off on top (compare with run.py's spans per core).
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ from common import fresh_traces, trace_id_offsets  # noqa: E402
 def measure(args) -> dict:
     from spanscope.app import Exporter
     from spanscope.config import load
-    from spanscope.interpret.contract import read_span
     from spanscope.decode.otlp import read_protobuf
+    from spanscope.interpret.contract import read_span
 
     batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
     offsets = [trace_id_offsets(b) for b in batches]
@@ -42,7 +42,7 @@ def measure(args) -> dict:
 
     def fresh() -> list:
         replay = next(passes)
-        return [read_protobuf(fresh_traces(b, o, replay), ingest.reader) for b, o in zip(batches, offsets)]
+        return [read_protobuf(fresh_traces(b, o, replay), ingest.reader) for b, o in zip(batches, offsets, strict=True)]
 
     requests = fresh()
     spans = [s for r in requests for _, raw in r for s in raw]
@@ -86,11 +86,11 @@ def measure(args) -> dict:
             sinks[name] = sinks.get(name, 0.0) + cpu() - t0
         return wrapper
 
-    original = list(exporter.recorder.sinks)
-    exporter.recorder.sinks[:] = [timed(f) for f in original]
+    original = list(exporter.ingest.sinks)
+    exporter.ingest.sinks[:] = [timed(f) for f in original]
     for _ in range(args.rounds):
         cycle()
-    exporter.recorder.sinks[:] = original
+    exporter.ingest.sinks[:] = original
     us = 1e6 / n
     total = decode + process + finish
     return {

@@ -19,6 +19,7 @@ from .config import Config
 from .ingest import otlp_grpc as receiver_grpc
 from .ingest import otlp_http as receiver_http
 from .ingest.queue import Ingest
+from .interpret.facts import SpanFacts
 from .interpret.pricing import Pricing, load_table
 from .interpret.traces import Assembler
 from .metrics.catalogue import Metrics
@@ -54,26 +55,27 @@ class Exporter:
         self.recorder = Recorder(self.metrics, self.pricing, c.components.names, c.limits.label_values,
                                  c.limits.tenant_values, c.limits.label_value_length)
         self.assembler = Assembler(c.traces)
-        self.ingest = Ingest(self.metrics, self.recorder, self.assembler, c.limits, c.components.span_names)
-        # Features, experiments and feedback read finished requests (sinks of the recorder).
         self.features = Features(load_catalogue(c.features.file), c.features.state_file)
-        self.impact = Impact(self.features, c.features.window)
-        self.experiments = Experiments(self.metrics)
+        self.facts = SpanFacts(self.pricing, self.features.component_features())
+        self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, c.limits, c.components.span_names)
+        # Each finished request is folded once into the rollups' minute, which feature impact,
+        # experiments and the metrics API read; feedback looks up recent requests (sinks of the ingest).
+        self.rollups = Rollups(c.histograms.duration_buckets, cache_owners=self.features.cache_owners())
+        self.impact = Impact(self.features, self.rollups, c.features.window)
+        self.experiments = Experiments(self.metrics, self.rollups)
         self.recent = RecentRequests()
         # Interactions and feedback in SQLite/PostgreSQL (ConfigError naming the path when unusable).
         self.interactions = InteractionStore.from_config(c.store, c.feedback)
-        self.rollups = Rollups(c.histograms.duration_buckets)
         self.feedback = Feedback(self.metrics, self.recent, self.interactions, self.ingest.lock,
-                                 on_rating=self.rollups.observe_rating)
-        self.recorder.component_features = self.features.component_features()
-        self.recorder.sinks += [self.impact.observe, self.experiments.observe, self.recent.observe,
-                                self.rollups.observe]
+                                 on_rating=self.rollups.observe_rating, label=self.recorder.label)
+        self.ingest.sinks += [self.recent.observe, self.rollups.observe]
         if self.interactions.enabled:
-            self.recorder.sinks.append(self.interactions.observe)
+            self.ingest.sinks.append(self.interactions.observe)
         scenarios = c.features.scenario_specs()
-        self.state: dict = {"ready": False,
-                            "before_scrape": [lambda: self.impact.publish(self.metrics, scenarios),
-                                              lambda: self.interactions.publish(self.metrics)]}
+        for collector in (self.impact.collector(self.metrics, scenarios), self.interactions.collector(self.metrics),
+                          self.ingest.collect_assembly):
+            self.store.register(collector)
+        self.state: dict = {"ready": False}
         token = c.auth.token()
         self.security = load_web_config(c.listen.web_config_file)
         self.web_app = web_endpoint.make_app(self.metrics, self.state, middlewares=[

@@ -59,7 +59,7 @@ def test_promtool_check_metrics_is_clean(pipeline, tmp_path):
 
 def test_text_and_openmetrics_parse_to_the_same_samples(pipeline):
     feed(pipeline, tree(FULL))
-    pipeline.metrics.refresh_self_metrics()
+    pipeline.store.collect()
     text = {(s.name, frozenset(s.labels.items())): s.value
             for f in parse_text(render(pipeline.store).decode()) for s in f.samples}
     om = {(s.name, frozenset(s.labels.items())): s.value
@@ -115,7 +115,7 @@ def test_idle_series_expire_and_self_metrics_stay(pipeline):
     pipeline.ingest.expire_series(now + 61)
     assert not pipeline.metrics.requests.series
     assert pipeline.metrics.spans_received.series  # self-metrics never expire
-    pipeline.metrics.refresh_self_metrics()
+    pipeline.store.collect()
     assert pipeline.metrics.series_expired.value(("pipeline_requests_total",)) == 1
 
 

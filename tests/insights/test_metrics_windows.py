@@ -8,7 +8,7 @@ from spanscope.metrics.catalogue import Metrics
 from spanscope.analysis.windows import MetricsApi
 from spanscope.web.errors import ApiError
 from spanscope.web.requests import WindowParams, parse_params
-from spanscope.analysis.quantiles import histogram_quantile
+from spanscope.analysis.stats import histogram_quantile
 from spanscope.interpret.summary import RequestSummary
 from spanscope.analysis.rollups import Rollups
 

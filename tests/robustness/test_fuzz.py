@@ -52,7 +52,7 @@ def baseline(exp):
 
 
 def assert_exposition_parses(exp):
-    exp.metrics.refresh_self_metrics()
+    exp.store.collect()
     families = list(text_string_to_metric_families(render(exp.store).decode()))
     assert families
 

@@ -133,6 +133,11 @@ class Features:
         """Component -> the feature whose work it is (for spans without pipeline.feature)."""
         return {c: f.name for f in self.catalogue.values() for c in f.components}
 
+    def cache_owners(self) -> dict[str, str]:
+        """Cache name -> the caching feature whose hits and misses its lookups are (for spans without
+        pipeline.feature)."""
+        return {c: f.name for f in self.catalogue.values() if f.caching for c in f.caches}
+
     def enabled(self, name: str) -> bool:
         s = self.state[name]
         return s.enabled and s.rollout_percentage > 0

@@ -1,7 +1,8 @@
 """Feature impact over a sliding window: contribution, cache savings, what-if, breakdown.
 
-Finished requests are folded into per-second buckets (bounded memory: window seconds × features),
-so the numbers are means over the last `window` seconds.
+Read from the rollups (analysis.rollups): the window is the last `window` seconds in whole minutes,
+the current minute and the ones before it (300 s: 5 minutes), every service and mode merged, so the
+numbers are means over the requests that finished in them.
 
 Definitions (docs/features.md):
 - contribution of a feature = mean critical-path seconds per request spent in its spans;
@@ -12,117 +13,51 @@ Definitions (docs/features.md):
 """
 from __future__ import annotations
 
-import time
-from collections import defaultdict
+import math
 
-from ..interpret.summary import RequestSummary
 from .features import Features
-from .rollups import slot
-
-
-class Bucket:
-    __slots__ = ("second", "requests", "latency", "critical", "by_feature", "hits", "misses",
-                 "hit_latency", "hit_n", "miss_latency", "miss_n")
-
-    def __init__(self, second: int):
-        self.second = second
-        self.requests = 0
-        self.latency = 0.0
-        self.critical = defaultdict(float)      # component -> seconds
-        self.by_feature = defaultdict(float)    # feature -> seconds
-        self.hits = defaultdict(int)            # feature -> cache hits
-        self.misses = defaultdict(int)
-        self.hit_latency = self.miss_latency = 0.0
-        self.hit_n = self.miss_n = 0
+from .window import MinuteStats
 
 
 class Impact:
-    def __init__(self, features: Features, window: float, clock=time.time):
+    def __init__(self, features: Features, rollups, window: float):  # analysis.rollups.Rollups
         self.features = features
-        self.window = max(int(window), 1)
-        self.clock = clock
-        self.buckets: dict[int, Bucket] = {}
+        self.rollups = rollups
+        self.minutes = max(math.ceil(window / 60), 1)
+        self.window = self.minutes * 60  # seconds, as reported
         self.last_contribution: dict[str, float] = {}  # kept after a feature is turned off
-        self.cache_features = {c: f.name for f in features.catalogue.values() if f.caching for c in f.caches}
-
-    # --- the sink ------------------------------------------------------------------------------
-
-    def observe(self, r: RequestSummary) -> None:
-        second = int(self.clock())
-        b = self.buckets.get(second)
-        if b is None:
-            b = self.buckets[second] = Bucket(second)
-            self._trim(second)
-        b.requests += 1
-        b.latency += r.duration
-        for comp, s in r.critical.items():
-            b.critical[slot(b.critical, comp)] += s
-        for feature, s in r.by_feature.items():
-            b.by_feature[slot(b.by_feature, feature)] += s
-        for cache, result, feature, _ in r.cache_lookups:
-            owner = feature or self.cache_features.get(cache)
-            if owner:
-                counts = b.hits if result == "hit" else b.misses
-                counts[slot(counts, owner)] += 1
-        if r.cache_status == "hit":
-            b.hit_latency += r.duration
-            b.hit_n += 1
-        elif r.cache_status == "miss":
-            b.miss_latency += r.duration
-            b.miss_n += 1
-
-    def _trim(self, now_second: int) -> None:
-        cutoff = now_second - self.window
-        for second in [s for s in self.buckets if s <= cutoff]:
-            del self.buckets[second]
 
     # --- reading -------------------------------------------------------------------------------
 
-    def totals(self) -> dict:
-        self._trim(int(self.clock()))
-        t = {"requests": 0, "latency": 0.0, "critical": defaultdict(float), "by_feature": defaultdict(float),
-             "hits": defaultdict(int), "misses": defaultdict(int), "hit_latency": 0.0, "hit_n": 0,
-             "miss_latency": 0.0, "miss_n": 0}
-        for b in self.buckets.values():
-            t["requests"] += b.requests
-            t["latency"] += b.latency
-            for k, v in b.critical.items():
-                t["critical"][k] += v
-            for k, v in b.by_feature.items():
-                t["by_feature"][k] += v
-            for k, v in b.hits.items():
-                t["hits"][k] += v
-            for k, v in b.misses.items():
-                t["misses"][k] += v
-            t["hit_latency"] += b.hit_latency
-            t["hit_n"] += b.hit_n
-            t["miss_latency"] += b.miss_latency
-            t["miss_n"] += b.miss_n
-        return t
+    def totals(self) -> MinuteStats:
+        return self.rollups.merged(self.minutes)
 
-    def mean_latency(self, t: dict) -> float:
-        return t["latency"] / t["requests"] if t["requests"] else 0.0
+    @staticmethod
+    def mean_latency(t: MinuteStats) -> float:
+        return t.latency.mean or 0.0
 
-    def contributions(self, t: dict) -> dict[str, float]:
-        n = t["requests"]
+    def contributions(self, t: MinuteStats) -> dict[str, float]:
+        n = t.requests
         out = {}
         for name in self.features.catalogue:
-            if n and name in t["by_feature"]:
-                out[name] = t["by_feature"][name] / n
+            if n and name in t.features:
+                out[name] = t.features[name] / n
                 self.last_contribution[name] = out[name]
             else:
                 out[name] = 0.0
         return out
 
-    def hit_ratio(self, t: dict, name: str) -> float | None:
-        hits, misses = t["hits"].get(name, 0), t["misses"].get(name, 0)
+    @staticmethod
+    def hit_ratio(t: MinuteStats, name: str) -> float | None:
+        hits, misses = t.feature_hits.get(name, 0), t.feature_misses.get(name, 0)
         return hits / (hits + misses) if hits + misses else None
 
-    def cache_saving(self, t: dict, name: str) -> float:
+    def cache_saving(self, t: MinuteStats, name: str) -> float:
         ratio = self.hit_ratio(t, name)
-        if ratio is None or not t["hit_n"] or not t["miss_n"]:
+        hit, miss = t.cache_latency.get("hit"), t.cache_latency.get("miss")
+        if ratio is None or hit is None or miss is None:
             return 0.0
-        return ratio * max(t["miss_latency"] / t["miss_n"] - t["hit_latency"] / t["hit_n"], 0.0)
+        return ratio * max(miss.mean - hit.mean, 0.0)
 
     def what_if(self, disable=(), enable=()) -> dict:
         """Projected mean latency for turning `disable` off and `enable` on, with its inputs."""
@@ -168,7 +103,7 @@ class Impact:
             "projected_latency_ms": projected * 1000,
             "delta_ms": (projected - current) * 1000,
             "delta_percent": ((projected - current) / current * 100) if current else 0.0,
-            "requests_in_window": t["requests"],
+            "requests_in_window": t.requests,
             "window_seconds": self.window,
             "steps": steps,
         }
@@ -196,9 +131,9 @@ class Impact:
 
     def breakdown(self) -> dict:
         t = self.totals()
-        n = t["requests"]
+        n = t.requests
         total = self.mean_latency(t)
-        components = sorted(((c, s / n) for c, s in t["critical"].items()), key=lambda x: -x[1]) if n else []
+        components = sorted(((c, s / n) for c, s in t.critical.items()), key=lambda x: -x[1]) if n else []
         return {
             "requests_in_window": n,
             "window_seconds": self.window,
@@ -207,23 +142,27 @@ class Impact:
                            for c, s in components],
         }
 
-    def publish(self, metrics, scenarios: dict) -> None:
-        """Set the feature-labelled gauges (called before each scrape)."""
-        t = self.totals()
-        contrib = self.contributions(t)
-        enabled, rollout, contribution, hit = {}, {}, {}, {}
-        for f in self.features.catalogue.values():
-            s = self.features.state[f.name]
-            enabled[(f.name, f.category, str(f.required).lower())] = 1.0 if self.features.enabled(f.name) else 0.0
-            rollout[(f.name,)] = (s.rollout_percentage / 100) if s.enabled else 0.0
-            contribution[(f.name,)] = contrib[f.name]
-            ratio = self.hit_ratio(t, f.name) if f.caching else None
-            if ratio is not None:
-                hit[(f.name,)] = ratio
-        metrics.feature_enabled.replace(enabled)
-        metrics.feature_rollout.replace(rollout)
-        metrics.feature_contribution.replace(contribution)
-        metrics.feature_hit_ratio.replace(hit)
-        if t["requests"]:
-            metrics.whatif.replace({(name, ): v["projected_latency_ms"] / 1000
-                                    for name, v in self.scenarios(scenarios).items()})
+    def collector(self, metrics, scenarios: dict):
+        """The collector of the feature gauges (registered on the metrics store)."""
+
+        def collect():
+            t = self.totals()
+            contrib = self.contributions(t)
+            enabled, rollout, contribution, hit = {}, {}, {}, {}
+            for f in self.features.catalogue.values():
+                s = self.features.state[f.name]
+                enabled[(f.name, f.category, str(f.required).lower())] = 1.0 if self.features.enabled(f.name) else 0.0
+                rollout[(f.name,)] = (s.rollout_percentage / 100) if s.enabled else 0.0
+                contribution[(f.name,)] = contrib[f.name]
+                ratio = self.hit_ratio(t, f.name) if f.caching else None
+                if ratio is not None:
+                    hit[(f.name,)] = ratio
+            yield metrics.feature_enabled, enabled
+            yield metrics.feature_rollout, rollout
+            yield metrics.feature_contribution, contribution
+            yield metrics.feature_hit_ratio, hit
+            if t.requests:  # without traffic the last projections stay
+                yield metrics.whatif, {(name,): v["projected_latency_ms"] / 1000
+                                       for name, v in self.scenarios(scenarios).items()}
+
+        return collect

@@ -13,8 +13,7 @@ from __future__ import annotations
 import statistics
 from decimal import Decimal
 
-from .experiments import VariantStats, welch
-from .rollups import Stat
+from .stats import Moments, welch
 from .windows import MONTH_HOURS, MetricsApi, Query, Totals, iso, percentiles, ratio
 
 TREND_WARNING, TREND_CRITICAL = 0.20, 0.50   # relative change
@@ -150,13 +149,10 @@ class Insights:
             if len(groups) < 2:
                 continue
             for name, stat in groups.items():
-                rest = Stat()
+                a, b = Moments(), stat  # the rest, and this group
                 for other, s in groups.items():
                     if other != name:
-                        rest.merge(s)
-                a, b = VariantStats(), VariantStats()
-                a.n, a.total, a.squares = rest.n, rest.total, rest.squares
-                b.n, b.total, b.squares = stat.n, stat.total, stat.squares
+                        a.merge(s)
                 test = welch(a, b)
                 if test is None or not a.mean:
                     continue
@@ -203,14 +199,15 @@ class Insights:
                     "message": f"disabling {name} saves about {ms - saving:.0f} ms per request "
                                f"({c / mean * 100:.0f} % of {mean * 1000:.0f} ms)",
                     "evidence": {"contribution_ms": ms, "cache_saving_ms": saving, "mean_latency_ms": mean * 1000,
-                                 "requests_in_window": totals["requests"]},
+                                 "requests_in_window": totals.requests},
                     "promql": f'feature_latency_contribution_seconds{{feature="{name}"}}',
                 })
         out += self._route_models(t, requests_per_month)
         out += self._cache_ttl(t)
         if self.experiments is not None:
-            for flag in self.experiments.flags():
-                result = self.experiments.compare(flag)
+            by_flag = self.experiments.by_flag()  # merged once for every flag
+            for flag in sorted(by_flag):
+                result = self.experiments.compare(flag, by_flag)
                 for row in result["variants"]:
                     lat = row.get("latency_vs_control")
                     if lat and lat["significant"] and lat["delta_ms"] > 0:
@@ -251,7 +248,8 @@ class Insights:
 
     def _route_models(self, t: Totals, requests_per_month: float) -> list[dict]:
         """A cheaper model of similar quality could take the traffic of a more expensive one."""
-        models = {k: (n, c, q) for k, (n, c, q) in t.models.items() if k != "none" and n >= MIN_REQUESTS and q.n}
+        models = {k: (m.requests, m.cost, m.quality) for k, m in t.models.items()
+                  if k != "none" and m.requests >= MIN_REQUESTS and m.quality.n}
         out = []
         for expensive, (n_e, cost_e, q_e) in models.items():
             for cheap, (n_c, cost_c, q_c) in models.items():

@@ -1,6 +1,6 @@
 """Windowed views of the per-minute rollups: what the metrics API and the insights answer.
 
-Every view reads one Totals, the rollups' minutes of the window merged. Percentiles come from the
+Every view reads one Totals: the window's MinuteStats (analysis.window) merged. Percentiles come from the
 histogram buckets with Prometheus' histogram_quantile interpolation.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from .. import __version__
-from .quantiles import histogram_quantile
-from .rollups import Rollups, Stat
+from .stats import Moments, histogram_quantile
+from .window import MinuteStats
 
 MONTH_HOURS = 730  # 365 × 24 / 12
 VIEWS = ("dashboard", "performance", "costs", "quality", "cache", "health")
@@ -31,64 +31,19 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class Totals:
-    """A window's minutes added up."""
+class Totals(MinuteStats):
+    """A window's minutes merged, with their latency per mode and service and the per-minute timeline."""
+
+    __slots__ = ("by_mode", "by_service", "timeline")
 
     def __init__(self, n_buckets: int):
-        self.requests = self.errors = self.degraded = 0
-        self.latency = Stat()
-        self.buckets = [0] * (n_buckets + 1)
-        self.cost = Decimal(0)
-        self.tokens: dict = defaultdict(int)
-        self.models: dict = defaultdict(lambda: [0, Decimal(0), Stat()])
-        self.components: dict = defaultdict(lambda: [0, 0, [0] * (n_buckets + 1), Stat()])
-        self.critical: dict = defaultdict(float)
-        self.cache: dict = defaultdict(int)
-        self.expired_misses: dict = defaultdict(int)
-        self.cache_latency: dict = defaultdict(Stat)
-        self.quality, self.confidence, self.citations, self.ratings = Stat(), Stat(), Stat(), Stat()
-        self.features: dict = defaultdict(float)
-        self.variants: dict = defaultdict(Stat)
-        self.by_mode: dict = defaultdict(Stat)
-        self.by_service: dict = defaultdict(Stat)
+        super().__init__(n_buckets)
+        self.by_mode: dict = defaultdict(Moments)
+        self.by_service: dict = defaultdict(Moments)
         self.timeline: dict = {}  # minute -> [requests, errors, latency sum, cost, buckets]
 
-    def add(self, minute: int, key: tuple, m) -> None:
-        self.requests += m.requests
-        self.errors += m.errors
-        self.degraded += m.degraded
-        self.latency.merge(m.latency)
-        self.buckets = [a + b for a, b in zip(self.buckets, m.buckets)]
-        self.cost += m.cost
-        for k, v in m.tokens.items():
-            self.tokens[k] += v
-        for k, (n, cost, q) in m.models.items():
-            e = self.models[k]
-            e[0] += n
-            e[1] += cost
-            e[2].merge(q)
-        for k, (calls, errors, buckets, stat) in m.components.items():
-            e = self.components[k]
-            e[0] += calls
-            e[1] += errors
-            e[2] = [a + b for a, b in zip(e[2], buckets)]
-            e[3].merge(stat)
-        for k, v in m.critical.items():
-            self.critical[k] += v
-        for k, v in m.cache.items():
-            self.cache[k] += v
-        for k, v in m.expired_misses.items():
-            self.expired_misses[k] += v
-        for k, v in m.cache_latency.items():
-            self.cache_latency[k].merge(v)
-        self.quality.merge(m.quality)
-        self.confidence.merge(m.confidence)
-        self.citations.merge(m.citations)
-        self.ratings.merge(m.ratings)
-        for k, v in m.features.items():
-            self.features[k] += v
-        for k, v in m.variants.items():
-            self.variants[k].merge(v)
+    def add(self, minute: int, key: tuple, m: MinuteStats) -> None:
+        self.merge(m)
         self.by_service[key[0]].merge(m.latency)
         self.by_mode[key[1]].merge(m.latency)
         t = self.timeline.get(minute)
@@ -98,7 +53,7 @@ class Totals:
         t[1] += m.errors
         t[2] += m.latency.total
         t[3] += m.cost
-        t[4] = [a + b for a, b in zip(t[4], m.buckets)]
+        t[4] = [a + b for a, b in zip(t[4], m.buckets, strict=True)]
 
 
 def percentiles(bounds, buckets) -> dict:
@@ -114,7 +69,7 @@ def ratio(a, b):
 
 
 class MetricsApi:
-    def __init__(self, rollups: Rollups, metrics, started_at: float, clock=time.time):
+    def __init__(self, rollups, metrics, started_at: float, clock=time.time):
         self.rollups = rollups
         self.metrics = metrics
         self.started_at = started_at
@@ -131,13 +86,13 @@ class MetricsApi:
     def performance(self, q: Query, t: Totals) -> dict:
         bounds = self.rollups.bounds
         comps = {}
-        for name, (calls, errors, buckets, stat) in sorted(t.components.items()):
+        for name, c in sorted(t.components.items()):
             if q.operation and name != q.operation:
                 continue
-            comps[name] = {"calls": calls, "error_rate": ratio(errors, calls),
-                           "mean_ms": stat.mean * 1000 if stat.n else None,
+            comps[name] = {"calls": c.calls, "error_rate": ratio(c.errors, c.calls),
+                           "mean_ms": c.duration.mean * 1000 if c.duration.n else None,
                            "critical_path_ms_per_request": ratio(t.critical.get(name, 0.0) * 1000, t.requests),
-                           **percentiles(bounds, buckets)}
+                           **percentiles(bounds, c.buckets)}
         timeline = [{"minute": iso(minute * 60), "requests": v[0], "error_rate": ratio(v[1], v[0]),
                      "mean_ms": ratio(v[2] * 1000, v[0]), "p95_ms": percentiles(bounds, v[4])["p95_ms"]}
                     for minute, v in sorted(t.timeline.items())]
@@ -157,8 +112,9 @@ class MetricsApi:
             "total_usd": float(t.cost), "cost_per_request_usd": float(t.cost / t.requests) if t.requests else None,
             "cost_per_hour_usd": float(per_hour), "projected_monthly_usd": float(per_hour * MONTH_HOURS),
             "tokens": dict(t.tokens),
-            "by_model": {k: {"requests": n, "cost_usd": float(c), "cost_per_request_usd": float(c / n) if n else None}
-                         for k, (n, c, _) in sorted(t.models.items())},
+            "by_model": {k: {"requests": m.requests, "cost_usd": float(m.cost),
+                             "cost_per_request_usd": float(m.cost / m.requests) if m.requests else None}
+                         for k, m in sorted(t.models.items())},
             "saved_usd_since_start": saved,
         }
 
@@ -166,7 +122,7 @@ class MetricsApi:
         return {
             "quality_score": t.quality.mean, "confidence": t.confidence.mean, "citations_per_response": t.citations.mean,
             "degraded_rate": ratio(t.degraded, t.requests), "ratings": t.ratings.n, "average_rating": t.ratings.mean,
-            "by_model": {k: q_.mean for k, (_, _, q_) in sorted(t.models.items()) if q_.n},
+            "by_model": {k: m.quality.mean for k, m in sorted(t.models.items()) if m.quality.n},
         }
 
     def cache(self, q: Query, t: Totals) -> dict:

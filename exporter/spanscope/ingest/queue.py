@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from ..config import Limits, SpanName
 from ..interpret.contract import READER, read_span
+from ..interpret.facts import SpanFacts
+from ..interpret.summarise import summarise
 from ..interpret.traces import Assembler
 from ..metrics.catalogue import REJECT_MESSAGES, Metrics
 from ..metrics.recorder import Recorder
@@ -77,11 +79,14 @@ class Result:
 
 
 class Ingest:
-    def __init__(self, metrics: Metrics, recorder: Recorder, assembler: Assembler, limits: Limits,
+    def __init__(self, metrics: Metrics, recorder: Recorder, facts: SpanFacts, assembler: Assembler, limits: Limits,
                  span_names: list[SpanName] = ()):
         self.m = metrics
         self.recorder = recorder
+        self.facts = facts
         self.assembler = assembler
+        # Each finished request is summarised once and handed to these (none writes into the summary).
+        self.sinks: list = [recorder.record_request]
         self.span_names = [(s.pattern, s.component) for s in span_names]
         self.reader = READER  # decode hands raw spans of the contract's keys to interpret
         self.retry_after = limits.retry_after
@@ -105,7 +110,7 @@ class Ingest:
         accepted = 0
         rejected: Tally = Tally()
         duplicates = 0
-        read, record, span_names = read_span, self.recorder.record_span, self.span_names
+        read, facts, record, span_names = read_span, self.facts, self.recorder.record_span, self.span_names
         seen, add = self.assembler.seen, self.assembler.add
         for service, spans in request:
             service = self.recorder.label("service", service)
@@ -119,6 +124,7 @@ class Ingest:
                     duplicates += 1
                     continue
                 try:
+                    facts(rec)
                     record(rec)
                 except Exception:  # a bug must cost one span, never the process or earlier counts
                     rejected["processing_error"] += 1
@@ -151,19 +157,27 @@ class Ingest:
         return len(finished)
 
     def _record_traces(self, finished: list) -> None:
+        completed, sinks = self.m.traces_completed, self.sinks
         for trace, reason in finished:
+            completed.inc((reason,))
             try:
-                self.recorder.record_trace(trace, reason)
+                summary = summarise(trace)
+                if summary is not None:
+                    for sink in sinks:
+                        sink(summary)
             except Exception:
                 self._log_error("recording a trace")
 
     def _publish_assembly(self) -> None:
         self.m.traces_pending.set((), len(self.assembler.pending))
         self.m.trace_spans_pending.set((), self.assembler.pending_spans)
-        self.m.trace_spans_dropped.mirror((), float(self.assembler.dropped_spans))
+
+    def collect_assembly(self):
+        """The collector of the spans the assembler left out (registered on the metrics store)."""
+        yield self.m.trace_spans_dropped, {(): float(self.assembler.dropped_spans)}
 
     def expire_series(self, now: float | None = None) -> int:
-        return self.m.store.expire(self.series_ttl, now, keep=self.m.never_expire)
+        return self.m.store.expire(self.series_ttl, now)
 
     # --- the asynchronous edge -----------------------------------------------------------------
 

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 @dataclass
 class RequestSummary:
-    """One finished request, as the sinks after the metrics see it."""
+    """One finished request, as the sinks after the metrics see it (made by interpret.summarise).
+    Values are as the spans carry them, not capped: whoever keys by one bounds it."""
 
     trace_id: str
     service: str
@@ -20,6 +21,7 @@ class RequestSummary:
     cache_status: str
     cost: Decimal
     model: str | None
+    llm: tuple | None = None                          # (provider, model) of the first priced LLM call
     critical: dict = field(default_factory=dict)      # component -> seconds
     self_time: dict = field(default_factory=dict)     # component -> seconds
     by_feature: dict = field(default_factory=dict)    # feature -> critical-path seconds
@@ -27,7 +29,9 @@ class RequestSummary:
     cache_lookups: list = field(default_factory=list)  # (cache name, result, feature, miss reason)
     tokens: dict = field(default_factory=dict)        # token type -> count
     components: dict = field(default_factory=dict)    # component -> (calls, errors, [durations s])
-    degraded: int = 0
+    degraded: int = 0                                 # 1 when a span reported a degradation
+    degradations: list = field(default_factory=list)  # the reasons, one per degraded span
+    warnings: list = field(default_factory=list)      # response warnings of every span
     quality: float | None = None
     confidence: float | None = None
     citations: int | None = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+from functools import partial
 
 from .. import __version__
 from ..decode.wire import NATIVE_READER
@@ -30,6 +31,8 @@ class Metrics:
 
     def __init__(self, store: Store, duration_buckets):
         c, g, h = store.counter, store.gauge, store.histogram
+        # The exporter's own families and the feature gauges (set at each scrape) are never expired.
+        sc, sg, sh = (partial(f, never_expire=True) for f in (c, g, h))
         d = duration_buckets
         self.store = store
         # Requests
@@ -103,16 +106,16 @@ class Metrics:
                                 ("service", "flag", "variant"))
         self.variant_cost = c("feature_flag_variant_cost_usd_total", "LLM cost of requests per flag variant, USD.",
                               ("service", "flag", "variant"), exact=True)
-        self.feature_enabled = g("feature_enabled", "1 when the feature is enabled.",
-                                 ("feature", "category", "required"))
-        self.feature_rollout = g("feature_rollout_ratio", "Rollout share of the feature (0-1).", ("feature",))
-        self.feature_contribution = g("feature_latency_contribution_seconds",
-                                      "Mean critical-path seconds per request spent in the feature's work.",
-                                      ("feature",))
-        self.feature_hit_ratio = g("feature_cache_hit_ratio", "Hit ratio of a caching feature's cache.",
-                                   ("feature",))
-        self.whatif = g("feature_whatif_projected_latency_seconds",
-                        "Projected mean end-to-end latency per what-if scenario.", ("scenario",))
+        self.feature_enabled = sg("feature_enabled", "1 when the feature is enabled.",
+                                  ("feature", "category", "required"))
+        self.feature_rollout = sg("feature_rollout_ratio", "Rollout share of the feature (0-1).", ("feature",))
+        self.feature_contribution = sg("feature_latency_contribution_seconds",
+                                       "Mean critical-path seconds per request spent in the feature's work.",
+                                       ("feature",))
+        self.feature_hit_ratio = sg("feature_cache_hit_ratio", "Hit ratio of a caching feature's cache.",
+                                    ("feature",))
+        self.whatif = sg("feature_whatif_projected_latency_seconds",
+                         "Projected mean end-to-end latency per what-if scenario.", ("scenario",))
         # Circuit breakers and routing
         self.breaker_state = g("circuit_breaker_state", "Circuit breaker state, one-hot.",
                                ("service", "breaker", "state"))
@@ -123,42 +126,42 @@ class Metrics:
         self.fallbacks = c("pipeline_fallbacks_total", "Fallbacks taken.", ("service", "from", "to"))
         self.routing = c("pipeline_routing_decisions_total", "Routing decisions.", ("service", "route", "reason"))
         # The exporter itself
-        self.build_info = g("spanscope_build_info", "Build information; always 1.",
-                            ("version", "python_version", "reader"))
+        self.build_info = sg("spanscope_build_info", "Build information; always 1.",
+                             ("version", "python_version", "reader"))
         self.build_info.set((__version__, platform.python_version(), "native" if NATIVE_READER else "python"), 1)
-        self.spans_received = c("spanscope_spans_received_total", "Spans accepted.", ("protocol",))
-        self.spans_rejected = c("spanscope_spans_rejected_total", "Spans dropped, by reason.", ("protocol", "reason"))
-        self.spans_duplicate = c("spanscope_spans_duplicate_total",
-                                 "Spans received again (same trace and span id; a retried export), counted once.",
-                                 ("protocol",))
-        self.throttled = c("spanscope_requests_throttled_total",
-                           "Export requests refused with a retry delay, by the ingest limit reached.",
-                           ("protocol", "reason"))
-        self.export_requests = c("spanscope_export_requests_total", "Export requests by answer code.",
-                                 ("protocol", "code"))
-        self.traces_pending = g("spanscope_traces_pending", "Traces buffered for assembly.")
-        self.trace_spans_pending = g("spanscope_trace_spans_pending",
-                                     "Spans buffered for assembly (bounded by traces.max_pending_spans).")
+        self.spans_received = sc("spanscope_spans_received_total", "Spans accepted.", ("protocol",))
+        self.spans_rejected = sc("spanscope_spans_rejected_total", "Spans dropped, by reason.", ("protocol", "reason"))
+        self.spans_duplicate = sc("spanscope_spans_duplicate_total",
+                                  "Spans received again (same trace and span id; a retried export), counted once.",
+                                  ("protocol",))
+        self.throttled = sc("spanscope_requests_throttled_total",
+                            "Export requests refused with a retry delay, by the ingest limit reached.",
+                            ("protocol", "reason"))
+        self.export_requests = sc("spanscope_export_requests_total", "Export requests by answer code.",
+                                  ("protocol", "code"))
+        self.traces_pending = sg("spanscope_traces_pending", "Traces buffered for assembly.")
+        self.trace_spans_pending = sg("spanscope_trace_spans_pending",
+                                      "Spans buffered for assembly (bounded by traces.max_pending_spans).")
         self.traces_pending.set((), 0)
         self.trace_spans_pending.set((), 0)
-        self.traces_completed = c("spanscope_traces_completed_total", "Traces finished, by reason.", ("reason",))
-        self.trace_spans_dropped = c("spanscope_trace_spans_dropped_total",
-                                     "Spans left out of their trace's assembly because it reached traces.max_spans "
-                                     "(their per-span metrics are recorded).")
-        self.active_series = g("spanscope_active_series", "Series held per metric family.", ("metric",))
-        self.series_overflowed = c("spanscope_series_overflowed_total",
-                                   "Samples routed to a family's overflow series.", ("metric",))
-        self.series_expired = c("spanscope_series_expired_total", "Idle series dropped.", ("metric",))
-        self.label_capped = c("spanscope_label_values_capped_total",
-                              "Label values replaced by __other__ under a per-label cap.", ("label",))
-        self.processing = h("spanscope_processing_seconds", "Time to interpret and aggregate one export request.",
-                            (), PROCESSING_BUCKETS)
-        self.queue_depth = g("spanscope_ingest_queue_depth", "Export requests waiting to be processed.")
-        self.held_bytes = g("spanscope_ingest_bytes",
-                            "Bytes of export request bodies held: being received, queued or processed.")
+        self.traces_completed = sc("spanscope_traces_completed_total", "Traces finished, by reason.", ("reason",))
+        self.trace_spans_dropped = sc("spanscope_trace_spans_dropped_total",
+                                      "Spans left out of their trace's assembly because it reached traces.max_spans "
+                                      "(their per-span metrics are recorded).")
+        self.active_series = sg("spanscope_active_series", "Series held per metric family.", ("metric",))
+        self.series_overflowed = sc("spanscope_series_overflowed_total",
+                                    "Samples routed to a family's overflow series.", ("metric",))
+        self.series_expired = sc("spanscope_series_expired_total", "Idle series dropped.", ("metric",))
+        self.label_capped = sc("spanscope_label_values_capped_total",
+                               "Label values replaced by __other__ under a per-label cap.", ("label",))
+        self.processing = sh("spanscope_processing_seconds", "Time to interpret and aggregate one export request.",
+                             (), PROCESSING_BUCKETS)
+        self.queue_depth = sg("spanscope_ingest_queue_depth", "Export requests waiting to be processed.")
+        self.held_bytes = sg("spanscope_ingest_bytes",
+                             "Bytes of export request bodies held: being received, queued or processed.")
         self.held_bytes.set((), 0)
-        self.grpc_receiving = g("spanscope_grpc_calls_receiving",
-                                "OTLP/gRPC export calls whose message is being received (bounded by limits.grpc_calls).")
+        self.grpc_receiving = sg("spanscope_grpc_calls_receiving",
+                                 "OTLP/gRPC export calls whose message is being received (bounded by limits.grpc_calls).")
         self.grpc_receiving.set((), 0)
         self.throttled.touch(("grpc", "grpc_calls"))
         # Rare events start at zero: a healthy exporter shows 0, not "no data".
@@ -173,20 +176,17 @@ class Metrics:
         self.trace_spans_dropped.touch(())
         for reason in ("root", "timeout", "traces_limit", "spans_limit"):
             self.traces_completed.touch((reason,))
-        self.interactions_written = c("spanscope_interactions_written_total",
-                                      "Interactions written to the interaction store.")
-        self.interactions_dropped = c("spanscope_interactions_dropped_total",
-                                      "Interactions not written: queue_full (oldest dropped), write_error.",
-                                      ("reason",))
-        # Self-metrics and feature gauges are never expired.
-        self.never_expire = {name for name in store.families
-                             if name.startswith(("spanscope_", "feature_enabled", "feature_rollout",
-                                                 "feature_latency", "feature_cache", "feature_whatif"))}
+        self.interactions_written = sc("spanscope_interactions_written_total",
+                                       "Interactions written to the interaction store.")
+        self.interactions_dropped = sc("spanscope_interactions_dropped_total",
+                                       "Interactions not written: queue_full (oldest dropped), write_error.",
+                                       ("reason",))
+        store.register(self.collect_store, last=True)
 
-    def refresh_self_metrics(self) -> None:
-        """Copy store-level bookkeeping into the self-metric families (called before a scrape)."""
-        fams = self.store.families.values()
-        self.active_series.replace({(f.name,): len(f.series) for f in fams})
-        for f in fams:  # every family, at zero until it happens, so rate() and alerts see it start
-            self.series_overflowed.mirror((f.name,), float(f.overflowed))
-            self.series_expired.mirror((f.name,), float(f.expired))
+    def collect_store(self):
+        """The store's own bookkeeping (a collector, run after the others so it sees their series)."""
+        fams = list(self.store.families.values())
+        yield self.active_series, {(f.name,): len(f.series) for f in fams}
+        # every family, at zero until it happens, so rate() and alerts see it start
+        yield self.series_overflowed, {(f.name,): float(f.overflowed) for f in fams}
+        yield self.series_expired, {(f.name,): float(f.expired) for f in fams}

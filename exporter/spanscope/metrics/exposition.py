@@ -39,7 +39,8 @@ def _escape_help(text: str) -> str:
 
 
 def render(store: Store, openmetrics: bool = False, tail: str = "") -> bytes:
-    """The store's families, then `tail` (more families, already in the same format)."""
+    """The store's families, collected now, then `tail` (more families, already in the same format)."""
+    store.collect()
     out: list[str] = []
     w = out.append
     for fam in store.families.values():

@@ -1,19 +1,18 @@
-"""Recording: SpanRecords and finished traces into the metric families.
+"""Recording: SpanRecords and request summaries into the metric families.
 
 Per-span signals (component latency, errors, GenAI usage and cost, cache, breakers, flag
-evaluations) are recorded as spans arrive; request-level signals (end-to-end latency, critical path,
-self time, quality, per-variant latency and cost) when the trace is finished. Finished requests are
-then handed to the registered sinks (features, feedback, interaction store) as RequestSummary.
+evaluations) are recorded as spans arrive (`record_span`); request-level signals (end-to-end
+latency, critical path, self time, quality, per-variant latency and cost) from the request's summary
+(`record_request`, a sink like the others). Both only read what they are given: label values are
+capped here (LabelValues), into the recorder's own keys, never written back.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
 
 from ..interpret.contract import BREAKER_STATES, RAG_OPERATIONS, SpanRecord
 from ..interpret.pricing import Pricing
 from ..interpret.summary import RequestSummary
-from ..interpret.traces import Trace, breakdown
 from .catalogue import Metrics
 
 NS = 1e-9
@@ -47,6 +46,15 @@ class LabelValues:
         self.counter.inc((label,))
         return OTHER
 
+    def taken(self, label: str, value: str) -> str:
+        """What `value` became when it was first capped (a request's components and flags were,
+        span by span): the same key again, neither counted nor admitted a second time."""
+        seen = self.seen.get(label, ())
+        if value in seen:
+            return value
+        value = value[:self.length]
+        return value if value in seen else OTHER
+
 
 class Recorder:
     def __init__(self, metrics: Metrics, pricing: Pricing, components, label_values: int, tenant_values: int,
@@ -59,8 +67,6 @@ class Recorder:
         self.services: set[str] = set()
         self.breakers: dict[tuple, str] = {}
         self.miss_cost: dict[str, tuple[Decimal, int, str, str]] = {}  # service -> (total, n, provider, model)
-        self.sinks: list = []
-        self.component_features: dict[str, str] = {}  # component -> feature, for spans without pipeline.feature
 
     def _new_service(self, service: str) -> None:
         """Series of the configured components start at zero, so rate() sees their first events."""
@@ -78,11 +84,7 @@ class Recorder:
         svc = r.service
         if svc not in self.services:
             self._new_service(svc)
-        comp = r.component = self.label("component", r.component)
-        if r.feature is None:
-            r.feature = self.component_features.get(comp)
-        else:
-            r.feature = self.label("feature", r.feature)
+        comp = self.label("component", r.component)
         duration = (r.end - r.start) * NS
         error = r.error
         m.component_duration.observe((svc, comp, "error" if error else "ok"), duration, r.trace_id)
@@ -98,11 +100,10 @@ class Recorder:
                 self._record_genai(r, genai, svc, duration)
         if r.cache is not None:
             self._record_cache(r.cache, svc)
-        if r.flags:  # labelled once here; the request's variants (record_trace) reuse them
+        if r.flags:
             label = self.label
-            r.flags = tuple([(label("flag", f), label("variant", v), label("reason", why)) for f, v, why in r.flags])
-            for key in r.flags:
-                m.flag_evaluations.inc((svc, *key))
+            for f, v, why in r.flags:
+                m.flag_evaluations.inc((svc, label("flag", f), label("variant", v), label("reason", why)))
         if r.resilience is not None or r.breaker_events:
             self._record_resilience(r, svc)
 
@@ -125,20 +126,18 @@ class Recorder:
                               ("cache_creation", u.cache_creation), ("reasoning", u.reasoning)):
             if n:
                 m.tokens.inc((svc, provider, model, token_type), n)
-        price = self.pricing.price(g.model)
-        if price is None:
+        cost = r.cost  # priced by interpret.facts
+        if cost is None:
             m.unpriced_tokens.inc((svc, model), u.input + u.output)
             if g.model:
                 self.pricing.warn_unpriced(g.model)
             return
-        cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation)
         for token_type, amount in (("input", cost.input), ("output", cost.output),
                                    ("cache_read", cost.cache_read), ("cache_creation", cost.cache_write)):
             if amount:
                 m.cost.inc((svc, provider, model, token_type), amount)
         if cost.saved:
             m.cost_saved.inc((svc, provider, model, "prompt_cache"), cost.saved)
-        r.cost = cost.total
 
     def _record_cache(self, c, svc: str) -> None:
         m = self.m
@@ -182,117 +181,52 @@ class Recorder:
 
     # --- per request ---------------------------------------------------------------------------
 
-    def record_trace(self, trace: Trace, reason: str) -> RequestSummary | None:
-        self.m.traces_completed.inc((reason,))
-        root = trace.root
-        if root is None:
-            return None
-        m = self.m
-        svc = root.service
-        mode = self.label("mode", root.mode or "default")
-        tenant = self.label("tenant", root.tenant or "default")
-        spans = trace.spans
-        critical_ns, self_ns, feature_ns = breakdown(spans, root)
-        duration = root.duration_ns * NS
-        cost = ZERO
-        model = None
-        variants: dict[str, str] = {}
-        tokens: dict[str, int] = defaultdict(int)
-        cache_lookups = []
-        response_cache = None
-        quality = confidence = citations = None
-        degraded = 0
-        components: dict = {}
-        for s in spans:
-            if s.cost is not None:
-                cost += s.cost
-            calls = components.get(s.component)
-            if calls is None:
-                calls = components[s.component] = [0, 0, []]
-            calls[0] += 1
-            calls[1] += s.error
-            calls[2].append((s.end - s.start) * NS)
-            g = s.genai
-            if g is not None:
-                if g.model and model is None:
-                    model = self.label("model", g.model)
-                u = g.usage
-                if u is not None:
-                    tokens["input"] += u.input
-                    tokens["output"] += u.output
-                    tokens["cache_read"] += u.cache_read
-                    tokens["cache_creation"] += u.cache_creation
-                    tokens["reasoning"] += u.reasoning
-            for flag, variant, _ in s.flags:
-                variants[flag] = variant
-            c = s.cache
-            if c is not None and c.result:
-                cache_lookups.append((c.name or "default", c.result, s.feature, c.miss_reason))
-                if c.kind == "response" and response_cache != "hit":
-                    response_cache = c.result
-            q = s.quality
-            if q is not None:
-                if q.score is not None:
-                    quality = q.score
-                if q.confidence is not None:
-                    confidence = q.confidence
-                if q.citations is not None:
-                    citations = q.citations
-                if q.degradation:
-                    degraded = 1
-                    m.degraded.inc((svc, self.label("reason", q.degradation)))
-                for w in q.warnings:
-                    m.warnings.inc((svc, self.label("warning", w)))
-        root_cache = root.cache.status if root.cache is not None else None
-        cache_status = root_cache or response_cache or "none"
-        status = "error" if root.error else "ok"
-        key = (svc, mode, status, cache_status)
+    def record_request(self, r: RequestSummary) -> None:
+        m, label = self.m, self.label
+        svc = r.service
+        mode = label("mode", r.mode)
+        tenant = label("tenant", r.tenant)
+        cost, duration = r.cost, r.duration
+        status = "error" if r.error else "ok"
+        key = (svc, mode, status, r.cache_status)
         m.requests.inc(key)
-        m.request_duration.observe(key, duration, trace.trace_id)
+        m.request_duration.observe(key, duration, r.trace_id)
         m.tenant_requests.inc((svc, tenant, status))
         m.request_cost.inc((svc, mode, tenant), cost)
-        critical = {c: ns * NS for c, ns in critical_ns.items()}
-        self_time = {c: ns * NS for c, ns in self_ns.items()}
-        for comp, seconds in critical.items():
-            m.component_critical.inc((svc, comp), seconds)
-        for comp, seconds in self_time.items():
-            m.component_self.inc((svc, comp), seconds)
-        for flag, variant in variants.items():
-            vkey = (svc, flag, variant)
-            m.variant_duration.observe(vkey, duration, trace.trace_id)
+        taken = label.taken  # components and flags were capped span by span (record_span)
+        known = label.seen["component"]  # most components are: no call for them
+        for comp, seconds in r.critical.items():
+            m.component_critical.inc((svc, comp if comp in known else taken("component", comp)), seconds)
+        for comp, seconds in r.self_time.items():
+            m.component_self.inc((svc, comp if comp in known else taken("component", comp)), seconds)
+        for flag, variant in r.variants.items():
+            vkey = (svc, taken("flag", flag), taken("variant", variant))
+            m.variant_duration.observe(vkey, duration, r.trace_id)
             m.variant_cost.inc(vkey, cost)
-            if root.error:
+            if r.error:
                 m.variant_errors.inc(vkey)
             else:
                 m.variant_errors.touch(vkey)
-        if quality is not None:
-            m.quality.observe((svc, mode), quality, trace.trace_id)
-        if confidence is not None:
-            m.confidence.observe((svc, mode), confidence, trace.trace_id)
-        if citations is not None:
-            m.citations.observe((svc, mode), citations)
-        self._record_response_cache(svc, cache_status, cost, spans)
-        summary = RequestSummary(
-            trace_id=trace.trace_id, service=svc, mode=mode, tenant=tenant, user=root.user, error=root.error,
-            start_ns=root.start, duration=duration, cache_status=cache_status, cost=cost, model=model,
-            critical=critical, self_time=self_time,
-            by_feature={f: ns * NS for f, ns in feature_ns.items()},
-            variants=variants, cache_lookups=cache_lookups,
-            tokens=dict(tokens), quality=quality, confidence=confidence, citations=citations,
-            components=components, degraded=degraded,
-        )
-        for sink in self.sinks:
-            sink(summary)
-        return summary
+        for reason in r.degradations:
+            m.degraded.inc((svc, label("reason", reason)))
+        for warning in r.warnings:
+            m.warnings.inc((svc, label("warning", warning)))
+        if r.quality is not None:
+            m.quality.observe((svc, mode), r.quality, r.trace_id)
+        if r.confidence is not None:
+            m.confidence.observe((svc, mode), r.confidence, r.trace_id)
+        if r.citations is not None:
+            m.citations.observe((svc, mode), r.citations)
+        self._record_response_cache(r)
 
-    def _record_response_cache(self, svc: str, cache_status: str, cost: Decimal, spans) -> None:
+    def _record_response_cache(self, r: RequestSummary) -> None:
         """A response-cache hit skipped the LLM: value it at the mean cost of this service's misses."""
-        if cache_status == "miss" and cost:
-            llm = next((s.genai for s in spans if s.cost is not None), None)
+        svc, cost = r.service, r.cost
+        if r.cache_status == "miss" and cost:
             total, n, provider, model = self.miss_cost.get(svc, (ZERO, 0, "unknown", "unknown"))
-            if llm is not None:
-                provider, model = self.label("provider", llm.provider or "unknown"), self.label("model", llm.model or "unknown")
+            if r.llm is not None:
+                provider, model = self.label("provider", r.llm[0] or "unknown"), self.label("model", r.llm[1] or "unknown")
             self.miss_cost[svc] = (total + cost, n + 1, provider, model)
-        elif cache_status == "hit" and svc in self.miss_cost:
+        elif r.cache_status == "hit" and svc in self.miss_cost:
             total, n, provider, model = self.miss_cost[svc]
             self.m.cost_saved.inc((svc, provider, model, "response_cache"), total / n)

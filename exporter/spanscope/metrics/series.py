@@ -3,12 +3,17 @@
 Built for the ingest hot path: one dict lookup and a few list writes per sample, no locks (all
 writes happen on the event loop thread), no per-call label validation. Cardinality is bounded here:
 each family holds at most `limit` series and sends further label sets to one overflow series; series
-idle longer than the TTL are dropped by `expire`.
+idle longer than the TTL are dropped by `expire`, except in the families declared `never_expire`.
+
+Values known only at scrape time (feature gauges, the store's own bookkeeping, the interaction
+writer's totals) come from collectors, as in prometheus_client: callables registered on the Store
+and called by the exposition (`Store.collect`), each returning the exact series of its families.
 """
 from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 # The overflow series of a family carries only this label (the OpenTelemetry SDK's convention).
@@ -43,12 +48,14 @@ class Clock:
 class Family:
     kind = "untyped"
 
-    def __init__(self, name: str, help: str, labelnames: tuple, clock: Clock, limit: int):
+    def __init__(self, name: str, help: str, labelnames: tuple, clock: Clock, limit: int,
+                 never_expire: bool = False):
         self.name = name
         self.help = help
         self.labelnames = tuple(labelnames)
         self.clock = clock
         self.limit = limit
+        self.never_expire = never_expire  # its series stay however long they are idle
         self.series: dict[tuple, list] = {}
         self.labels: dict[tuple, str] = {}
         self.overflowed = 0
@@ -63,6 +70,22 @@ class Family:
                 return key
         self.labels[key] = label_text(self.labelnames, key)
         return key
+
+    def load(self, values: dict) -> None:
+        """Make the series exactly `values` (label values -> value): what a collector returns."""
+        for key in [k for k in self.series if k not in values]:
+            del self.series[key]
+            self.labels.pop(key, None)
+        now = self.clock.now
+        for key, value in values.items():
+            s = self.series.get(key)
+            if s is None:
+                key = self._slot(key)
+                s = self.series.get(key)
+                if s is None:
+                    s = self.series[key] = [value, now]
+            s[0] = value
+            s[1] = now
 
     def expire(self, cutoff: float) -> int:
         stale = [k for k, s in self.series.items() if s[-1] < cutoff]
@@ -97,11 +120,6 @@ class Counter(Family):
         if key not in self.series:
             self.inc(key, self.zero)
 
-    def mirror(self, key: tuple, total) -> None:
-        """Expose a total counted elsewhere (store bookkeeping) as this counter's value."""
-        self.touch(key)
-        self.series[key if key in self.series else OVERFLOW][0] = total
-
     def value(self, key: tuple):
         s = self.series.get(key)
         return s[0] if s else self.zero
@@ -121,13 +139,6 @@ class Gauge(Family):
                 s = self.series[key] = [0.0, 0.0]
         s[0] = value
         s[1] = self.clock.now
-
-    def replace(self, values: dict) -> None:
-        """Set exactly these series (for gauges computed as a whole, like one-hot states)."""
-        for key in [k for k in self.series if k not in values]:
-            del self.series[key]
-        for key, value in values.items():
-            self.set(key, value)
 
 
 class Histogram(Family):
@@ -167,13 +178,31 @@ class Histogram(Family):
                 self.series[key] = [[0] * (len(self.buckets) + 1), 0.0, 0, None, self.clock.now]
 
 
+# A collector returns (family, {label values: value}) pairs: the exact series of those families now.
+Collector = Callable[[], Iterable[tuple[Family, dict]]]
+
+
 class Store:
-    """All families, in registration order, sharing one clock and one series limit."""
+    """All families, in registration order, sharing one clock and one series limit, and the
+    collectors that fill families at scrape time."""
 
     def __init__(self, series_limit: int, clock: Clock | None = None):
         self.clock = clock or Clock()
         self.series_limit = series_limit
         self.families: dict[str, Family] = {}
+        self.collectors: list[Collector] = []
+        self.late_collectors: list[Collector] = []
+
+    def register(self, collector: Collector, last: bool = False) -> None:
+        """Call `collector` at each collection; `last`: after the others (one that describes the
+        store itself, so it sees their series)."""
+        (self.late_collectors if last else self.collectors).append(collector)
+
+    def collect(self) -> None:
+        """Bring every collected family up to date (the exposition calls this before rendering)."""
+        for collector in self.collectors + self.late_collectors:
+            for family, values in collector():
+                family.load(values)
 
     def _add(self, family: Family) -> Family:
         if family.name in self.families:
@@ -181,16 +210,17 @@ class Store:
         self.families[family.name] = family
         return family
 
-    def counter(self, name, help, labelnames=(), exact=False, limit=None) -> Counter:
-        return self._add(Counter(name, help, labelnames, self.clock, limit or self.series_limit, exact=exact))
+    def counter(self, name, help, labelnames=(), exact=False, limit=None, never_expire=False) -> Counter:
+        return self._add(Counter(name, help, labelnames, self.clock, limit or self.series_limit, never_expire,
+                                 exact=exact))
 
-    def gauge(self, name, help, labelnames=(), limit=None) -> Gauge:
-        return self._add(Gauge(name, help, labelnames, self.clock, limit or self.series_limit))
+    def gauge(self, name, help, labelnames=(), limit=None, never_expire=False) -> Gauge:
+        return self._add(Gauge(name, help, labelnames, self.clock, limit or self.series_limit, never_expire))
 
-    def histogram(self, name, help, labelnames=(), buckets=(), limit=None) -> Histogram:
-        return self._add(Histogram(name, help, labelnames, self.clock, limit or self.series_limit,
+    def histogram(self, name, help, labelnames=(), buckets=(), limit=None, never_expire=False) -> Histogram:
+        return self._add(Histogram(name, help, labelnames, self.clock, limit or self.series_limit, never_expire,
                                    buckets=buckets))
 
-    def expire(self, ttl: float, now: float | None = None, keep=()) -> int:
+    def expire(self, ttl: float, now: float | None = None) -> int:
         cutoff = (now if now is not None else time.time()) - ttl
-        return sum(f.expire(cutoff) for f in self.families.values() if f.name not in keep)
+        return sum(f.expire(cutoff) for f in self.families.values() if not f.never_expire)

@@ -65,8 +65,9 @@ class Feedback:
     them as metrics. A resubmission revises the stored rating and keeps the earlier one as history;
     resending the current rating and comment is answered like a revision but changes nothing."""
 
-    def __init__(self, metrics, recent: RecentRequests, store, lock=None, on_rating=None):
+    def __init__(self, metrics, recent: RecentRequests, store, lock=None, on_rating=None, label=None):
         self.metrics = metrics
+        self.label = label or (lambda name, value: value)  # (label, value) -> the value a metric may carry
         self.recent = recent
         self.store = store  # InteractionStore
         self.lock = lock if lock is not None else contextlib.nullcontext()  # guards metrics and `recent`
@@ -89,11 +90,12 @@ class Feedback:
             if saved.outcome != "duplicate":
                 if self.on_rating is not None:
                     self.on_rating(labels[0], labels[1], rating.rating)
-                self.metrics.feedback_rating.observe(labels, rating.rating, rating.interaction_id)
+                key = (labels[0], self.label("mode", labels[1]), self.label("model", labels[2]))
+                self.metrics.feedback_rating.observe(key, rating.rating, rating.interaction_id)
                 if rating.rating <= 2:
-                    self.metrics.feedback_low.inc(labels)
+                    self.metrics.feedback_low.inc(key)
                 else:
-                    self.metrics.feedback_low.touch(labels)
+                    self.metrics.feedback_low.touch(key)
         doc = {"interaction_id": rating.interaction_id, "rating": rating.rating,
                "service": labels[0], "mode": labels[1], "model": labels[2]}
         if saved.outcome == "created":

@@ -161,11 +161,14 @@ class InteractionStore:
     def queued(self) -> int:
         return len(self._queue)
 
-    def publish(self, metrics) -> None:
-        """Mirror the writer's totals into the self-metrics (before a scrape)."""
-        metrics.interactions_written.mirror((), float(self.written))
-        for reason, n in self.dropped.items():
-            metrics.interactions_dropped.mirror((reason,), float(n))
+    def collector(self, metrics):
+        """The collector of the writer's totals (registered on the metrics store)."""
+
+        def collect():
+            yield metrics.interactions_written, {(): float(self.written)}
+            yield metrics.interactions_dropped, {(reason,): float(n) for reason, n in self.dropped.items()}
+
+        return collect
 
     # --- the writer thread ---------------------------------------------------------------------
 

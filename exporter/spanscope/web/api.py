@@ -13,6 +13,7 @@ from aiohttp import web
 from ..analysis.experiments import Experiments
 from ..analysis.features import Feature, Features
 from ..analysis.impact import Impact
+from ..analysis.window import MinuteStats
 from ..store.feedback import Feedback, Rating
 from .endpoints import lock_free
 from .errors import ApiError
@@ -54,7 +55,7 @@ class Api:
         self.feedback = feedback
         self.scenarios = scenarios
 
-    def feature_json(self, f: Feature, totals: dict, contributions: dict) -> dict:
+    def feature_json(self, f: Feature, totals: MinuteStats, contributions: dict) -> dict:
         s = self.features.state[f.name]
         out = {
             "name": f.name, "display_name": f.display_name, "description": f.description,
@@ -78,7 +79,7 @@ class Api:
             categories.setdefault(f["category"], []).append(f["name"])
         return web.json_response({"features": features, "categories": categories,
                                   "current_latency_ms": self.impact.mean_latency(t) * 1000,
-                                  "requests_in_window": t["requests"], "window_seconds": self.impact.window,
+                                  "requests_in_window": t.requests, "window_seconds": self.impact.window,
                                   "state_file_error": self.features.load_error})
 
     async def get_feature(self, request):
@@ -119,7 +120,7 @@ class Api:
         rows = [{"name": name, "enabled": self.features.enabled(name), "avg_latency_ms": c * 1000,
                  "percent_of_total": c / total * 100 if total else 0.0}
                 for name, c in sorted(contrib.items(), key=lambda x: -x[1])]
-        return web.json_response({"total_latency_ms": total * 1000, "requests_in_window": t["requests"],
+        return web.json_response({"total_latency_ms": total * 1000, "requests_in_window": t.requests,
                                   "window_seconds": self.impact.window, "features": rows})
 
     async def what_if(self, request):

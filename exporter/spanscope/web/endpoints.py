@@ -75,12 +75,10 @@ def locked(lock):
 
 
 def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
-    """`state["ready"]` is set once the receivers listen; `state["before_scrape"]` are callables."""
+    """`state["ready"]` is set once the receivers listen. A scrape renders the store, whose collectors
+    fill the scrape-time families first."""
 
     async def scrape(request: web.Request) -> web.Response:
-        for hook in state.get("before_scrape", ()):
-            hook()
-        metrics.refresh_self_metrics()
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         body = render(metrics.store, openmetrics=openmetrics, tail=runtime_families(openmetrics))
         resp = web.Response(body=body)

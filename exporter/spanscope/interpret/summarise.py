@@ -1,0 +1,89 @@
+"""A finished trace summarised once: `summarise(trace)` is the RequestSummary everything after the
+metrics reads (the recorder's request metrics, the rollups, the interaction store, feedback).
+
+Pure: it reads the trace's SpanRecords (completed by interpret.facts) and writes nothing. Values are
+as the spans carry them (mode, tenant, model, components, features, variants): whoever keys by one
+bounds it (metric labels in metrics.recorder, rollups per minute).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from .summary import RequestSummary
+from .traces import Trace, breakdown
+
+NS = 1e-9
+ZERO = Decimal(0)
+
+
+def summarise(trace: Trace) -> RequestSummary | None:
+    """The request of a finished trace; None without a local root (no request to speak of)."""
+    root = trace.root
+    if root is None:
+        return None
+    critical_ns, self_ns, feature_ns = breakdown(trace.spans, root)
+    cost = ZERO
+    model = llm = None
+    variants: dict[str, str] = {}
+    tokens: dict[str, int] = defaultdict(int)
+    cache_lookups = []
+    response_cache = None
+    quality = confidence = citations = None
+    degradations: list[str] = []
+    warnings: list[str] = []
+    components: dict = {}
+    for s in trace.spans:
+        if s.cost is not None:
+            cost += s.cost.total
+            if llm is None:
+                llm = (s.genai.provider, s.genai.model)
+        calls = components.get(s.component)
+        if calls is None:
+            calls = components[s.component] = [0, 0, []]
+        calls[0] += 1
+        calls[1] += s.error
+        calls[2].append((s.end - s.start) * NS)
+        g = s.genai
+        if g is not None:
+            if g.model and model is None:
+                model = g.model
+            u = g.usage
+            if u is not None:
+                tokens["input"] += u.input
+                tokens["output"] += u.output
+                tokens["cache_read"] += u.cache_read
+                tokens["cache_creation"] += u.cache_creation
+                tokens["reasoning"] += u.reasoning
+        for flag, variant, _ in s.flags:
+            variants[flag] = variant
+        c = s.cache
+        if c is not None and c.result:
+            cache_lookups.append((c.name or "default", c.result, s.feature, c.miss_reason))
+            if c.kind == "response" and response_cache != "hit":
+                response_cache = c.result
+        q = s.quality
+        if q is not None:
+            if q.score is not None:
+                quality = q.score
+            if q.confidence is not None:
+                confidence = q.confidence
+            if q.citations is not None:
+                citations = q.citations
+            if q.degradation:
+                degradations.append(q.degradation)
+            warnings += q.warnings
+    root_cache = root.cache.status if root.cache is not None else None
+    return RequestSummary(
+        trace_id=trace.trace_id, service=root.service, mode=root.mode or "default",
+        tenant=root.tenant or "default", user=root.user, error=root.error, start_ns=root.start,
+        duration=root.duration_ns * NS, cache_status=root_cache or response_cache or "none", cost=cost,
+        model=model, llm=llm,
+        critical={c: ns * NS for c, ns in critical_ns.items()},
+        self_time={c: ns * NS for c, ns in self_ns.items()},
+        by_feature={f: ns * NS for f, ns in feature_ns.items()},
+        variants=variants, cache_lookups=cache_lookups,
+        tokens=dict(tokens),
+        quality=quality, confidence=confidence, citations=citations,
+        components=components, degraded=1 if degradations else 0, degradations=degradations, warnings=warnings,
+    )

@@ -4,11 +4,10 @@
 
 Builds `spanscope.app.Exporter` from the embedded default config (every feature on), feeds it the
 bench payloads (bench/payloads.py) without any server, and reports CPU microseconds per span for:
-decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read + record
+decode (protobuf into raw spans, decode.wire), read (interpret.contract.read_span alone), process (Ingest.process: read + record
 + trace assembly), finish (Ingest.finish_traces: trace breakdown, request metrics and the sinks),
 and each sink of the recorder. `--gc` compares the cyclic garbage collector's share; `--cprofile N`
-prints the top N functions by own time, profiling the Python source (SPANSCOPE_NO_COMPILED=1 is set
-for it: cProfile cannot see inside the Cython-compiled modules). Single-threaded, so the numbers add up; the server adds
+prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
 HTTP/gRPC handling and any thread hand-off on top (compare with run.py's spans per core).
 """
 from __future__ import annotations
@@ -17,7 +16,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import os
 import pstats
 import sys
 import time
@@ -113,8 +111,6 @@ def main(argv=None) -> None:
                    help="cyclic GC as in the server (on), disabled (off), or gc.set_threshold(500000, 20, 100)")
     p.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N functions by own time")
     args = p.parse_args(argv)
-    if args.cprofile:
-        os.environ["SPANSCOPE_NO_COMPILED"] = "1"  # before spanscope is imported
     if args.gc == "off":
         gc.disable()
     elif args.gc == "threshold":
@@ -125,8 +121,7 @@ def main(argv=None) -> None:
 
     result = asyncio.run(run())
     cycle = result.pop("_cycle")
-    from spanscope import compiled
-    print(f"{result['spans']} spans, gc {result['gc']}, compiled modules: {compiled.summary()}: {result['total_us']} us/span CPU "
+    print(f"{result['spans']} spans, gc {result['gc']}: {result['total_us']} us/span CPU "
           f"= {result['spans_per_cpu_s']} spans per CPU second")
     print(f"  decode {result['decode_us']} us | process {result['process_us']} us "
           f"(read_span alone {result['read_span_us']} us) | finish_traces {result['finish_us']} us")

@@ -67,7 +67,7 @@ def _any(v):
 
 TEXT = Type("string", _text)
 NUMBER = Type("double", _number)
-COUNT = Type("int ≥ 0", _number, _count)  # the first number found must not be negative
+COUNT = Type("int, ≥ 0", _number, _count)  # the first number found must not be negative
 TEXT_LIST = Type("string[]", _text_list)
 ANY = Type("any", _any)
 
@@ -202,9 +202,9 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "state at the time of the call (drives the one-hot gauge)", check=OneOf(BREAKER_STATES)),
     Attribute("resilience.outcome", ("pipeline.circuit_breaker.outcome",), TEXT, "the call's outcome",
               check=OneOf(("success", "failure", "not_permitted"))),
-    Attribute("resilience.fallback_from", ("pipeline.fallback.from",), TEXT, "a fallback was taken, from"),
-    Attribute("resilience.fallback_to", ("pipeline.fallback.to",), TEXT, "a fallback was taken, to"),
-    Attribute("resilience.route", ("pipeline.route.name",), TEXT, "a routing decision"),
+    Attribute("resilience.fallback_from", ("pipeline.fallback.from",), TEXT, "a fallback was taken: what it fell back from"),
+    Attribute("resilience.fallback_to", ("pipeline.fallback.to",), TEXT, "a fallback was taken: what it fell back to"),
+    Attribute("resilience.route", ("pipeline.route.name",), TEXT, "a routing decision: the route taken"),
     Attribute("resilience.route_reason", ("pipeline.route.reason",), TEXT, "why the route was taken"),
     # Span events
     Attribute("flag.key", ("feature_flag.key",), TEXT, "label `flag`", on=FLAG_EVALUATION),

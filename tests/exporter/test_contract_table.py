@@ -7,15 +7,32 @@ from pathlib import Path
 
 import pytest
 from protospans import request, span
-
 from spanscope.decode.otlp import decode_protobuf
 from spanscope.decode.wire import Reader
 from spanscope.interpret import attributes
 from spanscope.interpret.attributes import (
-    ANY, ATTRIBUTES, BREAKER_TRANSITION, COUNT, FLAG_EVALUATION, NUMBER, RESOURCE, SPAN, TEXT, TEXT_LIST, Attribute,
-    OneOf, Range,
+    ANY,
+    ATTRIBUTES,
+    BREAKER_TRANSITION,
+    COUNT,
+    FLAG_EVALUATION,
+    NUMBER,
+    RESOURCE,
+    SPAN,
+    TEXT,
+    TEXT_LIST,
+    Attribute,
+    OneOf,
+    Range,
 )
-from spanscope.interpret.contract import EVENT_KEYS, EVENT_NAMES, KNOWN_KEYS, READER, SpanRecord, read_span
+from spanscope.interpret.contract import (
+    EVENT_KEYS,
+    EVENT_NAMES,
+    KNOWN_KEYS,
+    READER,
+    SpanRecord,
+    read_span,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs/span-contract.md"
 PY_READER = Reader(KNOWN_KEYS, EVENT_NAMES, EVENT_KEYS, native=False)

@@ -45,16 +45,12 @@ def _merge(rows) -> list[Field]:
     fields: dict[str, Field] = {}
     first: dict[str, Attribute] = {}
     for row in rows:
-        seen = fields.get(row.field)
-        if seen is None:
-            first[row.field] = row
-            fields[row.field] = Field(row.field, row.keys, row.type.parse, _chain(row.type.finish, row.check),
-                                      row.default)
-        elif (row.type, row.check, row.default) != (first[row.field].type, first[row.field].check,
-                                                    first[row.field].default):
+        head = first.setdefault(row.field, row)
+        if (row.type, row.check, row.default) != (head.type, head.check, head.default):
             raise ValueError(f"the rows for {row.field} disagree on its type, check or default")
-        else:
-            fields[row.field] = seen._replace(keys=seen.keys + row.keys)
+        seen = fields.get(row.field)
+        fields[row.field] = (Field(row.field, row.keys, row.type.parse, _chain(row.type.finish, row.check), row.default)
+                             if seen is None else seen._replace(keys=seen.keys + row.keys))
     return list(fields.values())
 
 
@@ -114,19 +110,18 @@ OWN = ("component", "error_type", "feature", "rag_source", "mode", "tenant", "us
 
 def _layout(rows) -> list[Field]:
     span_rows = [r for r in rows if r.on == SPAN]
-    parts = {p: _merge(r for r in span_rows if part(r.field) == p) for p in dict.fromkeys(part(r.field) for r in span_rows)}
+    parts = {p: _merge(r for r in span_rows if part(r.field) == p)
+             for p in dict.fromkeys(part(r.field) for r in span_rows)}
     own = {f.name: f for f in parts.pop("", [])}
     if set(own) != set(OWN):
-        raise ValueError(f"the table's fields without a part must be SpanRecord's own fields {OWN}, not {tuple(own)}")
+        raise ValueError(f"the table's fields without a part must be SpanRecord's own {OWN}, not {tuple(own)}")
     return [own[name] for name in OWN] + [f for fields in parts.values() for f in fields]
 
 
 # A span's values are read into a copy of DEFAULTS; each part of the record is built from its slice.
 FIELDS = _layout(ATTRIBUTES)
-SLICES: dict[str, slice] = {}
-for _i, _f in enumerate(FIELDS):
-    _s = SLICES.get(part(_f.name))
-    SLICES[part(_f.name)] = slice(_i, _i + 1) if _s is None else slice(_s.start, _i + 1)
+_PARTS = [part(f.name) for f in FIELDS]
+SLICES = {p: slice(_PARTS.index(p), len(_PARTS) - _PARTS[::-1].index(p)) for p in dict.fromkeys(_PARTS)}
 SLOT = {f.name: i for i, f in enumerate(FIELDS)}
 DEFAULTS = [f.default for f in FIELDS]
 OWN_DEFAULTS = DEFAULTS[:len(OWN)]  # enough for a span without parts (most spans): its fields come first

@@ -4,8 +4,8 @@
 
 Builds `spanscope.app.Exporter` from the embedded default config (every feature on), feeds it the
 bench payloads (bench/payloads.py) without any server, and reports CPU microseconds per span for:
-decode (protobuf into raw spans, spanscope.wire), read (contract.read_span alone), process (Ingest.process: read + record
-+ trace assembly), finish (Ingest.finish_traces: the summary with its breakdown, then the sinks), and each
+decode (protobuf into raw spans, decode.wire), read (interpret.contract.read_span alone), process (Ingest.process:
+read + record + trace assembly), finish (Ingest.finish_traces: the summary with its breakdown, then the sinks), and each
 sink of the finished requests (the recorder's request metrics among them). `--gc` compares the cyclic
 garbage collector's share; `--cprofile N` prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
 HTTP/gRPC handling and any thread hand-off on top (compare with run.py's spans per core).

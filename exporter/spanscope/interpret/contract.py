@@ -1,15 +1,26 @@
 """The span contract: what a span says, read into a SpanRecord (docs/span-contract.md).
 
-Pure interpretation, no metrics: current OpenTelemetry semantic-convention names first, then the
-older names real instrumentations still emit. A value of the wrong type is treated as absent.
+Pure interpretation, no metrics. Which attributes are read, under which names and how, is the table
+of interpret/attributes.py; this module lays its fields out into the record and reads them.
 """
 from __future__ import annotations
 
-import math
+from collections import namedtuple
+from typing import Callable, NamedTuple
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ..decode.wire import RawSpan, Reader
+from .attributes import (
+    ATTRIBUTES,
+    BREAKER_TRANSITION,
+    FLAG_EVALUATION,
+    SPAN,
+    TEXT,
+    Attribute,
+    Event,
+    part,
+)
 
 STATUS_ERROR = Status.STATUS_CODE_ERROR
 IS_REMOTE_KNOWN = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
@@ -17,188 +28,182 @@ IS_REMOTE = 0x200        # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
 LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "completion"}
 RAG_OPERATIONS = {"embeddings", "retrieval"}
-FLAG_EVENTS = {"feature_flag.evaluation", "feature_flag"}
-BREAKER_STATES = ("closed", "open", "half_open")
 
 
-def first_str(attrs: dict, *names: str) -> str | None:
-    for n in names:
-        v = attrs.get(n)
-        if isinstance(v, str) and v:
-            return v
+# --- reading the table's fields -----------------------------------------------------------------
+
+class Field(NamedTuple):
+    """A field with every row feeding it merged: its keys in the order of the rows."""
+    name: str
+    keys: tuple[str, ...]
+    parse: Callable
+    finish: Callable | None
+    default: object
+
+
+def _merge(rows) -> list[Field]:
+    fields: dict[str, Field] = {}
+    first: dict[str, Attribute] = {}
+    for row in rows:
+        head = first.setdefault(row.field, row)
+        if (row.type, row.check, row.default) != (head.type, head.check, head.default):
+            raise ValueError(f"the rows for {row.field} disagree on its type, check or default")
+        seen = fields.get(row.field)
+        fields[row.field] = (Field(row.field, row.keys, row.type.parse, _chain(row.type.finish, row.check), row.default)
+                             if seen is None else seen._replace(keys=seen.keys + row.keys))
+    return list(fields.values())
+
+
+def _chain(first, then):
+    if first is None or then is None:
+        return first or then
+    return lambda v: None if (v := first(v)) is None else then(v)
+
+
+def _first(field: Field, a: dict):
+    """The field's value in `a`: the first of its keys holding a value of the right type, finished."""
+    parse = field.parse
+    for key in field.keys:
+        v = parse(a.get(key))
+        if v is not None:
+            return v if field.finish is None else field.finish(v)
     return None
 
 
-def first_number(attrs: dict, *names: str) -> float | None:
-    """A finite number (ints, floats, or numeric strings as some SDKs send them)."""
-    for n in names:
-        v = attrs.get(n)
-        if isinstance(v, bool):
+def _index(fields: list[Field]) -> dict:
+    """key -> (slot, parse, finish, the field for an older name). The reader walks the attributes a
+    span carries, so a span costs what it carries, however many names the table knows."""
+    return {key: (i, f.parse, f.finish, f if n else None) for i, f in enumerate(fields) for n, key in enumerate(f.keys)}
+
+
+_TEXT = TEXT.parse
+
+
+def _read(a: dict, by_key: dict, defaults: list) -> list:
+    """The values of the attributes `a`, laid out as `by_key` says, over a copy of `defaults`."""
+    values = defaults.copy()
+    for key, v in a.items():
+        known = by_key.get(key)
+        if known is None:  # an attribute of another kind of event
             continue
-        if isinstance(v, str):
-            try:
-                v = float(v)
-            except ValueError:
-                continue
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            return v
-    return None
+        slot, parse, finish, field = known
+        if field is None:  # a field's current name: its value, when of the right type, is the field's
+            if parse is _TEXT:  # most are: the same test without the call
+                if not isinstance(v, str) or not v:
+                    continue
+            else:
+                v = parse(v)
+            if v is not None and finish is not None:
+                v = finish(v)
+        else:  # an older name: the field's value is the first of its names holding one
+            v = _first(field, a)
+        if v is not None:
+            values[slot] = v
+    return values
 
 
-def first_count(attrs: dict, *names: str) -> int | None:
-    """A non-negative integer count."""
-    v = first_number(attrs, *names)
-    if v is None or v < 0:
-        return None
-    return int(v)
+# --- the span's fields: one list, part by part --------------------------------------------------
+
+# The record's own fields (the table's fields without a part), in the order read_span sets them.
+OWN = ("component", "error_type", "feature", "rag_source", "mode", "tenant", "user")
 
 
-def str_list(attrs: dict, name: str) -> tuple[str, ...]:
-    # A tuple, not a list: a record lives until its trace is finished, and the garbage collector
-    # would traverse every list of every pending span.
-    v = attrs.get(name)
-    if isinstance(v, str) and v:
-        return (v,)
-    if isinstance(v, list):
-        return tuple(x for x in v if isinstance(x, str) and x)
-    return ()
+def _layout(rows) -> list[Field]:
+    span_rows = [r for r in rows if r.on == SPAN]
+    parts = {p: _merge(r for r in span_rows if part(r.field) == p)
+             for p in dict.fromkeys(part(r.field) for r in span_rows)}
+    own = {f.name: f for f in parts.pop("", [])}
+    if set(own) != set(OWN):
+        raise ValueError(f"the table's fields without a part must be SpanRecord's own {OWN}, not {tuple(own)}")
+    return [own[name] for name in OWN] + [f for fields in parts.values() for f in fields]
 
 
-class Usage:
+# A span's values are read into a copy of DEFAULTS; each part of the record is built from its slice.
+FIELDS = _layout(ATTRIBUTES)
+_PARTS = [part(f.name) for f in FIELDS]
+SLICES = {p: slice(_PARTS.index(p), len(_PARTS) - _PARTS[::-1].index(p)) for p in dict.fromkeys(_PARTS)}
+SLOT = {f.name: i for i, f in enumerate(FIELDS)}
+DEFAULTS = [f.default for f in FIELDS]
+OWN_DEFAULTS = DEFAULTS[:len(OWN)]  # enough for a span without parts (most spans): its fields come first
+_BY_KEY = _index(FIELDS)
+
+# The parts a span's attributes feed, as bits: the wire reader ORs them per span, so read_span
+# builds only the parts a span has. Unknown keys are skipped without converting their values, which
+# keeps spans with many attributes cheap.
+BASE, GENAI, CACHE, QUALITY, RESILIENCE = 1, 2, 4, 8, 16
+_BITS = {"": BASE, "genai": GENAI, "cache": CACHE, "quality": QUALITY, "resilience": RESILIENCE}
+KNOWN_KEYS = {key: _BITS[part(f.name).partition(".")[0]] for f in FIELDS for key in f.keys}
+
+_new = tuple.__new__  # a part from its slice of values, without namedtuple's _make and its length check
+
+
+def _names(p: str) -> tuple[str, ...]:
+    return tuple(f.name.rpartition(".")[2] for f in FIELDS[SLICES[p]])
+
+
+class Usage(namedtuple("Usage", _names("genai.usage"))):
     """GenAI token usage of one LLM span; input includes cached input, as the convention says."""
-
-    __slots__ = ("input", "output", "cache_read", "cache_creation", "reasoning")
-
-    def __init__(self, attrs: dict):
-        self.input = first_count(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                                 "llm.usage.prompt_tokens") or 0
-        self.output = first_count(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                                  "llm.usage.completion_tokens") or 0
-        self.cache_read = first_count(attrs, "gen_ai.usage.cache_read.input_tokens",
-                                      "gen_ai.usage.cache_read_input_tokens") or 0
-        self.cache_creation = first_count(attrs, "gen_ai.usage.cache_creation.input_tokens",
-                                          "gen_ai.usage.cache_creation_input_tokens") or 0
-        self.reasoning = first_count(attrs, "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
-                                     "llm.usage.reasoning_tokens") or 0
-        # Some instrumentations report cached tokens apart from input (Anthropic's API does);
-        # restore the convention's invariant so cached tokens are never priced twice or lost.
-        if self.cache_read + self.cache_creation > self.input:
-            self.input += self.cache_read + self.cache_creation
-
-    def any(self) -> bool:
-        return bool(self.input or self.output or self.cache_read or self.cache_creation or self.reasoning)
+    __slots__ = ()
 
 
-class GenAI:
-    """The GenAI facts of a span (present on LLM, embedding and tool spans)."""
-
-    __slots__ = ("provider", "operation", "request_model", "response_model", "model", "usage", "ttfc", "tool")
-
-    def __init__(self, a: dict):
-        self.provider = first_str(a, "gen_ai.provider.name", "gen_ai.system")
-        self.operation = first_str(a, "gen_ai.operation.name", "llm.request.type")
-        self.request_model = first_str(a, "gen_ai.request.model", "llm.request.model")
-        self.response_model = first_str(a, "gen_ai.response.model", "llm.response.model")
-        self.model = self.response_model or self.request_model
-        usage = Usage(a)
-        self.usage = usage if usage.any() else None
-        ttfc = first_number(a, "gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token")
-        self.ttfc = ttfc if ttfc is not None and ttfc >= 0 else None
-        self.tool = first_str(a, "gen_ai.tool.name")
+class GenAI(namedtuple("GenAI", _names("genai") + ("model", "usage"))):
+    """The GenAI facts of a span (present on LLM, embedding and tool spans); `model` is the response
+    model, else the request model; `usage` is None without tokens."""
+    __slots__ = ()
 
     def is_llm_call(self) -> bool:
         return self.operation in LLM_OPERATIONS or self.usage is not None or (
             self.provider is not None and self.operation is None)
 
 
-class Cache:
-    __slots__ = ("name", "result", "kind", "status", "size", "capacity", "evictions", "miss_reason")
-
-    def __init__(self, a: dict):
-        self.name = first_str(a, "pipeline.cache.name")
-        result = first_str(a, "pipeline.cache.result")
-        self.result = result if result in ("hit", "miss") else None
-        self.kind = first_str(a, "pipeline.cache.kind") or "response"
-        status = first_str(a, "pipeline.cache.status")
-        self.status = status if status in ("hit", "miss", "none") else None
-        size, capacity = first_number(a, "pipeline.cache.size"), first_number(a, "pipeline.cache.capacity")
-        self.size = size if size is not None and size >= 0 else None
-        self.capacity = capacity if capacity is not None and capacity >= 0 else None
-        self.evictions = first_count(a, "pipeline.cache.evictions")
-        self.miss_reason = first_str(a, "pipeline.cache.miss_reason")  # absent, expired, evicted
+class Cache(namedtuple("Cache", _names("cache"))):
+    __slots__ = ()
 
 
-class Quality:
-    __slots__ = ("score", "confidence", "citations", "degradation", "warnings")
-
-    def __init__(self, a: dict):
-        score, confidence = first_number(a, "pipeline.quality.score"), first_number(a, "pipeline.quality.confidence")
-        self.score = score if score is not None and 0 <= score <= 1 else None
-        self.confidence = confidence if confidence is not None and 0 <= confidence <= 1 else None
-        self.citations = first_count(a, "pipeline.quality.citations")
-        self.degradation = first_str(a, "pipeline.degradation.reason")
-        self.warnings = str_list(a, "pipeline.warnings")
+class Quality(namedtuple("Quality", _names("quality"))):
+    __slots__ = ()
 
 
-class Resilience:
+class Resilience(namedtuple("Resilience", _names("resilience"))):
     """Circuit breaker, fallback and routing facts of a span."""
-
-    __slots__ = ("breaker", "state", "outcome", "fallback_from", "fallback_to", "route", "route_reason")
-
-    def __init__(self, a: dict):
-        self.breaker = first_str(a, "pipeline.circuit_breaker.name")
-        state = first_str(a, "pipeline.circuit_breaker.state")
-        self.state = state if state in BREAKER_STATES else None
-        outcome = first_str(a, "pipeline.circuit_breaker.outcome")
-        self.outcome = outcome if outcome in ("success", "failure", "not_permitted") else None
-        self.fallback_from = first_str(a, "pipeline.fallback.from")
-        self.fallback_to = first_str(a, "pipeline.fallback.to")
-        self.route = first_str(a, "pipeline.route.name")
-        self.route_reason = first_str(a, "pipeline.route.reason")
+    __slots__ = ()
 
 
-# Attribute keys the contract reads, by the part of the record they feed. Unknown keys are skipped
-# without converting their values, which keeps spans with many attributes cheap.
-BASE, GENAI, CACHE, QUALITY, RESILIENCE = 1, 2, 4, 8, 16
-_GROUPS = {
-    BASE: ("pipeline.component", "pipeline.feature", "pipeline.mode", "tenant.id", "enduser.id", "error.type",
-           "pipeline.rag.source"),
-    GENAI: ("gen_ai.provider.name", "gen_ai.system", "gen_ai.operation.name", "llm.request.type",
-            "gen_ai.request.model", "llm.request.model", "gen_ai.response.model", "llm.response.model",
-            "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens",
-            "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens",
-            "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
-            "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
-            "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens",
-            "gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token", "gen_ai.tool.name"),
-    CACHE: ("pipeline.cache.name", "pipeline.cache.result", "pipeline.cache.kind", "pipeline.cache.status",
-            "pipeline.cache.size", "pipeline.cache.capacity", "pipeline.cache.evictions",
-            "pipeline.cache.miss_reason"),
-    QUALITY: ("pipeline.quality.score", "pipeline.quality.confidence", "pipeline.quality.citations",
-              "pipeline.degradation.reason", "pipeline.warnings"),
-    RESILIENCE: ("pipeline.circuit_breaker.name", "pipeline.circuit_breaker.state", "pipeline.circuit_breaker.outcome",
-                 "pipeline.fallback.from", "pipeline.fallback.to", "pipeline.route.name", "pipeline.route.reason"),
-}
-KNOWN_KEYS = {key: group for group, keys in _GROUPS.items() for key in keys}
+_GENAI, _USAGE, _CACHE, _QUALITY, _RESILIENCE = (SLICES[p] for p in ("genai", "genai.usage", "cache", "quality",
+                                                                     "resilience"))
+_RESPONSE_MODEL, _REQUEST_MODEL = SLOT["genai.response_model"], SLOT["genai.request_model"]
+
+
+def _genai(values: list) -> GenAI:
+    usage = values[_USAGE]
+    if any(usage):
+        usage = _new(Usage, usage)
+        # Some instrumentations report cached tokens apart from input (Anthropic's API does);
+        # restore the convention's invariant so cached tokens are never priced twice or lost.
+        if usage.cache_read + usage.cache_creation > usage.input:
+            usage = usage._replace(input=usage.input + usage.cache_read + usage.cache_creation)
+    else:
+        usage = None
+    genai = values[_GENAI]
+    genai += (values[_RESPONSE_MODEL] or values[_REQUEST_MODEL], usage)
+    return _new(GenAI, genai)
 
 
 class SpanRecord:
     """What the exporter keeps of one span: enough for per-span metrics and for the trace."""
 
     __slots__ = (
-        "trace_id", "span_id", "parent_id", "is_root", "service", "name", "component", "start", "end",
-        "error", "error_type", "feature", "mode", "tenant", "user", "rag_source",
+        "trace_id", "span_id", "parent_id", "is_root", "service", "name", "start", "end", "error",
         "genai", "cache", "quality", "resilience", "flags", "breaker_events", "cost",
-    )
+    ) + OWN
 
     @property
     def duration_ns(self) -> int:
         return self.end - self.start
 
 
-def component_of(name: str, attrs: dict, genai: GenAI | None, span_names) -> str:
-    explicit = attrs.get("pipeline.component")
-    if isinstance(explicit, str) and explicit:
+def component_of(name: str, explicit: str | None, genai: GenAI | None, span_names) -> str:
+    if explicit:
         return explicit
     for pattern, component in span_names:
         if pattern.search(name):
@@ -214,56 +219,60 @@ def component_of(name: str, attrs: dict, genai: GenAI | None, span_names) -> str
     return name or "unknown"
 
 
-EVENT_KEYS = frozenset({
-    "feature_flag.key", "feature_flag.result.variant", "feature_flag.variant", "feature_flag.result.value",
-    "feature_flag.result.reason", "feature_flag.reason", "error.type",
-    "pipeline.circuit_breaker.name", "pipeline.circuit_breaker.from", "pipeline.circuit_breaker.to",
-})
-BREAKER_EVENT = "circuit_breaker.state_change"
-EVENT_NAMES = FLAG_EVENTS | {BREAKER_EVENT}
+# --- span events: the record keeps (flag, variant, reason) per flag evaluation and
+# (breaker, from, to) per breaker transition -----------------------------------------------------
+
+def _event_layout(event: Event):
+    fields = _merge(r for r in ATTRIBUTES if r.on == event)
+    return _index(fields), [f.default for f in fields], {f.name: i for i, f in enumerate(fields)}
+
+
+_FLAG_KEYS, _FLAG_DEFAULTS, _flag = _event_layout(FLAG_EVALUATION)
+_KEY, _VARIANT, _VALUE, _REASON, _ERROR = (_flag[f"flag.{n}"] for n in ("key", "variant", "value", "reason", "error"))
 
 
 def _flag_evaluation(a: dict):
-    key = first_str(a, "feature_flag.key")
+    f = _read(a, _FLAG_KEYS, _FLAG_DEFAULTS)
+    key = f[_KEY]
     if not key:
         return None
-    variant = first_str(a, "feature_flag.result.variant", "feature_flag.variant")
+    variant = f[_VARIANT]
     if variant is None:
-        value = a.get("feature_flag.result.value")
+        value = f[_VALUE]
         variant = str(value).strip('"').lower() if value is not None else "unknown"
-    reason = "error" if a.get("error.type") else (
-        first_str(a, "feature_flag.result.reason", "feature_flag.reason") or "unknown").lower()
+    reason = "error" if f[_ERROR] else (f[_REASON] or "unknown").lower()
     return key, variant, reason
 
 
-def _breaker_event(a: dict):
-    name = first_str(a, "pipeline.circuit_breaker.name")
-    frm, to = first_str(a, "pipeline.circuit_breaker.from"), first_str(a, "pipeline.circuit_breaker.to")
-    if name and frm in BREAKER_STATES and to in BREAKER_STATES:
-        return name, frm, to
+_TRANSITION_KEYS, _TRANSITION_DEFAULTS, _transition = _event_layout(BREAKER_TRANSITION)
+_BREAKER, _FROM, _TO = (_transition[f"transition.{n}"] for n in ("breaker", "from_state", "to_state"))
+
+
+def _breaker_transition(a: dict):
+    t = _read(a, _TRANSITION_KEYS, _TRANSITION_DEFAULTS)
+    if t[_BREAKER] and t[_FROM] and t[_TO]:
+        return t[_BREAKER], t[_FROM], t[_TO]
     return None
+
+
+EVENTS = {name: read for event, read in ((FLAG_EVALUATION, _flag_evaluation), (BREAKER_TRANSITION, _breaker_transition))
+          for name in event.names}
+EVENT_NAMES = frozenset(EVENTS)
+EVENT_KEYS = frozenset(k for r in ATTRIBUTES if isinstance(r.on, Event) for k in r.keys)
 
 
 def _events(events: list, r: SpanRecord) -> None:
     flags, breaker_events = [], []
     for name, attrs in events:
-        if name in FLAG_EVENTS:
-            found = _flag_evaluation(attrs)
-            if found:
-                flags.append(found)
-        else:
-            found = _breaker_event(attrs)
-            if found:
-                breaker_events.append(found)
+        read = EVENTS[name]
+        found = read(attrs)
+        if found:
+            (flags if read is _flag_evaluation else breaker_events).append(found)
     r.flags, r.breaker_events = flags, breaker_events
 
 
-def _text(value) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
-    """Interpret one raw span (spanscope.wire). Raises ValueError for a span no metric can use."""
+    """Interpret one raw span (decode.wire). Raises ValueError for a span no metric can use."""
     trace_id, span_id, parent, flags, name, start, end, status_code, a, groups, events = raw
     if len(trace_id) != 16 or len(span_id) != 8:
         raise ValueError("invalid trace or span id")
@@ -278,21 +287,18 @@ def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
     r.name = name
     r.start = start
     r.end = end
-    get = a.get
-    r.genai = GenAI(a) if groups & GENAI else None
-    r.component = component_of(name, a, r.genai, span_names)
-    error_type = _text(get("error.type"))
-    r.error = status_code == STATUS_ERROR or error_type is not None
-    r.error_type = error_type or ("_OTHER" if r.error else None)
-    r.feature = _text(get("pipeline.feature"))
-    r.mode = _text(get("pipeline.mode"))
-    r.tenant = _text(get("tenant.id"))
-    r.user = _text(get("enduser.id"))
-    r.rag_source = _text(get("pipeline.rag.source"))
-    r.cache = Cache(a) if groups & CACHE else None
-    r.quality = Quality(a) if groups & QUALITY else None
-    r.resilience = Resilience(a) if groups & RESILIENCE else None
-    r.flags = r.breaker_events = ()  # most spans have no events: no lists for them (see str_list)
+    values = _read(a, _BY_KEY, DEFAULTS if groups > BASE else OWN_DEFAULTS) if a else OWN_DEFAULTS
+    # OWN's order; a tuple assignment rather than setattr per field: this is the hot path
+    r.component, r.error_type, r.feature, r.rag_source, r.mode, r.tenant, r.user = values[:len(OWN)]
+    r.genai = _genai(values) if groups & GENAI else None
+    r.component = component_of(name, r.component, r.genai, span_names)
+    r.error = status_code == STATUS_ERROR or r.error_type is not None
+    if r.error and r.error_type is None:
+        r.error_type = "_OTHER"
+    r.cache = _new(Cache, values[_CACHE]) if groups & CACHE else None
+    r.quality = _new(Quality, values[_QUALITY]) if groups & QUALITY else None
+    r.resilience = _new(Resilience, values[_RESILIENCE]) if groups & RESILIENCE else None
+    r.flags = r.breaker_events = ()  # most spans have no events: no lists for them (see attributes._text_list)
     if events:
         _events(events, r)
     r.cost = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from ..interpret.contract import BREAKER_STATES, RAG_OPERATIONS, SpanRecord
+from ..interpret.attributes import BREAKER_STATES
+from ..interpret.contract import RAG_OPERATIONS, SpanRecord
 from ..interpret.pricing import Pricing
 from ..interpret.summary import RequestSummary
 from .catalogue import Metrics

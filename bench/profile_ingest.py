@@ -7,8 +7,9 @@ bench payloads (bench/payloads.py) without any server, and reports CPU microseco
 decode (protobuf into raw spans, decode.wire), read (interpret.contract.read_span alone), process (Ingest.process:
 read + record + trace assembly), finish (Ingest.finish_traces: the summary with its breakdown, then the sinks), and each
 sink of the finished requests (the recorder's request metrics among them). `--gc` compares the cyclic
-garbage collector's share; `--cprofile N` prints the top N functions by own time. Single-threaded, so the numbers add up; the server adds
-HTTP/gRPC handling and any thread hand-off on top (compare with run.py's spans per core).
+garbage collector's share; `--cprofile N` prints the top N functions by own time. Single-threaded, so the
+numbers add up; the server adds HTTP/gRPC handling and any thread hand-off on top (compare with run.py's
+spans per core).
 """
 from __future__ import annotations
 

@@ -124,7 +124,8 @@ def _logs(records, spans) -> list[dict]:
     out = []
     for data in records:
         r = data.log_record
-        body = r.body if isinstance(r.body, (str, int, float, bool, type(None))) else json.loads(json.dumps(r.body, default=str))
+        plain = isinstance(r.body, (str, int, float, bool, type(None)))
+        body = r.body if plain else json.loads(json.dumps(r.body, default=str))
         out.append({"event_name": getattr(r, "event_name", None) or (r.attributes or {}).get("event.name"),
                     "span": index.get(r.span_id, None if not r.span_id else "outside"),
                     "scope": getattr(data, "instrumentation_scope", None) and data.instrumentation_scope.name,

@@ -47,7 +47,8 @@ def test_capture_shape(setup):
     # The plain call: some span carries the token counts the fake server reported (as int or text).
     tokens = {int(v) for s in calls["chat"]["spans"] for k, v in s["attributes"].items() if k in TOKEN_KEYS}
     inputs, output = REPORTED[provider]
-    assert output in tokens and inputs & tokens, f"chat call: token attributes {tokens}, server reported {inputs}, {output}"
+    assert output in tokens and inputs & tokens, (
+        f"chat call: token attributes {tokens}, server reported {inputs}, {output}")
     # The nested call sits under the application's span.
     nested = calls["nested"]["spans"]
     app = [s for s in nested if s["name"] == "app.handle_request"]

@@ -39,7 +39,8 @@ def test_file_then_environment_then_flags(tmp_path):
     ("limits.ingest_queue=true", "limits.ingest_queue: expected a positive integer, got True"),
     ("store.enabled=maybe", "store.enabled: expected true or false, got 'maybe'"),
     ("listen.web=8889", "listen.web: expected HOST:PORT, got 8889"),
-    ("histograms.duration_buckets=[1, 1]", "histograms.duration_buckets: bucket boundaries must be strictly increasing"),
+    ("histograms.duration_buckets=[1, 1]",
+     "histograms.duration_buckets: bucket boundaries must be strictly increasing"),
     ("traces.finish_delay=31", "traces.finish_delay: must not exceed traces.timeout"),
     ("traces.max_span=5", "traces.max_span: unknown option (expected timeout, finish_delay, max_pending, max_spans, "
                           "max_pending_spans)"),

@@ -88,7 +88,8 @@ def test_slow_dimension_is_a_pattern(setup):
 def test_a_200_ms_feature_ranks_above_a_20_ms_one(setup):
     api, insights, impact = setup
     for _ in range(50):
-        api.rollups.observe(summary(NOW - 5, 1.0, by_feature={"conversation_context": 0.2, "multi_intent_detection": 0.02}))
+        api.rollups.observe(summary(NOW - 5, 1.0,
+                                    by_feature={"conversation_context": 0.2, "multi_intent_detection": 0.02}))
     recs = [r for r in insights.recommendations(q(30)) if r["kind"] == "feature"]
     assert [r["action"] for r in recs] == ["disable conversation_context", "disable multi_intent_detection"]
     assert recs[0]["impact_ms_per_request"] == pytest.approx(200)

@@ -165,7 +165,8 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     for index, block in enumerate(blocks):
         if block["type"] == "thinking":
             events += [("content_block_start", {"type": "content_block_start", "index": index,
-                                                "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                                                "content_block": {"type": "thinking", "thinking": "",
+                                                                  "signature": ""}}),
                        ("content_block_delta", {"type": "content_block_delta", "index": index,
                                                 "delta": {"type": "thinking_delta", "thinking": block["thinking"]}}),
                        ("content_block_delta", {"type": "content_block_delta", "index": index,

@@ -120,7 +120,8 @@ class MetricsApi:
 
     def quality(self, q: Query, t: Totals) -> dict:
         return {
-            "quality_score": t.quality.mean, "confidence": t.confidence.mean, "citations_per_response": t.citations.mean,
+            "quality_score": t.quality.mean, "confidence": t.confidence.mean,
+            "citations_per_response": t.citations.mean,
             "degraded_rate": ratio(t.degraded, t.requests), "ratings": t.ratings.n, "average_rating": t.ratings.mean,
             "by_model": {k: m.quality.mean for k, m in sorted(t.models.items()) if m.quality.n},
         }

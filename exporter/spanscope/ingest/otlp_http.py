@@ -82,7 +82,8 @@ def make_handler(ingest: Ingest, max_body: int, body_timeout: float):
             try:
                 body = await asyncio.wait_for(_read_body(request, max_body, held), body_timeout)
                 if encoding == "gzip":
-                    result = await ingest.submit(partial(_inflate_and_read, read, body, max_body, ingest.reader), protocol, held)
+                    inflate = partial(_inflate_and_read, read, body, max_body, ingest.reader)
+                    result = await ingest.submit(inflate, protocol, held)
                 else:
                     result = await ingest.submit(partial(read, body, ingest.reader), protocol, held)
             except otlp.PayloadTooLarge as exc:

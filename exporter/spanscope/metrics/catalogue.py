@@ -161,7 +161,8 @@ class Metrics:
                              "Bytes of export request bodies held: being received, queued or processed.")
         self.held_bytes.set((), 0)
         self.grpc_receiving = sg("spanscope_grpc_calls_receiving",
-                                 "OTLP/gRPC export calls whose message is being received (bounded by limits.grpc_calls).")
+                                 "OTLP/gRPC export calls whose message is being received "
+                                 "(bounded by limits.grpc_calls).")
         self.grpc_receiving.set((), 0)
         self.throttled.touch(("grpc", "grpc_calls"))
         # Rare events start at zero: a healthy exporter shows 0, not "no data".

@@ -176,7 +176,8 @@ class Recorder:
             if x.outcome:
                 m.breaker_calls.inc((svc, name, x.outcome))
         if x.fallback_from or x.fallback_to:
-            m.fallbacks.inc((svc, label("fallback", x.fallback_from or "unknown"), label("fallback", x.fallback_to or "unknown")))
+            m.fallbacks.inc((svc, label("fallback", x.fallback_from or "unknown"),
+                             label("fallback", x.fallback_to or "unknown")))
         if x.route:
             m.routing.inc((svc, label("route", x.route), label("reason", x.route_reason or "unknown")))
 
@@ -226,7 +227,8 @@ class Recorder:
         if r.cache_status == "miss" and cost:
             total, n, provider, model = self.miss_cost.get(svc, (ZERO, 0, "unknown", "unknown"))
             if r.llm is not None:
-                provider, model = self.label("provider", r.llm[0] or "unknown"), self.label("model", r.llm[1] or "unknown")
+                provider = self.label("provider", r.llm[0] or "unknown")
+                model = self.label("model", r.llm[1] or "unknown")
             self.miss_cost[svc] = (total + cost, n + 1, provider, model)
         elif r.cache_status == "hit" and svc in self.miss_cost:
             total, n, provider, model = self.miss_cost[svc]

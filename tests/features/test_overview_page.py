@@ -9,28 +9,25 @@ and phone width land in artifacts/.
 from __future__ import annotations
 
 import copy
-import shutil
 import uuid
 from decimal import Decimal
 
 import pytest
+from browser_pages import ARTIFACTS, CHROMIUM, chromium
+from browser_pages import open_page as open_url
 from http_helpers import call
 from known_traces import HIT, MISS
-from playwright.sync_api import expect, sync_playwright
-from processes import REPO, start_exporter, wait_until
+from playwright.sync_api import expect
+from processes import start_exporter, wait_until
 from sdk import emit, http_exporter, provider, scrape, value
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
     pytest.skip("SKIPPED LOUDLY: Debian `chromium` is not installed, so the overview page cannot be tested in a "
                 "browser. `make test` installs it (scripts/system-deps.sh), or: apt-get install chromium",
                 allow_module_level=True)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-dev-shm-usage"]
-ARTIFACTS = REPO / "artifacts"
 LLM = {"pipeline.component": "llm_inference", "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
        "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300}
 COST = Decimal("0.006")  # gpt-4o: 1200 × $2.50/M + 300 × $10/M
@@ -76,22 +73,12 @@ def api(proc, path):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def open_page(browser, proc, width=1280, height=900):
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.problems = []  # uncaught exceptions and CSP violations: both are bugs in the page
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
-    page.on("console", lambda m: page.problems.append(f"console: {m.text}")
-            if "Content Security Policy" in m.text or m.type == "error" else None)
-    page.goto(proc.urls["web"] + "/?refresh=1")
-    expect(page.locator("body")).to_have_attribute("data-loaded", "true")
-    return page
+    return open_url(browser, proc.urls["web"] + "/?refresh=1", width, height, console_errors=True)
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ import json
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from test_store import opened, summary, written
-
 from spanscope.web.errors import api_errors
 from spanscope.web.interactions_api import InteractionsApi, add_routes
 from spanscope.web.requests import MAX_LIMIT
+from test_store import opened, summary, written
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

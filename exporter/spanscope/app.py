@@ -29,6 +29,8 @@ from .store.db import check_url
 from .store.feedback import Feedback, RecentRequests
 from .store.interactions import InteractionStore, read_salt
 from .web import endpoints as web_endpoint
+from .web.alerts_api import AlertsApi
+from .web.alerts_api import add_routes as add_alert_routes
 from .web.api import Api, add_routes, auth_middleware
 from .web.errors import api_errors
 from .web.interactions_api import InteractionsApi
@@ -83,6 +85,7 @@ class Exporter:
             web_endpoint.locked(self.ingest.lock)])
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
         add_interaction_routes(self.web_app, InteractionsApi(self.interactions))
+        add_alert_routes(self.web_app, AlertsApi(c.overview.prometheus_url))
         metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time())
         add_metrics_routes(self.web_app, metrics_api,
                            Insights(metrics_api, self.impact, self.experiments, self.features))

@@ -259,6 +259,11 @@ class Store(Strict):
     user_id_salt_file: OptionalText
 
 
+class Overview(Strict):
+    prometheus_url: Annotated[str | None, Field(pattern=r"^https?://[^\s/]+(/\S*)?$"),
+                              expect("an http:// or https:// URL, or null")]
+
+
 class Config(Strict):
     listen: Listen
     components: Components
@@ -271,6 +276,7 @@ class Config(Strict):
     auth: Auth
     feedback: Feedback
     store: Store
+    overview: Overview
 
 
 # Every option's dotted path (bench/common.py asks whether one exists).

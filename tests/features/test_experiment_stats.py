@@ -2,7 +2,6 @@
 import random
 
 import pytest
-
 from spanscope.analysis.stats import Moments, t_two_sided_p, two_proportions, welch
 
 

@@ -2,11 +2,11 @@
 import uuid
 
 import pytest
-
 from http_helpers import call
-from processes import start_exporter, wait_until
 from known_traces import HIT, MISS
+from processes import start_exporter, wait_until
 from sdk import emit, http_exporter, provider, scrape, value
+
 
 def start(tmp_path, **extra):
     return start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, **extra})

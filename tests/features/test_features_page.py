@@ -9,28 +9,25 @@ from __future__ import annotations
 
 import http.client
 import re
-import shutil
 import urllib.parse
 import uuid
 
 import pytest
+from browser_pages import ARTIFACTS, CHROMIUM, chromium
+from browser_pages import open_page as open_url
 from http_helpers import call
-from playwright.sync_api import expect, sync_playwright
-from processes import REPO, start_exporter, wait_until
 from known_traces import HIT, MISS
+from playwright.sync_api import expect
+from processes import start_exporter, wait_until
 from sdk import emit, http_exporter, provider, scrape, value
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
     pytest.skip("SKIPPED LOUDLY: Debian `chromium` is not installed, so the features page cannot be tested in a "
                 "browser. `make test` installs it (scripts/system-deps.sh), or: apt-get install chromium",
                 allow_module_level=True)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-dev-shm-usage"]
-ARTIFACTS = REPO / "artifacts"
 CATEGORIES = {"processing", "rag", "optimization", "integration"}
 
 
@@ -62,10 +59,8 @@ def feature(proc, name) -> dict:
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +76,7 @@ def fed(tmp_path_factory):
 
 def open_page(browser, proc, width=1280, height=900):
     """A fresh context (own sessionStorage) on /features, refreshing every second, once loaded."""
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.problems = []  # uncaught exceptions and CSP violations: both are bugs in the page
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
-    page.on("console", lambda m: page.problems.append(f"console: {m.text}")
-            if "Content Security Policy" in m.text else None)
-    page.goto(proc.urls["web"] + "/features?refresh=1")
-    expect(page.locator("body")).to_have_attribute("data-loaded", "true")
-    return page
+    return open_url(browser, proc.urls["web"] + "/features?refresh=1", width, height)
 
 
 @pytest.fixture

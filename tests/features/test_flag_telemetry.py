@@ -2,13 +2,12 @@
 import uuid
 
 import pytest
+from http_helpers import call
 from openfeature import api as openfeature
 from openfeature.contrib.hook.opentelemetry import TracingHook
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
-
-from http_helpers import call
 from processes import start_exporter, wait_until
 from sdk import MS, http_exporter, provider, scrape, value
 

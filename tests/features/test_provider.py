@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from aiohttp import web
+from background_app import BackgroundApp
 from openfeature import api
 from openfeature.contrib.hook.opentelemetry import TracingHook
 from openfeature.evaluation_context import EvaluationContext
@@ -15,10 +16,9 @@ from openfeature.flag_evaluation import Reason
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from background_app import BackgroundApp
 from processes import free_port, wait_until
-from spanscope.client.openfeature_provider import FeatureApiError, SpanscopeProvider
 from spanscope.analysis.rollout import in_rollout
+from spanscope.client.openfeature_provider import FeatureApiError, SpanscopeProvider
 
 TOKEN = "s3cret"
 

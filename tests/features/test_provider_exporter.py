@@ -1,12 +1,11 @@
 """SpanscopeProvider against a running exporter: toggles, required features, rollout cohorts."""
+from http_helpers import call
 from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.provider import ProviderStatus
-
-from http_helpers import call
 from processes import start_exporter, wait_until
-from spanscope.client.openfeature_provider import FeatureApiError, SpanscopeProvider
 from spanscope.analysis.rollout import in_rollout
+from spanscope.client.openfeature_provider import FeatureApiError, SpanscopeProvider
 
 
 def test_a_toggle_through_the_api_changes_the_evaluated_value(tmp_path):

@@ -40,7 +40,7 @@ class Totals(MinuteStats):
         super().__init__(n_buckets)
         self.by_mode: dict = defaultdict(Moments)
         self.by_service: dict = defaultdict(Moments)
-        self.timeline: dict = {}  # minute -> [requests, errors, latency sum, cost, buckets]
+        self.timeline: dict = {}  # minute -> [requests, errors, latency sum, cost, buckets, critical path]
 
     def add(self, minute: int, key: tuple, m: MinuteStats) -> None:
         self.merge(m)
@@ -48,12 +48,14 @@ class Totals(MinuteStats):
         self.by_mode[key[1]].merge(m.latency)
         t = self.timeline.get(minute)
         if t is None:
-            t = self.timeline[minute] = [0, 0, 0.0, Decimal(0), [0] * len(self.buckets)]
+            t = self.timeline[minute] = [0, 0, 0.0, Decimal(0), [0] * len(self.buckets), defaultdict(float)]
         t[0] += m.requests
         t[1] += m.errors
         t[2] += m.latency.total
         t[3] += m.cost
         t[4] = [a + b for a, b in zip(t[4], m.buckets, strict=True)]
+        for component, seconds in m.critical.items():
+            t[5][component] += seconds
 
 
 def percentiles(bounds, buckets) -> dict:
@@ -94,7 +96,9 @@ class MetricsApi:
                            "critical_path_ms_per_request": ratio(t.critical.get(name, 0.0) * 1000, t.requests),
                            **percentiles(bounds, c.buckets)}
         timeline = [{"minute": iso(minute * 60), "requests": v[0], "error_rate": ratio(v[1], v[0]),
-                     "mean_ms": ratio(v[2] * 1000, v[0]), "p95_ms": percentiles(bounds, v[4])["p95_ms"]}
+                     "mean_ms": ratio(v[2] * 1000, v[0]), "p95_ms": percentiles(bounds, v[4])["p95_ms"],
+                     "critical_path_ms_per_request": {c: s * 1000 / v[0] for c, s in sorted(v[5].items())
+                                                      if v[0] and (not q.operation or c == q.operation)}}
                     for minute, v in sorted(t.timeline.items())]
         return {
             "requests": t.requests, "requests_per_second": t.requests / (q.minutes * 60),

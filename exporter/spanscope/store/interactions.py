@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import logging
 import os
@@ -322,6 +323,12 @@ class InteractionStore:
 
     def feedback_page(self, max_rating: int, since: float | None, service: str | None, limit: int, offset: int):
         return self._call(q.feedback_page, max_rating, since, service, limit, offset)
+
+    def interactions_page(self, filters: q.InteractionFilters, after, limit: int) -> list[dict]:
+        """Recent interactions; `filters.user_id` as sent (hashed here when the store hashes ids)."""
+        if filters.user_id is not None:
+            filters = dataclasses.replace(filters, user_id=self.users.stored(filters.user_id))
+        return self._call(q.interactions_page, filters, after, limit)
 
     def interaction(self, trace_id: str) -> dict | None:
         return self._call(q.interaction, trace_id)

@@ -1,14 +1,14 @@
 """The SQL of the interaction store, as functions of one Database connection.
 
 Writes: `insert_interactions` (the writer's batches), `save_feedback` (one rating, in its own
-transaction), `enforce_retention`. Reads: `feedback_page`, `interaction`, `user_stats`,
-`costs_by_user`. All SQL uses `?` placeholders (Database converts them for PostgreSQL).
+transaction), `enforce_retention`. Reads: `feedback_page`, `interactions_page`, `interaction`,
+`user_stats`, `costs_by_user`. All SQL uses `?` placeholders (Database converts them for PostgreSQL).
 """
 from __future__ import annotations
 
 import functools
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .db import SQLITE, Database
 from .rows import COLUMNS, TOKEN_TYPES, as_json, iso, money, to_json
@@ -162,6 +162,56 @@ def feedback_page(db: Database, max_rating: int, since: float | None, service: s
              "rated_at": iso(r[4]), "service": r[5], "mode": r[6], "model": r[7], "duration_seconds": r[8],
              "cost_usd": money(r[9]) if r[9] is not None else None, "confidence": r[10],
              "started_at": iso(r[11]), "user_id": r[12]} for r in rows]
+
+
+@dataclass(frozen=True)
+class InteractionFilters:
+    """What `interactions_page` may be narrowed to; None leaves a filter out. `user_id` in its stored form."""
+
+    user_id: str | None = None
+    service: str | None = None
+    model: str | None = None
+    since: float | None = None             # started at or after (seconds since the epoch)
+    until: float | None = None             # started before
+    error: bool | None = None
+    rating: int | None = None              # the current rating equals
+    rated: bool | None = None              # has a current rating, or has none
+    confidence_below: float | None = None
+
+
+# Each filter as SQL with one placeholder for its value (`rated` takes none: its value picks the SQL).
+_FILTER_SQL = {
+    "user_id": "i.user_id = ?", "service": "i.service = ?", "model": "i.model = ?",
+    "since": "i.started_at >= ?", "until": "i.started_at < ?", "error": "i.error = ?",
+    "rating": "f.rating = ?", "confidence_below": "i.confidence < ?",
+}
+
+
+def interactions_page(db: Database, filters: InteractionFilters, after: tuple[float, str] | None,
+                      limit: int) -> list[dict]:
+    """Interactions newest first (by start, then trace id), each with its current rating, after the
+    position `after` (started_at, trace_id) of the previous page's last row: keyset pagination, so a
+    page is found through the interactions_by_time index however deep it is."""
+    where, params = [], []
+    for f in fields(filters):
+        value = getattr(filters, f.name)
+        if value is None:
+            continue
+        if f.name == "rated":
+            where.append("f.rating IS NOT NULL" if value else "f.rating IS NULL")
+        else:
+            where.append(_FILTER_SQL[f.name])
+            params.append(int(value) if f.name == "error" else value)
+    if after is not None:
+        where.append("(i.started_at < ? OR (i.started_at = ? AND i.trace_id < ?))")
+        params += [after[0], after[0], after[1]]
+    rows = db.query(
+        f"SELECT {', '.join(f'i.{c}' for c in COLUMNS)}, f.rating, f.comment, f.created_at "
+        "FROM interactions i LEFT JOIN feedback f ON f.interaction_id = i.trace_id AND f.superseded_at IS NULL "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+        "ORDER BY i.started_at DESC, i.trace_id DESC LIMIT ?", (*params, limit))
+    n = len(COLUMNS)
+    return [{**as_json(r[:n]), "rating": r[n], "comment": r[n + 1], "rated_at": iso(r[n + 2])} for r in rows]
 
 
 def interaction(db: Database, trace_id: str) -> dict | None:

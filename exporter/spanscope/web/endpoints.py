@@ -1,4 +1,4 @@
-"""The web endpoint on :8889: /metrics, the landing page, health and readiness, and the JSON API."""
+"""The web endpoint on :8889: /metrics, the overview page (/), health and readiness, and the JSON API."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +13,7 @@ from ..metrics.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, re
 from ..metrics.runtime import runtime_families
 
 ENDPOINTS = [
+    ("/", "Overview page: rates, latency, cost, quality, waterfall, what-if, alerts, recent interactions"),
     ("/metrics", "Prometheus metrics (OpenMetrics with exemplars when asked for)"),
     ("/features", "Features page: toggles, impact and what-if"),
     ("/api/features", "Feature catalogue and state (JSON)"),
@@ -23,6 +24,7 @@ ENDPOINTS = [
     ("/api/insights", "Trends, anomalies and patterns (JSON)"),
     ("/api/recommendations", "Ranked recommendations (JSON)"),
     ("/api/experiments", "A/B comparison of flag variants (JSON)"),
+    ("/api/v1/interactions", "Recent interactions, filtered, with cursor pagination (JSON)"),
     ("/api/v1/feedback", "POST user ratings; GET low-rated interactions (JSON)"),
     ("/api/v1/costs/by-user", "Top users by cost (JSON)"),
     ("/healthz", "Liveness"),
@@ -32,17 +34,28 @@ ENDPOINTS = [
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
-# The features page talks only to this origin's JSON API: nothing inline, nothing from elsewhere.
+VENDOR = "vendor/"  # third-party files (Chart.js), each with its licence beside it: vendor/README.md
+# The pages talk only to this origin's JSON API: nothing inline, nothing from elsewhere.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def static_files() -> dict[str, Path]:
-    """The servable files: regular files directly in static/ with a known type (nothing else is reachable)."""
-    if not STATIC_DIR.is_dir():
-        return {}
-    return {p.name: p for p in STATIC_DIR.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix in STATIC_TYPES}
+    """The servable files: regular files directly in static/ or static/vendor/ with a known type (nothing
+    else is reachable), by their name under static/."""
+    files = {}
+    for prefix in ("", VENDOR):
+        directory = STATIC_DIR / prefix
+        if directory.is_dir():
+            files.update({prefix + p.name: p for p in directory.iterdir()
+                          if p.is_file() and not p.name.startswith(".") and p.suffix in STATIC_TYPES})
+    return files
+
+
+def endpoint_list() -> str:
+    """ENDPOINTS as the HTML list at the foot of the overview page."""
+    return "".join(f'<li><a href="{p}">{html.escape(p)}</a> — {html.escape(d)}</li>'
+                   for p, d in ENDPOINTS)
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -87,21 +100,21 @@ def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
             asyncio.get_running_loop().call_soon(state["after_scrape"])
         return resp
 
-    async def landing(request: web.Request) -> web.Response:
-        rows = "".join(f'<li><a href="{p}">{html.escape(p)}</a> — {html.escape(d)}</li>' for p, d in ENDPOINTS)
-        page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>spanscope exporter</title>"
-                f"</head><body><h1>spanscope exporter {__version__}</h1><ul>{rows}</ul></body></html>")
-        return web.Response(text=page, content_type="text/html")
-
     files = static_files()
+    # The overview page carries the version and the endpoint list, filled in once here (no inline script).
+    overview = (files["overview.html"].read_text().replace("{{version}}", html.escape(__version__))
+                .replace("{{endpoints}}", endpoint_list()).encode()) if "overview.html" in files else None
 
-    def static_response(name: str) -> web.Response:
+    def static_response(name: str, body: bytes | None = None) -> web.Response:
         path = files.get(name)
         if path is None:
             return web.json_response({"error": f"no static file {name!r}", "status": 404}, status=404)
-        return web.Response(body=path.read_bytes(), content_type=STATIC_TYPES[path.suffix], charset="utf-8",
+        return web.Response(body=body or path.read_bytes(), content_type=STATIC_TYPES[path.suffix], charset="utf-8",
                             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
                                      "Content-Security-Policy": PAGE_CSP})
+
+    async def overview_page(request: web.Request) -> web.Response:
+        return static_response("overview.html", overview)
 
     async def features_page(request: web.Request) -> web.Response:
         return static_response("features.html")
@@ -119,9 +132,9 @@ def make_app(metrics: Metrics, state: dict, middlewares=()) -> web.Application:
 
     app = web.Application(middlewares=list(middlewares), client_max_size=1024 * 1024)
     app.router.add_get("/metrics", scrape)
-    app.router.add_get("/", landing)
+    app.router.add_get("/", overview_page)
     app.router.add_get("/features", features_page)
-    app.router.add_get("/static/{file}", static_file)
+    app.router.add_get("/static/{file:(vendor/)?[^/]+}", static_file)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

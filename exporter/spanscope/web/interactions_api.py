@@ -1,6 +1,8 @@
 """The interaction store's read API on :8889 (docs/interactions.md).
 
     GET /api/v1/feedback?max_rating=2&since=...&service=...&limit=100&offset=0
+    GET /api/v1/interactions?user=&service=&model=&since=&until=&status=&rating=&rated=&confidence_below=
+                            &limit=50&cursor=...
     GET /api/v1/interactions/{trace_id}
     GET /api/v1/users/{user_id}/stats?hours=24
     GET /api/v1/costs/by-user?hours=24&limit=100&offset=0
@@ -10,6 +12,10 @@ parameter answers 400 naming it; an unavailable database 503.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import re
 import time
 
@@ -20,9 +26,24 @@ from ..store.interactions import InteractionStore
 from ..store.rows import MAX_USER_ID, iso
 from .endpoints import lock_free
 from .errors import ApiError
-from .requests import CostsParams, FeedbackParams, HoursParams, NoParams, parse_query
+from .requests import CostsParams, FeedbackParams, HoursParams, InteractionsParams, NoParams, parse_query
 
 TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def encode_cursor(item: dict) -> str:
+    """The position after `item` (its start and trace id) as opaque URL-safe text."""
+    return base64.urlsafe_b64encode(json.dumps([item["started_at_unix"], item["trace_id"]]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        started, trace_id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        if isinstance(started, (int, float)) and math.isfinite(started) and TRACE_ID.fullmatch(trace_id):
+            return float(started), trace_id
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        pass
+    raise ApiError(400, "cursor: expected the next_cursor of a previous page, unchanged")
 
 
 def _next_offset(items: list, limit: int, offset: int) -> int | None:
@@ -53,6 +74,21 @@ class InteractionsApi:
             "feedback": items[:p.limit], "limit": p.limit, "offset": p.offset,
             "next_offset": _next_offset(items, p.limit, p.offset),
             "filters": {"max_rating": p.max_rating, "since": iso(p.since), "service": p.service}})
+
+    @lock_free
+    async def interactions(self, request: web.Request) -> web.Response:
+        p = parse_query(request, InteractionsParams)
+        after = decode_cursor(p.cursor) if p.cursor else None
+        items = await self.query(self.store.interactions_page, p.filters(), after, p.limit + 1)
+        page = items[:p.limit]
+        return web.json_response({
+            "interactions": page, "limit": p.limit,
+            "next_cursor": encode_cursor(page[-1]) if len(items) > p.limit else None,
+            "filters": {k: iso(v) if k in ("since", "until") else v
+                        for k, v in p.model_dump(exclude={"limit", "cursor"}).items() if v is not None}})
+
+    # A personal-data read (user ids, comments): harden-edge's bearer-token check of reads looks for this mark.
+    interactions.personal_data = True
 
     @lock_free
     async def interaction(self, request: web.Request) -> web.Response:
@@ -89,6 +125,7 @@ class InteractionsApi:
 def add_routes(app: web.Application, api: InteractionsApi) -> None:
     r = app.router
     r.add_get("/api/v1/feedback", api.feedback)
+    r.add_get("/api/v1/interactions", api.interactions)
     r.add_get("/api/v1/interactions/{trace_id}", api.interaction)
     r.add_get("/api/v1/users/{user_id}/stats", api.user_stats)
     r.add_get("/api/v1/costs/by-user", api.costs_by_user)

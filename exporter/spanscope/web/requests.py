@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
 
 from ..analysis.windows import Query as Window
 from ..config import Strict, expect, explain
+from ..store.queries import InteractionFilters
 from .errors import ApiError
 
 MAX_LIMIT = 500
@@ -127,8 +128,33 @@ class FeedbackParams(Page):
     """GET /api/v1/feedback"""
 
     max_rating: Annotated[int, Field(ge=1, le=5), expect("an integer from 1 to 5")] = 5
-    since: Annotated[float | None, BeforeValidator(_epoch_seconds)] = None
+    since: Time = None
     service: Annotated[str | None, AfterValidator(lambda v: v or None)] = None
+
+
+Time = Annotated[float | None, BeforeValidator(_epoch_seconds)]
+
+
+class InteractionsParams(Params):
+    """GET /api/v1/interactions: filters, and a page after `cursor` (the previous page's next_cursor)."""
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), expect(f"an integer from 1 to {MAX_LIMIT}")] = 50
+    cursor: Filter = None
+    user: Filter = None
+    service: Filter = None
+    model: Filter = None
+    since: Time = None
+    until: Time = None
+    status: Annotated[Literal["ok", "error"] | None, expect("ok or error")] = None
+    rating: Annotated[int | None, Field(ge=1, le=5), expect("an integer from 1 to 5")] = None
+    rated: Annotated[bool | None, expect("true or false")] = None
+    confidence_below: Annotated[float | None, Field(allow_inf_nan=False), expect("a number")] = None
+
+    def filters(self) -> InteractionFilters:
+        return InteractionFilters(
+            user_id=self.user, service=self.service, model=self.model, since=self.since, until=self.until,
+            error=None if self.status is None else self.status == "error", rating=self.rating, rated=self.rated,
+            confidence_below=self.confidence_below)
 
 
 class HoursParams(Params):

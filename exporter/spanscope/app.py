@@ -56,7 +56,7 @@ class Exporter:
         self.assembler = Assembler(c.traces)
         self.ingest = Ingest(self.metrics, self.recorder, self.assembler, c.limits, c.components.span_names)
         # Features, experiments and feedback read finished requests (sinks of the recorder).
-        self.features = Features(load_catalogue(c.features.file), c.features.state_file)
+        self.features = Features(load_catalogue(c.features.file), c.features.state_file, c.features.max_rollout_stages)
         self.impact = Impact(self.features, c.features.window)
         self.experiments = Experiments(self.metrics)
         self.recent = RecentRequests()

@@ -179,6 +179,23 @@ def test_an_authorization_header_that_is_not_utf8_is_a_401(exporter, authorizati
     assert loop.run_until_complete(send()).startswith(b"HTTP/1.1 401 ")
 
 
+@pytest.mark.parametrize("method, path", [("GET", "/api/breakdown"), ("PUT", f"/api/features/{FEATURE}"),
+                                          ("POST", "/api/v1/feedback"), ("GET", "/metrics")])
+def test_a_body_that_cannot_be_decoded_is_a_400(exporter, method, path):
+    loop, server = exporter
+
+    async def send():
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: gzip\r\n"
+                     f"Content-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     f"Content-Length: 8\r\n\r\n{{\"a\": 1}}".encode())
+        answer = await reader.read()
+        writer.close()
+        return answer
+    answer = loop.run_until_complete(send())
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"could not read the request body: Can not decode" in answer
+
+
 def test_a_missing_token_is_a_json_401(exporter):
     code, headers, doc = ask(exporter, "PUT", f"/api/features/{FEATURE}", {"enabled": True}, token="wrong")
     assert (code, doc["status"]) == (401, 401) and headers["WWW-Authenticate"] == 'Bearer realm="spanscope"'

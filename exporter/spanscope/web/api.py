@@ -21,15 +21,9 @@ from .requests import FeatureUpdate, RolloutStart, parse_body
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def personal_data(handler):
-    """Mark a read that answers user ids or comments: it needs the bearer token as writes do."""
-    handler.personal_data = True
-    return handler
-
-
 def auth_middleware(token_source):
-    """Bearer-token check on write requests to /api/ and on reads of personal data (`token_source()`
-    returns None when open).
+    """Bearer-token check on write requests to /api/ and on reads of personal data (handlers marked
+    `personal_data`; `token_source()` returns None when open).
 
     The token comes in `Authorization: Bearer`, or in `X-Spanscope-Token` when basic auth already
     takes the Authorization header. Headers are compared as the bytes that were sent (aiohttp keeps

@@ -57,6 +57,13 @@ def lock_free(handler):
     return handler
 
 
+def personal_data(handler):
+    """Mark a read that answers user ids or comments: with a bearer token configured it needs the
+    token, as writes do (web/api.py auth_middleware)."""
+    handler.personal_data = True
+    return handler
+
+
 def locked(lock):
     """Hold the ingest lock while a handler reads aggregated state. The body is read first, so the
     lock is never held while waiting on the network."""

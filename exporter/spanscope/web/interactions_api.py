@@ -19,8 +19,7 @@ from aiohttp import web
 from ..store.db import StoreDisabled
 from ..store.interactions import InteractionStore
 from ..store.rows import MAX_USER_ID, iso
-from .api import personal_data
-from .endpoints import lock_free
+from .endpoints import lock_free, personal_data
 from .errors import ApiError
 from .requests import CostsParams, FeedbackParams, HoursParams, NoParams, parse_query
 

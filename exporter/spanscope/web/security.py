@@ -1,5 +1,5 @@
-"""TLS and basic auth for the web and OTLP/HTTP listeners (TLS, with client certificates, for OTLP/gRPC
-too), from an exporter-toolkit web config file.
+"""TLS and basic auth for every listener (web, OTLP/HTTP and OTLP/gRPC), from an exporter-toolkit web
+config file.
 
 The file has the format of the Prometheus exporter-toolkit (`--web.config.file`), so one file can
 serve Prometheus exporters and spanscope alike:
@@ -87,6 +87,10 @@ class WebSecurity:
             return False
         return await asyncio.get_running_loop().run_in_executor(PASSWORD_CHECKS, self.check, *credentials)
 
+    async def verify_header(self, authorization: str) -> bool:
+        """Whether an Authorization header's value carries valid basic-auth credentials."""
+        return await self.verify(basic_credentials(authorization))
+
     def _bcrypt(self, user: str, password: bytes) -> bool:
         import bcrypt  # imported only when basic auth is configured
         hashed = self.users.get(user)
@@ -169,7 +173,7 @@ def basic_auth_middleware(security: WebSecurity):
     async def check(request: web.Request, handler):
         if not security.users or request.path in ("/healthz", "/readyz"):  # probes stay open
             return await handler(request)
-        if not await security.verify(basic_credentials(request.headers.get("Authorization", ""))):
+        if not await security.verify_header(request.headers.get("Authorization", "")):
             return web.json_response({"error": "authentication required", "status": 401}, status=401,
                                      headers={"WWW-Authenticate": 'Basic realm="spanscope"'})
         return await handler(request)

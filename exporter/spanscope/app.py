@@ -78,7 +78,8 @@ class Exporter:
         token = c.auth.token()
         self.security = load_web_config(c.listen.web_config_file)
         self.web_app = web_endpoint.make_app(self.metrics, self.state, middlewares=[
-            basic_auth_middleware(self.security), api_errors, auth_middleware(lambda: token),
+            basic_auth_middleware(self.security), api_errors, web_endpoint.body_within(c.limits.body_timeout),
+            auth_middleware(lambda: token),
             web_endpoint.locked(self.ingest.lock)])
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
         add_interaction_routes(self.web_app, InteractionsApi(self.interactions))

@@ -41,8 +41,9 @@ def closed_by_peer(sock: socket.socket, within: float) -> bool:
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """An exporter that closes idle connections after 1 s."""
-    proc = start_exporter(tmp_path_factory.mktemp("idle"), settings={"limits.idle_timeout": 1})
+    """An exporter that closes idle connections after 1 s and waits 1 s for a body."""
+    proc = start_exporter(tmp_path_factory.mktemp("idle"), settings={"limits.idle_timeout": 1,
+                                                                     "limits.body_timeout": 1})
     yield proc
     proc.stop()
 
@@ -68,6 +69,15 @@ def test_headers_that_trickle_in_do_not_hold_the_connection(quick, listener):
             if closed_by_peer(sock, 0.2):
                 return
         pytest.fail("a request head trickling in kept its connection open for 10 s")
+
+
+@pytest.mark.parametrize("path", ["/api/features/weather_rag", "/api/v1/feedback", "/nowhere"])
+def test_an_api_body_that_trickles_in_is_a_408(quick, path):
+    with socket.create_connection(address(quick.urls["web"])) as sock:
+        sock.sendall(f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: 100\r\n\r\n{{".encode())
+        sock.settimeout(10)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 408 ")  # before: no answer, the connection held
 
 
 def test_connections_beyond_the_cap_are_answered_503_logged_and_counted(tmp_path):

@@ -32,6 +32,7 @@ from .web import endpoints as web_endpoint
 from .web.alerts_api import AlertsApi
 from .web.alerts_api import add_routes as add_alert_routes
 from .web.api import Api, add_routes, auth_middleware
+from .web.connections import CappedSite, Connections, connection_cap
 from .web.errors import api_errors
 from .web.interactions_api import InteractionsApi
 from .web.interactions_api import add_routes as add_interaction_routes
@@ -57,7 +58,7 @@ class Exporter:
         self.recorder = Recorder(self.metrics, self.pricing, c.components.names, c.limits.label_values,
                                  c.limits.tenant_values, c.limits.label_value_length)
         self.assembler = Assembler(c.traces)
-        self.features = Features(load_catalogue(c.features.file), c.features.state_file)
+        self.features = Features(load_catalogue(c.features.file), c.features.state_file, c.features.max_rollout_stages)
         self.facts = SpanFacts(self.pricing, self.features.component_features())
         self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, c.limits, c.components.span_names)
         # Each finished request is folded once into the rollups' minute, which feature impact,
@@ -81,7 +82,8 @@ class Exporter:
         token = c.auth.token()
         self.security = load_web_config(c.listen.web_config_file)
         self.web_app = web_endpoint.make_app(self.metrics, self.state, middlewares=[
-            basic_auth_middleware(self.security), api_errors, auth_middleware(lambda: token),
+            basic_auth_middleware(self.security), api_errors, web_endpoint.body_within(c.limits.body_timeout),
+            auth_middleware(lambda: token),
             web_endpoint.locked(self.ingest.lock)])
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
         add_interaction_routes(self.web_app, InteractionsApi(self.interactions))
@@ -91,6 +93,9 @@ class Exporter:
                            Insights(metrics_api, self.impact, self.experiments, self.features))
         self.http_app = receiver_http.make_app(self.ingest, c.limits,
                                                middlewares=[basic_auth_middleware(self.security)])
+        # One budget of open connections for both HTTP listeners (and as much again for OTLP/gRPC).
+        self.connections = Connections(connection_cap(c.limits.max_connections), self.metrics.connections_refused,
+                                       c.limits.retry_after)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._grpc = None
@@ -106,12 +111,14 @@ class Exporter:
         check_url(config.store.url)
         read_salt(config.store)
 
-    async def _serve(self, app: web.Application, address: str, what: str) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    async def _serve(self, app: web.Application, address: str, what: str, listener: str) -> None:
+        # keepalive_timeout also runs while a connection has not sent a whole request head yet
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=self.config.limits.idle_timeout)
         await runner.setup()
         host, port = split_address(address)
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=self.security.ssl_context).start()
+            await CappedSite(runner, host, port, self.connections, listener, self.security.ssl_context).start()
         except OSError as exc:
             await runner.cleanup()
             raise OSError(f"cannot listen on {address} ({what}): {exc.strerror}") from None
@@ -123,11 +130,15 @@ class Exporter:
         self._tasks.append(asyncio.create_task(self.ingest.consume(), name="ingest"))
         interval = min(max(self.config.traces.finish_delay / 2, 0.01), 0.5)
         self._tasks.append(asyncio.create_task(self.ingest.housekeeping(interval), name="housekeeping"))
-        await self._serve(self.web_app, c.web, "web")
-        await self._serve(self.http_app, c.otlp_http, "OTLP/HTTP")
-        self._grpc = receiver_grpc.make_server(self.ingest, c.otlp_grpc, self.config.limits, self.security)
+        await self._serve(self.web_app, c.web, "web", "web")
+        await self._serve(self.http_app, c.otlp_http, "OTLP/HTTP", "otlp_http")
+        self._grpc = receiver_grpc.make_server(self.ingest, c.otlp_grpc, self.config.limits, self.security,
+                                               self.connections.cap)
         await self._grpc.start()
         self.state["ready"] = True
+        if self.connections.cap < self.config.limits.max_connections:
+            log.warning("limits.max_connections lowered to %d per listener kind: the file-descriptor limit "
+                        "(ulimit -n) leaves no room for more", self.connections.cap)
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
                  c.otlp_grpc, c.otlp_http, c.web)
 

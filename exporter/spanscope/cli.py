@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import sys
 
@@ -45,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def build_config(args):
-    overrides = [f"{path}={getattr(args, flag[2:].replace('-', '_'))}"
+    # quoted: an address like [::]:4317 is no YAML list
+    overrides = [f"{path}={json.dumps(getattr(args, flag[2:].replace('-', '_')))}"
                  for flag, (_, path) in FLAG_ENV.items() if getattr(args, flag[2:].replace('-', '_'))]
     return load(args.config, overrides + args.set)
 

@@ -178,6 +178,9 @@ class Limits(Strict):
     ingest_bytes: PositiveInt
     retry_after: Seconds
     body_timeout: Seconds
+    grpc_calls_per_peer: PositiveInt
+    idle_timeout: Seconds
+    max_connections: PositiveInt
 
 
 class Traces(Strict):
@@ -213,6 +216,7 @@ class Features(Strict):
     file: OptionalText
     state_file: OptionalText
     window: Seconds
+    max_rollout_stages: PositiveInt
     scenarios: dict[str, Annotated[Scenario, BeforeValidator(lambda v: {} if v is None else v)]]
 
     def scenario_specs(self) -> dict[str, dict]:
@@ -224,20 +228,32 @@ class Pricing(Strict):
     file: OptionalText
 
 
+def _not_blank(v: str | None) -> str | None:
+    if v is not None and not v.strip():  # an empty secret would silently leave everything open
+        raise ValueError("empty: set a value, or leave it unset (null) for none")
+    return v
+
+
+NotBlank = Annotated[str | None, expect("a string or null"), AfterValidator(_not_blank)]
+
+
 class Auth(Strict):
-    bearer_token: OptionalText
-    bearer_token_file: OptionalText
+    bearer_token: NotBlank
+    bearer_token_file: NotBlank
 
     def token(self) -> str | None:
-        """The bearer token required on write endpoints: the value, or the file's content."""
+        """The bearer token required on writes and personal-data reads: the value, or the file's content."""
         if self.bearer_token:
             return self.bearer_token
         if self.bearer_token_file:
             try:
                 with open(self.bearer_token_file) as f:
-                    return f.read().strip() or None
+                    token = f.read().strip()
             except OSError as exc:
                 raise ConfigError(f"auth.bearer_token_file: cannot read {exc.filename}: {exc.strerror}") from None
+            if not token:
+                raise ConfigError(f"auth.bearer_token_file: {self.bearer_token_file} is empty (no token in it)")
+            return token
         return None
 
 
@@ -286,11 +302,18 @@ SCHEMA = frozenset(f"{section}.{key}" for section, field in Config.model_fields.
 
 # --- loading -----------------------------------------------------------------------------------------
 
+# Options for which `PATH=` with nothing after it is a mistake (an empty secret), not null.
+NOT_BLANK = {"auth.bearer_token", "auth.bearer_token_file"}
+
+
 def _parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected PATH=VALUE")
     path, raw = text.split("=", 1)
-    return path.strip(), yaml.safe_load(raw) if raw.strip() else None
+    path = path.strip()
+    if not raw.strip():
+        return path, raw if path in NOT_BLANK else None
+    return path, yaml.safe_load(raw)
 
 
 def env_overrides(environ=os.environ) -> list[str]:

@@ -74,3 +74,19 @@ def test_check_config_names_a_bad_environment_variable():
                           env={"SPANSCOPE__SHUTDOWN__GRACE": "-1", "PATH": ""}, timeout=60)
     assert done.returncode == 2
     assert "shutdown.grace: expected seconds or a duration like 30s, got -1" in done.stderr
+
+
+@pytest.mark.parametrize("override", ["auth.bearer_token=", "auth.bearer_token=  ", 'auth.bearer_token=""',
+                                      "auth.bearer_token_file="])
+def test_an_empty_token_is_an_error_not_an_open_api(override):
+    with pytest.raises(ConfigError, match=r"^auth\.bearer_token(_file)?: empty"):
+        load(overrides=[override], environ={})
+    with pytest.raises(ConfigError, match=r"^auth\.bearer_token: empty"):
+        load(environ={"SPANSCOPE__AUTH__BEARER_TOKEN": ""})
+
+
+def test_an_empty_token_file_is_an_error(tmp_path):
+    (tmp_path / "token").write_text(" \n")
+    config = load(overrides=[f"auth.bearer_token_file={tmp_path / 'token'}"], environ={})
+    with pytest.raises(ConfigError, match="auth.bearer_token_file: .* is empty"):
+        config.auth.token()

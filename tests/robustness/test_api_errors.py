@@ -7,8 +7,11 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from pydantic import ValidationError
+
 from spanscope.app import Exporter
-from spanscope.config import load
+from spanscope.config import explain, load
+from spanscope.store.feedback import Rating
 
 TOKEN = "t0ken"
 FEATURE = "weather_rag"
@@ -109,6 +112,12 @@ def test_an_unknown_feature_is_404_before_its_body_is_read(exporter):
     ("/api/v1/feedback?service=a%00b", "service: must not contain NUL characters"),
     ("/api/v1/costs/by-user?hours=inf", "hours: expected a number of hours above 0 and at most 8784, got 'inf'"),
     ("/api/v1/feedback?since=1e999", "since: expected a finite time, got '1e999'"),
+    ("/api/v1/feedback?since=1e20",
+     "since: expected a time from 1970 to the year 9999 (0 to 253402300799 seconds), got '1e20'"),
+    ("/api/v1/feedback?since=-1",
+     "since: expected a time from 1970 to the year 9999 (0 to 253402300799 seconds), got '-1'"),
+    ("/api/v1/feedback?since=99999-01-01", "since: expected seconds since the epoch or an ISO 8601 time"
+                                           " like 2026-01-31T12:00:00Z, got '99999-01-01'"),
 ])
 def test_query_parameters_are_named(exporter, path, message):
     code, _, doc = ask(exporter, "GET", path)
@@ -117,6 +126,75 @@ def test_query_parameters_are_named(exporter, path, message):
 
 def test_a_disabled_store_is_a_json_404_once_the_parameters_are_right(exporter):
     assert_error(ask(exporter, "GET", "/api/v1/feedback?limit=5"), 404, "the interaction store is disabled")
+
+
+@pytest.mark.parametrize("body", [{"strategy": "linear", "step": 1e-6}, {"strategy": "linear", "step": 1e-4},
+                                  {"strategy": "linear", "step": 0.99}, {"strategy": "exponential", "step": 1e-40}])
+def test_a_rollout_of_too_many_stages_is_refused_before_it_is_built(exporter, body):
+    # 1e-6 built 100 million stages on the event loop (seconds frozen, then killed for memory)
+    assert_error(ask(exporter, "POST", f"/api/features/{FEATURE}/rollout", body), 400,
+                 f"step: {body['step']:g} makes a {body['strategy']} schedule of more than 100 stages")
+
+
+def test_the_largest_rollout_still_runs(exporter):
+    code, _, doc = ask(exporter, "POST", f"/api/features/{FEATURE}/rollout", {"strategy": "linear", "step": 1})
+    assert code == 200 and len(doc["rollout"]["schedule"]) == 100
+
+
+def test_a_comment_with_a_lone_surrogate_is_a_400_not_retry_later(exporter):
+    # the JSON parser refuses "\ud800" itself, and the model a str holding one that came another way
+    assert_error(ask(exporter, "POST", "/api/v1/feedback", raw=b'{"interaction_id": "' + b"a" * 32 +
+                     b'", "rating": 2, "comment": "\\ud800"}'), 400, "body: invalid JSON")
+    with pytest.raises(ValidationError) as err:
+        Rating.model_validate({"interaction_id": "a" * 32, "rating": 2, "comment": "ok \ud800"})
+    assert explain(err.value, Rating, "unknown field", "body").startswith("comment: ")
+
+
+PERSONAL_READS = ["/api/v1/feedback", f"/api/v1/interactions/{'a' * 32}", "/api/v1/users/bob@example.com/stats",
+                  "/api/v1/costs/by-user"]
+
+
+@pytest.mark.parametrize("path", PERSONAL_READS)
+def test_reads_of_personal_data_need_the_token_too(exporter, path):
+    code, headers, doc = ask(exporter, "GET", path, token="wrong")
+    assert (code, doc["status"]) == (401, 401) and headers["WWW-Authenticate"] == 'Bearer realm="spanscope"'
+    assert ask(exporter, "GET", path)[0] == 404  # with the token: on to the (disabled) store
+
+
+def test_other_reads_stay_open(exporter):
+    assert ask(exporter, "GET", "/api/features", token="wrong")[0] == 200
+
+
+@pytest.mark.parametrize("authorization", [b"Bearer \xff\xfe", b"\xff", b"Basic \xc3\x28"])
+def test_an_authorization_header_that_is_not_utf8_is_a_401(exporter, authorization):
+    loop, server = exporter
+
+    async def send():
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"PUT /api/features/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 2\r\nAuthorization: %s\r\n\r\n{}"
+                     % (FEATURE.encode(), authorization))
+        answer = await reader.read()
+        writer.close()
+        return answer
+    assert loop.run_until_complete(send()).startswith(b"HTTP/1.1 401 ")
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/api/breakdown"), ("PUT", f"/api/features/{FEATURE}"),
+                                          ("POST", "/api/v1/feedback"), ("GET", "/metrics")])
+def test_a_body_that_cannot_be_decoded_is_a_400(exporter, method, path):
+    loop, server = exporter
+
+    async def send():
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: gzip\r\n"
+                     f"Content-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     f"Content-Length: 8\r\n\r\n{{\"a\": 1}}".encode())
+        answer = await reader.read()
+        writer.close()
+        return answer
+    answer = loop.run_until_complete(send())
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"could not read the request body: Can not decode" in answer
 
 
 def test_a_missing_token_is_a_json_401(exporter):

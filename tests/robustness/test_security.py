@@ -121,7 +121,8 @@ def test_sdk_exports_over_tls_with_credentials(secured, protocol, monkeypatch):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from grpc import ssl_channel_credentials
         with open(secured.urls["ca"], "rb") as f:
-            exporter = OTLPSpanExporter(endpoint=secured.urls["grpc"], credentials=ssl_channel_credentials(f.read()))
+            exporter = OTLPSpanExporter(endpoint=secured.urls["grpc"], credentials=ssl_channel_credentials(f.read()),
+                                        headers={"authorization": basic})
     service = f"tls-{protocol}"
     tp = provider(exporter, service)
     emit(tp.get_tracer("t"), ("gateway", 0, 10, {"pipeline.component": "gateway"}))
@@ -139,6 +140,21 @@ def test_unauthenticated_otlp_http_is_refused(secured, monkeypatch):
     span = emit(tp.get_tracer("t"), ("gateway", 0, 10))
     assert exporter.export([span]) == SpanExportResult.FAILURE
     tp.shutdown()
+
+
+@pytest.mark.parametrize("authorization", [None, "Basic " + base64.b64encode(b"prometheus:nope").decode(),
+                                           "Basic " + base64.b64encode(b"nobody:x").decode(), "Bearer x"])
+def test_otlp_grpc_needs_the_basic_auth_credentials_too(secured, authorization):
+    import grpc
+    method = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    with open(secured.urls["ca"], "rb") as f, grpc.secure_channel(secured.urls["grpc"],
+                                                                  grpc.ssl_channel_credentials(f.read())) as channel:
+        metadata = [("authorization", authorization)] if authorization else None
+        with pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary(method)(b"", timeout=10, metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        assert channel.unary_unary(method)(b"", timeout=10, metadata=[("authorization", basic)]) == b""
 
 
 @pytest.fixture(scope="module")

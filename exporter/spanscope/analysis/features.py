@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -86,12 +87,21 @@ def load_catalogue(path: str | None) -> dict[str, Feature]:
     return parse_catalogue(read_yaml(path, "features.file"), path)
 
 
-def schedule_for(strategy: str, step: float | None = None) -> list[float]:
+def _at_most(stages: float, max_stages: int, strategy: str, step: float) -> None:
+    """Refuse a schedule of more than `max_stages` before building it (a tiny step would take the
+    event loop and memory for as long as it likes)."""
+    if stages > max_stages:
+        raise FeatureError(400, f"step: {step:g} makes a {strategy} schedule of more than {max_stages} stages "
+                                f"(features.max_rollout_stages); use a larger step")
+
+
+def schedule_for(strategy: str, step: float | None = None, max_stages: int = 100) -> list[float]:
     """The percentages a rollout walks through."""
     if strategy == "linear":
         step = step or 10.0
         if not 0 < step <= 100:
             raise FeatureError(400, "step: expected a percentage between 0 (exclusive) and 100")
+        _at_most(100 / step, max_stages, strategy, step)
         n = int(100 // step)
         points = [round(step * (i + 1), 6) for i in range(n)]
         return points if points and points[-1] == 100 else points + [100.0]
@@ -99,6 +109,7 @@ def schedule_for(strategy: str, step: float | None = None) -> list[float]:
         start = step or 1.0
         if not 0 < start < 100:
             raise FeatureError(400, "step: expected a starting percentage between 0 and 100 (exclusive)")
+        _at_most(math.log2(100 / start) + 1, max_stages, strategy, start)
         points = []
         while start < 100:
             points.append(round(start, 6))
@@ -115,9 +126,10 @@ def schedule_for(strategy: str, step: float | None = None) -> list[float]:
 class Features:
     """Catalogue + state, with persistence. All mutation goes through `update` and the rollout calls."""
 
-    def __init__(self, catalogue: dict[str, Feature], state_file: str | None = None):
+    def __init__(self, catalogue: dict[str, Feature], state_file: str | None = None, max_rollout_stages: int = 100):
         self.catalogue = catalogue
         self.state_file = state_file
+        self.max_rollout_stages = max_rollout_stages
         self.state = {name: FeatureState(enabled=f.default) for name, f in catalogue.items()}
         self.load_error: str | None = None
         if state_file:
@@ -169,7 +181,7 @@ class Features:
         if feature.required:
             raise FeatureError(409, f"{name} is a required feature: it is always at 100%")
         state = self.state[name]
-        state.schedule, state.step = schedule_for(strategy, step), 0
+        state.schedule, state.step = schedule_for(strategy, step, self.max_rollout_stages), 0
         state.enabled, state.rollout_percentage = True, state.schedule[0]
         state.updated_at = time.time()
         self._save()

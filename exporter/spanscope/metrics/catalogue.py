@@ -165,6 +165,9 @@ class Metrics:
                                  "(bounded by limits.grpc_calls).")
         self.grpc_receiving.set((), 0)
         self.throttled.touch(("grpc", "grpc_calls"))
+        self.throttled.touch(("grpc", "grpc_calls_per_peer"))
+        self.connections_refused = c("spanscope_connections_refused_total", "HTTP connections answered 503 and "
+                                     "closed because limits.max_connections were open.", ("listener",))
         # Rare events start at zero: a healthy exporter shows 0, not "no data".
         for protocol in PROTOCOLS:
             for limit in THROTTLE_REASONS:

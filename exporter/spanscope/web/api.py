@@ -1,8 +1,8 @@
 """The JSON API on :8889: features, impact, what-if, breakdown, experiments, feedback.
 
 Bodies are parsed by the models of web/requests.py; errors are JSON `{"error": MESSAGE, "status": CODE}`
-with the right 4xx (web/errors.py). Write methods require the bearer token when one is configured
-(compared in constant time).
+with the right 4xx (web/errors.py). Write methods, and reads of personal data, require the bearer
+token when one is configured (compared in constant time).
 """
 from __future__ import annotations
 
@@ -23,18 +23,21 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def auth_middleware(token_source):
-    """Bearer-token check on write requests to /api/ (`token_source()` returns None when open).
+    """Bearer-token check on write requests to /api/ and on reads of personal data (handlers marked
+    `personal_data`; `token_source()` returns None when open).
 
     The token comes in `Authorization: Bearer`, or in `X-Spanscope-Token` when basic auth already
-    takes the Authorization header."""
+    takes the Authorization header. Headers are compared as the bytes that were sent (aiohttp keeps
+    bytes that are not UTF-8 as surrogates), so any header is a 401 at worst."""
 
     @web.middleware
     async def check(request: web.Request, handler):
         token = token_source()
-        if token and request.method in WRITE_METHODS and request.path.startswith("/api/"):
+        guarded = request.method in WRITE_METHODS or getattr(request.match_info.handler, "personal_data", False)
+        if token and guarded and request.path.startswith("/api/"):
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
             sent = value.strip() if scheme.lower() == "bearer" else request.headers.get("X-Spanscope-Token", "")
-            if not hmac.compare_digest(sent.encode(), token.encode()):
+            if not hmac.compare_digest(sent.encode(errors="surrogateescape"), token.encode()):
                 raise ApiError(401, "missing or wrong bearer token: send Authorization: Bearer <token>",
                                {"WWW-Authenticate": 'Bearer realm="spanscope"'})
         return await handler(request)

@@ -70,6 +70,30 @@ def lock_free(handler):
     return handler
 
 
+def personal_data(handler):
+    """Mark a read that answers user ids or comments: with a bearer token configured it needs the
+    token, as writes do (web/api.py auth_middleware)."""
+    handler.personal_data = True
+    return handler
+
+
+def body_within(seconds: float):
+    """Read a request's body first, within `seconds` (408 after): the idle timeout ends with the
+    request's head, and a body sent slowly would otherwise hold its connection as long as it likes."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.body_exists:
+            try:
+                await asyncio.wait_for(request.read(), seconds)
+            except asyncio.TimeoutError:
+                return web.json_response({"error": f"body not received within {seconds:g}s (limits.body_timeout)",
+                                          "status": 408}, status=408, headers={"Connection": "close"})
+        return await handler(request)
+
+    return middleware
+
+
 def locked(lock):
     """Hold the ingest lock while a handler reads aggregated state. The body is read first, so the
     lock is never held while waiting on the network."""

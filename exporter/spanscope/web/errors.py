@@ -38,13 +38,16 @@ def _router_error(request: web.Request, exc: web.HTTPException) -> web.Response:
 @web.middleware
 async def api_errors(request: web.Request, handler):
     """ApiError and domain errors -> their status; aiohttp's HTTP errors and anything unexpected under /api/
-    -> JSON as well."""
+    -> JSON as well; a body that cannot be read (on any path) -> 400."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise
         return _router_error(request, exc)
+    except web.RequestPayloadError as exc:  # a body aiohttp could not read: e.g. "gzip" that is not gzip
+        reason = getattr(exc.__cause__, "message", None) or str(exc)
+        return error(400, f"could not read the request body: {' '.join(str(reason).split())}")
     except OSError as exc:  # e.g. the state file cannot be written
         return error(500, f"could not persist the change: {exc.strerror or exc}")
     except Exception as exc:

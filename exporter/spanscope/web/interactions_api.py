@@ -8,7 +8,8 @@
     GET /api/v1/costs/by-user?hours=24&limit=100&offset=0
 
 Database calls run on the store's API thread (never on the event loop) and outside the ingest lock. A bad
-parameter answers 400 naming it; an unavailable database 503.
+parameter answers 400 naming it; an unavailable database 503. Every route answers user ids or comments:
+with a bearer token configured, each needs it (401 without).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from aiohttp import web
 from ..store.db import StoreDisabled
 from ..store.interactions import InteractionStore
 from ..store.rows import MAX_USER_ID, iso
-from .endpoints import lock_free
+from .endpoints import lock_free, personal_data
 from .errors import ApiError
 from .requests import CostsParams, FeedbackParams, HoursParams, InteractionsParams, NoParams, parse_query
 
@@ -66,6 +67,7 @@ class InteractionsApi:
                 raise
             raise ApiError(503, f"the interaction store is unavailable: {' '.join(str(exc).split())}") from None
 
+    @personal_data
     @lock_free
     async def feedback(self, request: web.Request) -> web.Response:
         p = parse_query(request, FeedbackParams)
@@ -75,6 +77,7 @@ class InteractionsApi:
             "next_offset": _next_offset(items, p.limit, p.offset),
             "filters": {"max_rating": p.max_rating, "since": iso(p.since), "service": p.service}})
 
+    @personal_data
     @lock_free
     async def interactions(self, request: web.Request) -> web.Response:
         p = parse_query(request, InteractionsParams)
@@ -102,6 +105,7 @@ class InteractionsApi:
                                 f"older than the retention, or never seen)")
         return web.json_response(doc)
 
+    @personal_data
     @lock_free
     async def user_stats(self, request: web.Request) -> web.Response:
         p = parse_query(request, HoursParams)
@@ -112,6 +116,7 @@ class InteractionsApi:
         stats = await self.query(self.store.user_stats, user_id, since)
         return web.json_response({"user_id": user_id, "hours": p.hours, "since": iso(since), **stats})
 
+    @personal_data
     @lock_free
     async def costs_by_user(self, request: web.Request) -> web.Response:
         p = parse_query(request, CostsParams)

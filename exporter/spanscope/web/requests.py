@@ -24,6 +24,7 @@ from .errors import ApiError
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 MAX_HOURS = 24 * 366
+LAST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()  # the last one ISO 8601 can write
 M = TypeVar("M", bound=Strict)
 
 
@@ -95,13 +96,15 @@ def _epoch_seconds(raw):
     else:
         if not math.isfinite(value):
             raise ValueError(f"expected a finite time, got {raw!r}")
+        if not 0 <= value <= LAST_TIME:
+            raise ValueError(f"expected a time from 1970 to the year 9999 (0 to {LAST_TIME:.0f} seconds), got {raw!r}")
         return value
     try:
         t = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (AttributeError, ValueError):
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+    except (AttributeError, ValueError, OverflowError):
         raise ValueError(f"expected seconds since the epoch or an ISO 8601 time like "
                          f"2026-01-31T12:00:00Z, got {raw!r}") from None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 Filter = Annotated[str | None, AfterValidator(_not_empty)]

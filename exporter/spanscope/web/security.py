@@ -1,5 +1,5 @@
-"""TLS and basic auth for the web and OTLP/HTTP listeners (TLS, with client certificates, for OTLP/gRPC
-too), from an exporter-toolkit web config file.
+"""TLS and basic auth for every listener (web, OTLP/HTTP and OTLP/gRPC), from an exporter-toolkit web
+config file.
 
 The file has the format of the Prometheus exporter-toolkit (`--web.config.file`), so one file can
 serve Prometheus exporters and spanscope alike:
@@ -14,16 +14,26 @@ serve Prometheus exporters and spanscope alike:
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import hmac
 import os
+import re
+import secrets
 import ssl
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from ..config import ConfigError, read_yaml
 
+BCRYPT_HASH = re.compile(r"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
     "RequestClientCert": ssl.CERT_OPTIONAL,
@@ -31,6 +41,12 @@ CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+
+
+PASSWORD_CHECKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")  # never the event loop
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit: longer passwords are refused, not truncated (as Go's bcrypt does)
+VERIFIED_TTL = 60.0      # seconds a verified user and password, unused, stays verified without bcrypt
+VERIFIED_MAX = 1000      # remembered successes; the oldest is forgotten first
 
 
 @dataclass
@@ -41,19 +57,53 @@ class WebSecurity:
     client_ca_pem: bytes | None = None           # the gRPC listener verifies client certificates with it
     require_client_cert: bool = False
     users: dict = field(default_factory=dict)   # user -> bcrypt hash
-    _verified: set = field(default_factory=set)  # sha256(user, password) of checked credentials
+    clock: Callable[[], float] = time.monotonic
+    # HMAC(per-process key, user NUL password) -> when it stops counting: a memory dump shows no
+    # password, nor a hash of one that could be attacked offline.
+    _verified: OrderedDict = field(default_factory=OrderedDict)
+    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _dummy: bytes | None = None                  # checked for unknown users: every miss costs one bcrypt
 
     def check(self, user: str, password: str) -> bool:
-        """bcrypt is slow on purpose; remember credentials already verified (as exporter-toolkit does)."""
-        hashed = self.users.get(user)
-        key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
-        if key in self._verified:
-            return True
+        """bcrypt is slow on purpose; recent successes are remembered for VERIFIED_TTL seconds (as
+        exporter-toolkit caches them). Blocking: call `verify` from the event loop."""
+        key = hmac.new(self._key, f"{user}\0{password}".encode(errors="surrogateescape"), hashlib.sha256).digest()
+        now = self.clock()
+        with self._lock:  # two checking threads
+            remembered = self._verified.pop(key, 0.0) > now
+        if not remembered and not self._bcrypt(user, password.encode(errors="surrogateescape")):
+            return False
+        with self._lock:
+            self._verified[key] = now + VERIFIED_TTL  # a success in use stays remembered
+            while len(self._verified) > VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        return True
+
+    async def verify(self, credentials: tuple[str, str] | None) -> bool:
+        """`check` on the password-check threads (the event loop keeps serving meanwhile); no
+        credentials at all are refused at once."""
+        if credentials is None:
+            return False
+        return await asyncio.get_running_loop().run_in_executor(PASSWORD_CHECKS, self.check, *credentials)
+
+    async def verify_header(self, authorization: str) -> bool:
+        """Whether an Authorization header's value carries valid basic-auth credentials."""
+        return await self.verify(basic_credentials(authorization))
+
+    def _bcrypt(self, user: str, password: bytes) -> bool:
         import bcrypt  # imported only when basic auth is configured
-        ok = hashed is not None and bcrypt.checkpw(password.encode(), hashed.encode())
-        if ok and len(self._verified) < 10_000:
-            self._verified.add(key)
-        return ok
+        hashed = self.users.get(user)
+        if hashed is None:  # the same cost as a known user's, so a 401 does not tell which users exist
+            if self._dummy is None:
+                cost = int(next(iter(self.users.values())).split("$")[2])
+                self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
+            bcrypt.checkpw(b"", self._dummy)
+            return False
+        if len(password) > MAX_PASSWORD_BYTES:
+            bcrypt.checkpw(b"", hashed.encode())  # same cost again
+            return False
+        return bcrypt.checkpw(password, hashed.encode())
 
 
 def _read(base: str, name: str) -> bytes:
@@ -97,7 +147,7 @@ def load_web_config(path: str | None) -> WebSecurity:
             raise ConfigError(f"{where}: cannot load the TLS certificate or key: {exc}") from None
         security.ssl_context = ctx
     users = doc.get("basic_auth_users") or {}
-    if not isinstance(users, dict) or not all(isinstance(h, str) and h.startswith("$2") for h in users.values()):
+    if not isinstance(users, dict) or not all(isinstance(h, str) and BCRYPT_HASH.fullmatch(h) for h in users.values()):
         raise ConfigError(f"{where}: basic_auth_users: expected user: bcrypt hash")
     if users:
         try:
@@ -108,17 +158,22 @@ def load_web_config(path: str | None) -> WebSecurity:
     return security
 
 
+def basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic` header; None when it is anything else."""
+    scheme, _, value = authorization.partition(" ")
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeError):  # not base64 (or not ASCII at all), or not UTF-8
+        return None
+    return (user, password) if scheme.lower() == "basic" and sep else None
+
+
 def basic_auth_middleware(security: WebSecurity):
     @web.middleware
     async def check(request: web.Request, handler):
         if not security.users or request.path in ("/healthz", "/readyz"):  # probes stay open
             return await handler(request)
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        try:
-            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            user, password = "", ""
-        if scheme.lower() != "basic" or not security.check(user, password):
+        if not await security.verify_header(request.headers.get("Authorization", "")):
             return web.json_response({"error": "authentication required", "status": 401}, status=401,
                                      headers={"WWW-Authenticate": 'Basic realm="spanscope"'})
         return await handler(request)

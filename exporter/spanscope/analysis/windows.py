@@ -64,6 +64,11 @@ def percentiles(bounds, buckets) -> dict:
     return out
 
 
+def window_end(now: float) -> float:
+    """A window ends with the current minute (the rollups' minutes are whole)."""
+    return (int(now // 60) + 1) * 60
+
+
 def ratio(a, b):
     return a / b if b else None
 
@@ -81,6 +86,14 @@ class MetricsApi:
             t.add(minute, key, m)
         return t
 
+    def covered_seconds(self, q: Query) -> float:
+        """The seconds of the window that have happened while the exporter was up: rates divide by
+        these, not by the window's length (four minutes of traffic over a 60-minute window would
+        read 15 times low; the window's last minute has not ended yet)."""
+        now = self.clock()
+        start = max(window_end(now) - q.minutes * 60, self.started_at)
+        return max(now - start, 1.0)
+
     # --- views -----------------------------------------------------------------------------------
 
     def performance(self, q: Query, t: Totals) -> dict:
@@ -97,7 +110,7 @@ class MetricsApi:
                      "mean_ms": ratio(v[2] * 1000, v[0]), "p95_ms": percentiles(bounds, v[4])["p95_ms"]}
                     for minute, v in sorted(t.timeline.items())]
         return {
-            "requests": t.requests, "requests_per_second": t.requests / (q.minutes * 60),
+            "requests": t.requests, "requests_per_second": t.requests / self.covered_seconds(q),
             "error_rate": ratio(t.errors, t.requests),
             "latency": {"mean_ms": t.latency.mean * 1000 if t.latency.n else None, **percentiles(bounds, t.buckets)},
             "by_mode": {k: {"requests": s.n, "mean_ms": s.mean * 1000} for k, s in sorted(t.by_mode.items())},
@@ -105,8 +118,7 @@ class MetricsApi:
         }
 
     def costs(self, q: Query, t: Totals) -> dict:
-        hours = q.minutes / 60
-        per_hour = t.cost / Decimal(str(hours))
+        per_hour = t.cost * 3600 / Decimal(str(self.covered_seconds(q)))
         saved = self._counter_total(self.metrics.cost_saved, q.service)
         return {
             "total_usd": float(t.cost), "cost_per_request_usd": float(t.cost / t.requests) if t.requests else None,
@@ -169,7 +181,8 @@ class MetricsApi:
 
     def envelope(self, q: Query, data: dict) -> dict:
         now = self.clock()
-        end = (int(now // 60) + 1) * 60
+        end = window_end(now)
         return {"timestamp": iso(now), "version": __version__,
-                "window": {"minutes": q.minutes, "start": iso(end - q.minutes * 60), "end": iso(end)},
+                "window": {"minutes": q.minutes, "start": iso(end - q.minutes * 60), "end": iso(end),
+                           "covered_seconds": self.covered_seconds(q)},
                 "filters": {"service": q.service, "mode": q.mode, "operation": q.operation}, "data": data}

@@ -117,3 +117,17 @@ def test_histogram_quantile_matches_promql():
     assert run_stack.histogram_quantile(0.7, cumulative) == pytest.approx(0.1 + 0.9 * 20 / 40)
     assert run_stack.histogram_quantile(0.95, cumulative) == 1.0  # in +Inf: the top finite bound
     assert run_stack.histogram_quantile(0.95, {0.1: 0, inf: 0}) is None
+
+
+def test_a_fault_scenario_caps_every_for_and_keeps_shorter_ones():
+    thresholds = {"alerts": {"A": {"min_rate": 0.1, "warning": {"threshold": 1, "for": "10m"},
+                                   "critical": {"threshold": 2, "for": "30s"}},
+                             "B": {"info": {"threshold": 1, "for": "1h"}}}}
+    assert run_stack.shortened_fors(thresholds, "1m") == {"alerts.A.warning.for": "1m", "alerts.B.info.for": "1m"}
+    assert run_stack.seconds("1h30m") == 5400 and run_stack.seconds("250ms") == 0.25
+
+
+def test_make_passes_the_scenario_through():
+    done = subprocess.run(["make", "-n", "-W", ".venv/.installed", "run", "SCENARIO=error_burst"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert "scripts/run_stack.py --scenario error_burst" in done.stdout, done.stdout + done.stderr

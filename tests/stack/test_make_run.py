@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import re
 import subprocess
 import time
@@ -212,3 +213,38 @@ def test_make_run_with_a_fault_scenario_pages_within_three_minutes(tmp_path, exp
         assert names & {a["labels"]["alertname"] for a in in_alertmanager}
     finally:
         stack.kill_everything()
+
+
+def test_feature_state_and_interactions_survive_a_restart_in_the_run_directory(tmp_path, exporter_available):
+    """Ctrl-C and `make run` again with the same run directory: a feature toggled off stays off and
+    the interactions stored before are still there."""
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env = {"PATH": str(empty_bin)}  # exporter and demo only: Prometheus plays no part here
+
+    def run_once(check):
+        stack = RunStack(tmp_path, env=env)
+        try:
+            wait_until(lambda: stack.running() and "Ctrl-C stops everything" in stack.output(), timeout=120,
+                       what="run_stack ready banner")
+            check(stack)
+            stack.popen.send_signal(signal.SIGINT)
+            assert stack.popen.wait(60) == 0, stack.output()
+        finally:
+            stack.kill_everything()
+
+    def first(stack):
+        request = urllib.request.Request(stack.web + "/api/features/weather_rag", method="PUT",
+                                         data=b'{"enabled": false}', headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert json.load(resp)["enabled"] is False
+        wait_until(lambda: demo_requests(stack.web + "/metrics") > 20, timeout=60, what="demo requests counted")
+
+    run_once(first)
+    with contextlib.closing(sqlite3.connect(tmp_path / "run" / "interactions.db")) as db:
+        (trace_id,) = db.execute("SELECT trace_id FROM interactions LIMIT 1").fetchone()
+
+    def second(stack):
+        assert get_json(stack.web + "/api/features/weather_rag")["enabled"] is False
+        assert get_json(f"{stack.web}/api/v1/interactions/{trace_id}")["trace_id"] == trace_id
+    run_once(second)

@@ -55,6 +55,13 @@ class Totals(MinuteStats):
         t[3] += m.cost
         t[4] = [a + b for a, b in zip(t[4], m.buckets, strict=True)]
 
+    def request_hit_ratio(self) -> float | None:
+        """The response cache's hit ratio, per request: requests answered from it / requests that
+        looked it up. (Per cache layer the ratio is per lookup: `cache` view's `layers`.)"""
+        hit, miss = self.cache_latency.get("hit"), self.cache_latency.get("miss")
+        hits = hit.n if hit else 0
+        return ratio(hits, hits + (miss.n if miss else 0))
+
 
 def percentiles(bounds, buckets) -> dict:
     out = {}
@@ -145,9 +152,8 @@ class MetricsApi:
         for v in layers.values():
             v["hit_ratio"] = ratio(v["hits"], v["hits"] + v["misses"])
         hit, miss = t.cache_latency.get("hit"), t.cache_latency.get("miss")
-        requests_hit = hit.n if hit else 0
         return {
-            "request_hit_ratio": ratio(requests_hit, requests_hit + (miss.n if miss else 0)),
+            "request_hit_ratio": t.request_hit_ratio(),
             "layers": dict(sorted(layers.items())),
             "hit_latency_ms": hit.mean * 1000 if hit and hit.n else None,
             "miss_latency_ms": miss.mean * 1000 if miss and miss.n else None,
@@ -171,7 +177,7 @@ class MetricsApi:
             "requests": t.requests, "requests_per_second": perf["requests_per_second"],
             "error_rate": perf["error_rate"], "latency": perf["latency"],
             "cost": {k: v for k, v in self.costs(q, t).items() if k != "by_model"},
-            "cache_hit_ratio": self.cache(q, t)["request_hit_ratio"],
+            "cache_hit_ratio": t.request_hit_ratio(),
             "quality_score": t.quality.mean, "average_rating": t.ratings.mean,
         }
 

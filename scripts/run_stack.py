@@ -335,10 +335,12 @@ class Summary:
     a terminal). Smoothed as Prometheus' rate() over a window: the demo's traffic is bursty, and
     rates between two scrapes five seconds apart jump."""
 
-    def __init__(self, metrics_url: str, prometheus_url: str | None, window: float = 60.0):
+    def __init__(self, metrics_url: str, prometheus_url: str | None, window: float = 60.0,
+                 clock=time.monotonic):
         self.metrics_url = metrics_url
         self.prometheus_url = prometheus_url
         self.window = window
+        self.clock = clock
         self.scrapes: collections.deque[tuple[float, dict]] = collections.deque()
 
     def firing_alerts(self) -> list[str] | None:
@@ -352,7 +354,7 @@ class Summary:
         return sorted({a["labels"]["alertname"] for a in alerts if a.get("state") == "firing"})
 
     def line(self) -> str:
-        now = time.monotonic()
+        now = self.clock()
         try:
             current = scrape(self.metrics_url)
         except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -8,15 +8,21 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test test-fast bench lint dashboards dialect-captures system-deps clean
 
 # The package is installed in editable mode: only its metadata and the native reader need a reinstall.
+# One progress line per step; pip says nothing more unless something fails (-qq also hides warnings
+# about the machine's own pip configuration, e.g. find-links that do not exist here).
+PIP_INSTALL := PIP_DISABLE_PIP_VERSION_CHECK=1 $(PIP) install -qq
 $(STAMP): exporter/pyproject.toml exporter/setup.py exporter/spanscope/decode/_otlpwire.c \
           demo/pyproject.toml requirements-test.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e "exporter[fast,auth,postgres]" -e demo -r requirements-test.txt
+	@test -x $(PY) || { echo "install 1/3: a virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "install 2/3: pip"
+	@$(PIP_INSTALL) --upgrade pip
+	@echo "install 3/3: spanscope, the demo and the test tools (1-3 minutes on a fresh clone)"
+	@$(PIP_INSTALL) -e "exporter[fast,auth,postgres]" -e demo -r requirements-test.txt
 	@touch $@
 
+# make run SCENARIO=error_burst: a fault scenario, with alerting sped up to watch its alert fire.
 run: $(STAMP)
-	$(PY) scripts/run_stack.py
+	@$(PY) scripts/run_stack.py $(if $(SCENARIO),--scenario $(SCENARIO))
 
 system-deps:
 	bash scripts/system-deps.sh

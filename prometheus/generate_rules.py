@@ -190,17 +190,11 @@ class Alert:
     dashboard_var: str | None = "service"
 
     def to_yaml(self, t: Thresholds) -> dict:
-        links = t.cfg["links"]
         labels = {"severity": self.severity, "team": t.get(f"teams.{self.family}"), **self.labels}
         if labels["team"] == "finops":
             labels["category"] = "cost"
-        dash = f"{links['grafana'].rstrip('/')}/d/{t.get(f'links.dashboards.{self.family}')}"
-        if self.dashboard_var and "=" in self.dashboard_var:   # a fixed value: var=value
-            dash += f"?var-{self.dashboard_var}"
-        elif self.dashboard_var:
-            dash += f"?var-{self.dashboard_var}={{{{ $labels.{self.dashboard_var} }}}}"
         annotations = {
-            "dashboard_url": dash,
+            "dashboard_url": self.dashboard_url(t),
             "description": self.description,
             "runbook_url": f"{t.get('links.runbooks')}#{self.name.lower()}",
             "summary": self.summary,
@@ -211,6 +205,20 @@ class Alert:
         out["labels"] = dict(sorted(labels.items()))
         out["annotations"] = dict(sorted(annotations.items()))
         return out
+
+    def dashboard_url(self, t: Thresholds) -> str:
+        """The family's Grafana dashboard; the exporter's overview page where there is no Grafana
+        (links.grafana null, as `make run` renders its rules)."""
+        grafana, overview = t.get("links.grafana"), t.get("links.overview")
+        uid = t.get(f"links.dashboards.{self.family}")
+        if not grafana:
+            return overview
+        dash = f"{grafana.rstrip('/')}/d/{uid}"
+        if self.dashboard_var and "=" in self.dashboard_var:   # a fixed value: var=value
+            dash += f"?var-{self.dashboard_var}"
+        elif self.dashboard_var:
+            dash += f"?var-{self.dashboard_var}={{{{ $labels.{self.dashboard_var} }}}}"
+        return dash
 
 
 @dataclass
@@ -1114,7 +1122,9 @@ def alerts_doc(gen: Generated, am_config: dict | None) -> str:
         "Labels on every alert: `severity` (`critical` pages, `warning` goes to the team's Slack",
         "channel, `info` is for the record), `team` (owner, used for routing) and, on cost alerts,",
         "`category=\"cost\"`. Annotations: a static `summary`, a `description` with the value and the",
-        "labels, `runbook_url` and `dashboard_url`.",
+        "labels, `runbook_url` and `dashboard_url` (the family's Grafana dashboard at `links.grafana`; where",
+        "there is no Grafana, as in `make run`, which renders its rules with `links.grafana` null, the",
+        "exporter's overview page at `links.overview`).",
         "",
         "Routing (alertmanager/alertmanager.yml): `Watchdog` goes to the heartbeat webhook; `team=finops`",
         "to the FinOps mailbox; `critical` to PagerDuty, Slack and the on-call mailbox of the owning team;",

@@ -11,9 +11,12 @@ and exits 0.
 Environment (all optional):
   SPANSCOPE_RUN_OTLP_GRPC_PORT  4317      SPANSCOPE_RUN_PROMETHEUS_PORT    9090
   SPANSCOPE_RUN_OTLP_HTTP_PORT  4318      SPANSCOPE_RUN_ALERTMANAGER_PORT  9093
-  SPANSCOPE_RUN_WEB_PORT        8889      SPANSCOPE_RUN_DIR  logs and data (default: a new temp dir)
+  SPANSCOPE_RUN_WEB_PORT        8889      SPANSCOPE_RUN_DIR  logs, configs and state (default: .run/)
   SPANSCOPE_RUN_RATE            10        SPANSCOPE_RUN_SCENARIO   normal
   SPANSCOPE_RUN_SUMMARY_SECONDS 5         SPANSCOPE_RUN_SCRAPE_INTERVAL  override Prometheus' (e.g. 5s)
+  The run directory keeps the feature toggles, the interaction store and Prometheus' data across
+  restarts; remove it to start fresh. A scenario other than `normal` speeds alerting up (scrape and
+  rule evaluation every 5s, every alert's `for` at most 1m) so its alert fires within minutes.
   SPANSCOPE_RUN_NOTIFY=1        let Alertmanager deliver notifications, with secrets from
                                 SPANSCOPE_RUN_SECRETS_DIR (default alertmanager/secrets/);
                                 by default the loopback copy has receivers without integrations,
@@ -22,15 +25,18 @@ Environment (all optional):
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,7 @@ from processes import (
     REPO,
     Process,
     binary,
+    http_ok,
     port_free,
     spawn,
     wait_http_ok,
@@ -51,6 +58,14 @@ from processes import (
 
 APT_HINT = "sudo apt-get install prometheus prometheus-alertmanager"
 SCENARIOS = ["normal", "latency_spike", "error_burst", "cost_spike", "cache_flush", "breaker_trip"]
+DEFAULT_RUN_DIR = REPO / ".run"
+GENERATE_RULES = REPO / "prometheus/generate_rules.py"
+THRESHOLDS = REPO / "prometheus/rules_src/thresholds.yml"
+# A fault scenario is there to watch an alert fire: Prometheus scrapes and evaluates every
+# FAST_INTERVAL and no alert waits longer than FAST_FOR, so a page arrives within about two minutes.
+FAST_INTERVAL, FAST_FOR = "5s", "1m"
+# The graph linked from the banner: end-to-end p95 per service (a recording rule of the project's).
+P95_QUERY = "service:pipeline_request_duration_seconds:p95_rate5m"
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -86,12 +101,13 @@ def loopback_target(target: str, ports: Ports, with_alertmanager: bool) -> str |
 
 
 def render_prometheus_config(src: Path, ports: Ports, with_alertmanager: bool,
-                             scrape_interval: str | None = None) -> tuple[dict, list[str]]:
-    """The project's prometheus.yml with loopback targets and absolute rule paths; and notes."""
+                             scrape_interval: str | None = None,
+                             rule_files: list[str] | None = None) -> tuple[dict, list[str]]:
+    """The project's prometheus.yml with loopback targets and absolute rule paths (or `rule_files`); and notes."""
     cfg = yaml.safe_load(src.read_text()) or {}
     notes = []
-    cfg["rule_files"] = [str((src.parent / p).resolve()) if not os.path.isabs(p) else p
-                         for p in cfg.get("rule_files") or []]
+    cfg["rule_files"] = rule_files or [str((src.parent / p).resolve()) if not os.path.isabs(p) else p
+                                       for p in cfg.get("rule_files") or []]
     if scrape_interval:
         cfg.setdefault("global", {})["scrape_interval"] = scrape_interval
         cfg["global"]["evaluation_interval"] = scrape_interval
@@ -138,7 +154,8 @@ def render_alertmanager_config(src: Path, notify: bool, secrets_dir: Path) -> di
                         for p in cfg.get("templates") or []]
     if not notify:
         # A receiver with no integrations is valid and sends nothing: the route tree, grouping and
-        # inhibitions still show in the Alertmanager UI, and no notification leaves the machine.
+        # inhibitions still apply (amtool or the Alertmanager UI shows them), and no notification
+        # leaves the machine.
         cfg["receivers"] = [{"name": r["name"]} for r in cfg.get("receivers", [])]
         return cfg
 
@@ -151,6 +168,62 @@ def render_alertmanager_config(src: Path, notify: bool, secrets_dir: Path) -> di
             return str(secrets_dir / node.removeprefix("/etc/alertmanager/secrets/"))
         return node
     return rewrite(cfg)
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration such as 90s, 5m or 1h30m in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)(ms|[smhdwy])", duration))
+
+
+def shortened_fors(thresholds: dict, longest: str) -> dict[str, str]:
+    """thresholds.yml overrides that cap every alert's `for` at `longest`."""
+    return {f"alerts.{name}.{severity}.for": longest
+            for name, alert in thresholds.get("alerts", {}).items()
+            for severity, block in alert.items()
+            if isinstance(block, dict) and "for" in block and seconds(block["for"]) > seconds(longest)}
+
+
+def rule_overrides(overview_url: str, fast: bool) -> dict[str, str]:
+    """How `make run` renders the project's rules: no Grafana here, so every dashboard_url is the
+    overview page; with `fast`, no alert waits longer than FAST_FOR."""
+    sets = {"links.grafana": "null", "links.overview": overview_url}
+    if fast:
+        sets |= shortened_fors(yaml.safe_load(THRESHOLDS.read_text()), FAST_FOR)
+    return sets
+
+
+def render_rules(out: Path, overrides: dict[str, str]) -> list[str]:
+    """The rule files generated into `out` by prometheus/generate_rules.py; their glob for prometheus.yml."""
+    sets = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v}")]
+    done = subprocess.run([PYTHON, str(GENERATE_RULES), "--out", str(out), *sets], capture_output=True, text=True)
+    if done.returncode:
+        raise StartupError(f"generate_rules.py failed:\n{done.stderr}")
+    return [str(out / "*.yml")]
+
+
+def prometheus_pages(prom_url: str) -> dict[str, str]:
+    """Links to the pages this Prometheus serves: Debian's 2.42 build has only the classic UI, under /classic/."""
+    prefix = "" if http_ok(prom_url + "/alerts") else "/classic"
+    graph = urllib.parse.urlencode({"g0.expr": P95_QUERY, "g0.tab": "0", "g0.range_input": "30m"})
+    return {"Prometheus alerts": f"{prom_url}{prefix}/alerts",
+            "Prometheus targets": f"{prom_url}{prefix}/targets",
+            "p95 latency graph": f"{prom_url}{prefix}/graph?{graph}"}
+
+
+def alertmanager_has_ui(am_url: str) -> bool:
+    """Debian's Alertmanager serves a page saying it has no web UI; the real UI loads a script."""
+    try:
+        with urllib.request.urlopen(am_url + "/", timeout=5) as resp:
+            return b"<script" in resp.read()
+    except OSError:
+        return False
+
+
+def amtool_commands(am_url: str) -> dict[str, str]:
+    """What the Alertmanager UI would show, from the command line."""
+    return {"alerts (amtool)": f"amtool --alertmanager.url={am_url} alert query",
+            "routes (amtool)": f"amtool --alertmanager.url={am_url} config routes"}
 
 
 # -- processes --------------------------------------------------------------------------------------
@@ -258,12 +331,17 @@ def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None
 
 
 class Summary:
-    """Rates between two scrapes of the exporter, as one line (or one screen on a terminal)."""
+    """Rates over the last `window` seconds of scrapes of the exporter, as one line (or one screen on
+    a terminal). Smoothed as Prometheus' rate() over a window: the demo's traffic is bursty, and
+    rates between two scrapes five seconds apart jump."""
 
-    def __init__(self, metrics_url: str, prometheus_url: str | None):
+    def __init__(self, metrics_url: str, prometheus_url: str | None, window: float = 60.0,
+                 clock=time.monotonic):
         self.metrics_url = metrics_url
         self.prometheus_url = prometheus_url
-        self.previous: tuple[float, dict] | None = None
+        self.window = window
+        self.clock = clock
+        self.scrapes: collections.deque[tuple[float, dict]] = collections.deque()
 
     def firing_alerts(self) -> list[str] | None:
         if not self.prometheus_url:
@@ -276,16 +354,18 @@ class Summary:
         return sorted({a["labels"]["alertname"] for a in alerts if a.get("state") == "firing"})
 
     def line(self) -> str:
-        now = time.monotonic()
+        now = self.clock()
         try:
             current = scrape(self.metrics_url)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             return f"exporter /metrics unavailable: {exc}"
-        previous, self.previous = self.previous, (now, current)
-        if previous is None:
+        self.scrapes.append((now, current))
+        while len(self.scrapes) > 2 and now - self.scrapes[1][0] >= self.window:
+            self.scrapes.popleft()
+        t0, before = self.scrapes[0]
+        if t0 == now:
             return "collecting…"
-        t0, before = previous
-        dt = max(now - t0, 1e-9)
+        dt = now - t0
 
         def delta(name, **match):
             return total(current, name, **match) - total(before, name, **match)
@@ -300,12 +380,14 @@ class Summary:
         cost_per_h = delta("llm_cost_usd_total") / dt * 3600
         spans = delta("spanscope_spans_received_total") / dt
         parts = [
-            time.strftime("%H:%M:%S"),
+            time.strftime("%H:%M:%S") + f" last {dt:.0f}s:",
             f"{requests / dt:6.1f} req/s",
             f"errors {100 * errors / requests:5.1f}%" if requests else "errors     -",
             f"p95 {p95:5.2f}s" if p95 is not None else "p95     -",
             f"cost ${cost_per_h:,.2f}/h",
-            f"cache hits {100 * hits / (hits + misses):3.0f}%" if hits + misses else "cache hits   -",
+            # Per request, as the API's request_hit_ratio and the dashboards' response cache hit ratio.
+            f"response cache hits {100 * hits / (hits + misses):3.0f}%" if hits + misses
+            else "response cache hits   -",
             f"spans {spans:,.0f}/s",
         ]
         alerts = self.firing_alerts()
@@ -348,10 +430,16 @@ def start(stack: Stack, args, ports: Ports) -> dict:
                                         "--otlp-http", f"127.0.0.1:{ports.otlp_http}",
                                         "--web", f"127.0.0.1:{ports.web}",
                                         # Ctrl-C should be quick: wait at most 2s for a last scrape.
-                                        "--set", "shutdown.grace=2"], env=python_env())
+                                        "--set", "shutdown.grace=2",
+                                        # Kept across restarts in the run directory.
+                                        "--set", f"features.state_file={run_dir / 'feature-state.json'}",
+                                        "--set", f"store.url=sqlite:///{run_dir / 'interactions.db'}"],
+                           env=python_env())
     stack.wait_ready(exporter, web + "/readyz")
-    urls = {"metrics": web + "/metrics", "API": web + "/api/features", "features page": web + "/features"}
+    urls = {"overview (open this first)": web + "/", "features page": web + "/features",
+            "API": web + "/api/features", "metrics": web + "/metrics"}
     notes = []
+    fast = args.scenario != "normal"
 
     if alertmanager_bin:
         notify = os.environ.get("SPANSCOPE_RUN_NOTIFY") == "1"
@@ -373,7 +461,10 @@ def start(stack: Stack, args, ports: Ports) -> dict:
                                           f"--web.external-url={am_url}",
                                           "--cluster.listen-address="])  # no gossip port: one instance
         stack.wait_ready(am, am_url + "/-/ready")
-        urls["Alertmanager"] = am_url
+        if alertmanager_has_ui(am_url):
+            urls["Alertmanager"] = am_url
+        else:
+            urls |= amtool_commands(am_url)
         if not notify:
             notes.append("Alertmanager delivers nothing (receivers emptied in the loopback copy); "
                          "SPANSCOPE_RUN_NOTIFY=1 sends for real with alertmanager/secrets/")
@@ -381,9 +472,13 @@ def start(stack: Stack, args, ports: Ports) -> dict:
     if prometheus_bin:
         src = REPO / "prometheus/prometheus.yml"
         if src.exists():
-            cfg, more = render_prometheus_config(src, ports, bool(alertmanager_bin),
-                                                 os.environ.get("SPANSCOPE_RUN_SCRAPE_INTERVAL"))
+            rules = render_rules(run_dir / "rules", rule_overrides(web + "/", fast))
+            interval = os.environ.get("SPANSCOPE_RUN_SCRAPE_INTERVAL") or (FAST_INTERVAL if fast else None)
+            cfg, more = render_prometheus_config(src, ports, bool(alertmanager_bin), interval, rules)
             notes += more
+            if fast:
+                notes.append(f"alerting sped up for the {args.scenario} scenario: scrape and rule evaluation "
+                             f"every {interval}, no alert's `for` longer than {FAST_FOR}")
         else:
             cfg = fallback_prometheus_config(ports, bool(alertmanager_bin))
             notes.append("prometheus/prometheus.yml not found: Prometheus scrapes the exporter with a minimal config")
@@ -400,6 +495,7 @@ def start(stack: Stack, args, ports: Ports) -> dict:
                                           "--rules.alert.resend-delay=10s"])
         stack.wait_ready(prom, prom_url + "/-/ready")
         urls["Prometheus"] = prom_url
+        urls |= prometheus_pages(prom_url)
     else:
         notes.append(f"Prometheus and Alertmanager are not installed: {APT_HINT} (then make run again)")
 
@@ -421,7 +517,7 @@ def banner(info: dict, stack: Stack, args) -> str:
     lines.append(f"  {'demo':<{width}}  {args.scenario} traffic at {args.rate:g} req/s")
     lines += [f"  note: {n}" for n in info["notes"]]
     lines.append("  pids: " + ", ".join(f"{c.name}={c.popen.pid}" for c in stack.children))
-    lines.append(f"  logs and data: {stack.run_dir}")
+    lines.append(f"  logs and state: {stack.run_dir} (kept across restarts; remove it to start fresh)")
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
 
@@ -429,7 +525,7 @@ def banner(info: dict, stack: Stack, args) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     ports = Ports.from_env()
-    run_dir = Path(os.environ.get("SPANSCOPE_RUN_DIR") or tempfile.mkdtemp(prefix="spanscope-run-"))
+    run_dir = Path(os.environ.get("SPANSCOPE_RUN_DIR") or DEFAULT_RUN_DIR).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

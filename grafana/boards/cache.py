@@ -20,6 +20,7 @@ from .common import (
 UID = "spanscope-cache"
 
 LOOKUPS = "pipeline_cache_requests_total"
+REQUESTS = "pipeline_requests_total"
 LAT = "pipeline_request_duration_seconds"
 HIT = 'result="hit"'
 SIZE = sel("pipeline_cache_size_entries", SERVICE, CACHE)
@@ -30,8 +31,12 @@ UTILISATION = f"{agg('max', SIZE, ('service', 'cache'))}\n/\n{agg('max', CAPACIT
 
 def build():
     overview = Row("Overview", [
-        stat("Hit ratio (all layers)", "Cache hits / lookups over every selected cache layer.", "percentunit",
-             Q(ratio(sum_rate(LOOKUPS, SERVICE, CACHE, HIT), sum_rate(LOOKUPS, SERVICE, CACHE))),
+        # One definition per name: the response cache per request (as make run's status line and the
+        # metrics API's cache_hit_ratio), each layer per lookup (below, and the cache alert).
+        stat("Response cache hit ratio", "Requests answered from the response cache / requests that looked it "
+             "up (per request; the layers' ratios below are per lookup).", "percentunit",
+             Q(ratio(sum_rate(REQUESTS, SERVICE, MODE, 'cache_status="hit"'),
+                     sum_rate(REQUESTS, SERVICE, MODE, 'cache_status=~"hit|miss"'))),
              steps=((None, "red"), (0.3, "orange"), (0.5, "green"))),
         stat("Lookups", "Cache lookups per second over the selected layers.", "ops",
              Q(sum_rate(LOOKUPS, SERVICE, CACHE))),

@@ -158,8 +158,8 @@ def test_page_lists_features_by_category_with_their_numbers(page, fed):
 
     expect(page.locator("#feature-conversation_context .facts")).to_contain_text("Avg latency100.0 ms")
     expect(page.locator("#feature-weather_rag .facts")).to_contain_text("Avg latency10.0 ms")
-    expect(page.locator("#feature-redis_caching .facts")).to_contain_text("Hit rate50.0 %")
-    expect(page.locator("#feature-weather_rag .facts")).not_to_contain_text("Hit rate")  # not a caching feature
+    expect(page.locator("#feature-redis_caching .facts")).to_contain_text("Hit ratio per lookup50.0 %")
+    expect(page.locator("#feature-weather_rag .facts")).not_to_contain_text("Hit ratio")  # not a caching feature
     expect(page.locator("#current-latency")).to_have_text("550.0 ms")
     expect(page.locator("#window-info")).to_have_text("mean of 8 requests in the last 300 s")
     expect(page.locator("#projected-latency")).to_have_text("550.0 ms")

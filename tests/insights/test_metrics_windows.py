@@ -69,7 +69,9 @@ def test_percentiles_follow_prometheus_interpolation(api):
     # p95: rank 95 is the 5th of 10 in (0.32, 0.64] -> 0.32 + 0.32 * 5/10 = 0.48 s
     assert perf["latency"]["p95_ms"] == pytest.approx(480.0)
     assert perf["requests"] == 100
-    assert perf["requests_per_second"] == pytest.approx(100 / 300)
+    # Divided by the seconds of the window that have passed: its first four minutes and the 20 s
+    # of the current one (NOW is 22:13:20), not by the whole 300 s.
+    assert perf["requests_per_second"] == pytest.approx(100 / (4 * 60 + 20))
 
 
 def test_histogram_quantile_matches_prometheus_edge_cases():
@@ -86,8 +88,9 @@ def test_filters_costs_and_projection(api):
     assert t.requests == 10 and t.errors == 0
     costs = api.costs(q(60), api.totals(q(60)))
     assert costs["total_usd"] == pytest.approx(0.03)
-    assert costs["cost_per_hour_usd"] == pytest.approx(0.03)
-    assert costs["projected_monthly_usd"] == pytest.approx(0.03 * 730)
+    # The 60-minute window has covered 59 min 20 s so far (its last minute ends at 22:14:00).
+    assert costs["cost_per_hour_usd"] == pytest.approx(0.03 * 3600 / 3560)
+    assert costs["projected_monthly_usd"] == pytest.approx(0.03 * 3600 / 3560 * 730)
     assert api.dashboard(q(60), api.totals(q(60)))["error_rate"] == pytest.approx(0.5)
 
 
@@ -119,3 +122,17 @@ def test_bad_parameters_name_the_parameter(params, name):
     with pytest.raises(ApiError, match=f"^{name}:") as err:
         parse_params(params, WindowParams)
     assert err.value.status == 400
+
+
+def test_rates_of_a_young_exporter_divide_by_its_uptime():
+    """Four minutes after the start, 60-minute rates are the rates of those four minutes."""
+    clock = Clock(NOW)
+    api = MetricsApi(Rollups(BOUNDS, clock=clock), Metrics(Store(1000), BOUNDS), started_at=NOW - 240, clock=clock)
+    for i in range(2400):  # 10 req/s for 240 s, $0.001 each: $36/h
+        api.rollups.observe(summary(NOW - 240 + i * 0.1, 0.1, cost="0.001"))
+    t = api.totals(q(60))
+    assert api.performance(q(60), t)["requests_per_second"] == pytest.approx(10)
+    costs = api.costs(q(60), t)
+    assert costs["cost_per_hour_usd"] == pytest.approx(36)
+    assert costs["projected_monthly_usd"] == pytest.approx(36 * 730)
+    assert api.envelope(q(60), {})["window"]["covered_seconds"] == pytest.approx(240)

@@ -223,3 +223,12 @@ def test_metric_names_exist_in_the_catalogue():
             if token in functions or token in recorded:
                 continue
             assert token in known, f"{rule.get('record') or rule.get('alert')}: {token} is not in docs/metrics.md"
+
+
+def test_without_grafana_every_dashboard_url_is_the_overview_page(generator):
+    """`make run` has no Grafana: its rules link each alert to the exporter's overview page."""
+    overview = "http://127.0.0.1:18889/"
+    files = generator.generate({"links.grafana": "null", "links.overview": overview}, with_docs=False)
+    rules = [r for text in files.values() for g in yaml.safe_load(text)["groups"] for r in g["rules"]
+             if "alert" in r]
+    assert rules and {r["annotations"]["dashboard_url"] for r in rules} == {overview}

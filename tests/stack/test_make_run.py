@@ -5,7 +5,10 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
+import re
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -167,3 +170,81 @@ def test_a_busy_port_is_reported_before_anything_starts(tmp_path, exporter_avail
             assert stack.child_pids() == {}
         finally:
             stack.kill_everything()
+
+
+def firing(alerts: list[dict], severity: str) -> list[dict]:
+    """Firing alerts of `severity`, from Prometheus' /api/v1/alerts or Alertmanager's /api/v2/alerts."""
+    return [a for a in alerts if a["labels"].get("severity") == severity
+            and (a.get("state") == "firing" or a.get("status", {}).get("state") == "active")]
+
+
+def test_make_run_with_a_fault_scenario_pages_within_three_minutes(tmp_path, exporter_available):
+    """`make run SCENARIO=error_burst` as README's second thing to try: its printed links answer, and a
+    critical alert fires in Prometheus and reaches Alertmanager within three minutes of the start,
+    with the intervals and `for`s make run chooses (no test overrides)."""
+    if not (binary("prometheus") and binary(*ALERTMANAGER_BINARIES)):
+        pytest.skip("needs Prometheus and Alertmanager: sudo apt-get install prometheus prometheus-alertmanager")
+    started = time.monotonic()
+    stack = RunStack(tmp_path, env={"SPANSCOPE_RUN_SCENARIO": "error_burst", "SPANSCOPE_RUN_SCRAPE_INTERVAL": "",
+                                    "SPANSCOPE_RUN_RATE": "10"})
+    try:
+        wait_until(lambda: stack.running() and "Ctrl-C stops everything" in stack.output(), timeout=120,
+                   what="run_stack ready banner")
+        out = stack.output()
+        banner = out[out.index("spanscope is running"):]
+        first_url = re.search(r"http://\S+", banner).group(0)
+        assert first_url == stack.web + "/" and "open this first" in banner.splitlines()[1]
+        for url in re.findall(re.escape(stack.prometheus) + r"/\S+", banner):
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200, url
+        assert f"amtool --alertmanager.url={stack.alertmanager} alert query" in banner or \
+            f"Alertmanager  {stack.alertmanager}" in banner
+
+        def paged(url):
+            return lambda: firing(get_json(url) or [], "critical") if url.endswith("v2/alerts") else \
+                firing(((get_json(url) or {}).get("data") or {}).get("alerts") or [], "critical")
+        left = lambda: 180 - (time.monotonic() - started)  # noqa: E731
+        in_prometheus = wait_until(paged(stack.prometheus + "/api/v1/alerts"), timeout=left(), interval=1,
+                                   what="a critical alert firing in Prometheus")
+        assert all(a["annotations"]["dashboard_url"] == stack.web + "/" for a in in_prometheus)
+        names = {a["labels"]["alertname"] for a in in_prometheus}
+        in_alertmanager = wait_until(paged(stack.alertmanager + "/api/v2/alerts"), timeout=left(), interval=1,
+                                     what="the critical alert in Alertmanager")
+        assert names & {a["labels"]["alertname"] for a in in_alertmanager}
+    finally:
+        stack.kill_everything()
+
+
+def test_feature_state_and_interactions_survive_a_restart_in_the_run_directory(tmp_path, exporter_available):
+    """Ctrl-C and `make run` again with the same run directory: a feature toggled off stays off and
+    the interactions stored before are still there."""
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env = {"PATH": str(empty_bin)}  # exporter and demo only: Prometheus plays no part here
+
+    def run_once(check):
+        stack = RunStack(tmp_path, env=env)
+        try:
+            wait_until(lambda: stack.running() and "Ctrl-C stops everything" in stack.output(), timeout=120,
+                       what="run_stack ready banner")
+            check(stack)
+            stack.popen.send_signal(signal.SIGINT)
+            assert stack.popen.wait(60) == 0, stack.output()
+        finally:
+            stack.kill_everything()
+
+    def first(stack):
+        request = urllib.request.Request(stack.web + "/api/features/weather_rag", method="PUT",
+                                         data=b'{"enabled": false}', headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert json.load(resp)["enabled"] is False
+        wait_until(lambda: demo_requests(stack.web + "/metrics") > 20, timeout=60, what="demo requests counted")
+
+    run_once(first)
+    with contextlib.closing(sqlite3.connect(tmp_path / "run" / "interactions.db")) as db:
+        (trace_id,) = db.execute("SELECT trace_id FROM interactions LIMIT 1").fetchone()
+
+    def second(stack):
+        assert get_json(stack.web + "/api/features/weather_rag")["enabled"] is False
+        assert get_json(f"{stack.web}/api/v1/interactions/{trace_id}")["trace_id"] == trace_id
+    run_once(second)

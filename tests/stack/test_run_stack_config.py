@@ -117,3 +117,40 @@ def test_histogram_quantile_matches_promql():
     assert run_stack.histogram_quantile(0.7, cumulative) == pytest.approx(0.1 + 0.9 * 20 / 40)
     assert run_stack.histogram_quantile(0.95, cumulative) == 1.0  # in +Inf: the top finite bound
     assert run_stack.histogram_quantile(0.95, {0.1: 0, inf: 0}) is None
+
+
+def test_a_fault_scenario_caps_every_for_and_keeps_shorter_ones():
+    thresholds = {"alerts": {"A": {"min_rate": 0.1, "warning": {"threshold": 1, "for": "10m"},
+                                   "critical": {"threshold": 2, "for": "30s"}},
+                             "B": {"info": {"threshold": 1, "for": "1h"}}}}
+    assert run_stack.shortened_fors(thresholds, "1m") == {"alerts.A.warning.for": "1m", "alerts.B.info.for": "1m"}
+    assert run_stack.seconds("1h30m") == 5400 and run_stack.seconds("250ms") == 0.25
+
+
+def test_make_passes_the_scenario_through():
+    done = subprocess.run(["make", "-n", "-W", ".venv/.installed", "run", "SCENARIO=error_burst"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert "scripts/run_stack.py --scenario error_burst" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_status_line_is_smoothed_over_the_last_minute(monkeypatch):
+    """Every 5 s: 10 req/s (60 % response cache hits) for two minutes, then 40 req/s (all misses)
+    for 30 s. The line reads the last 60 s (25 req/s, 12 % hits), not the last 5 s (40 req/s, none)."""
+    clock, counts = [0.0], {"hit": 0.0, "miss": 0.0}
+
+    def scrape(url):
+        return {"pipeline_requests_total": [({"status": "ok", "cache_status": k}, v) for k, v in counts.items()]}
+    monkeypatch.setattr(run_stack, "scrape", scrape)
+    summary = run_stack.Summary("http://exporter/metrics", None, window=60, clock=lambda: clock[0])
+    assert summary.line() == "collecting…"
+    for step in range(1, 31):
+        clock[0] = step * 5.0
+        if step <= 24:
+            counts["hit"] += 30
+            counts["miss"] += 20
+        else:
+            counts["miss"] += 200
+        line = summary.line()
+    assert "last 60s:" in line
+    assert "25.0 req/s" in line  # (30 s × 10 + 30 s × 40) / 60 s
+    assert "response cache hits  12%" in line  # 6 × 30 hits of 6 × 50 + 6 × 200 requests

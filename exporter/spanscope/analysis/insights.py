@@ -26,8 +26,9 @@ PROMQL = {
     "p95_latency": 'histogram_quantile(0.95, sum by (le) (rate(pipeline_request_duration_seconds_bucket[5m])))',
     "error_rate": 'sum(rate(pipeline_requests_total{status="error"}[5m])) / sum(rate(pipeline_requests_total[5m]))',
     "cost_per_hour": 'sum(rate(llm_cost_usd_total[1h])) * 3600',
-    "cache_hit_ratio": 'sum(rate(pipeline_cache_requests_total{result="hit"}[5m])) '
-                       '/ sum(rate(pipeline_cache_requests_total[5m]))',
+    # Per request, as the metrics API's cache_hit_ratio: the response cache's hits / its hits and misses.
+    "cache_hit_ratio": 'sum(rate(pipeline_requests_total{cache_status="hit"}[5m])) '
+                       '/ sum(rate(pipeline_requests_total{cache_status=~"hit|miss"}[5m]))',
     "quality_score": 'sum(rate(pipeline_quality_score_sum[5m])) / sum(rate(pipeline_quality_score_count[5m]))',
 }
 
@@ -40,8 +41,7 @@ def _stat_of(t: Totals, metric: str, minutes: int, bounds):
     if metric == "cost_per_hour":
         return float(t.cost) / (minutes / 60) if t.requests else None
     if metric == "cache_hit_ratio":
-        hits = sum(n for (_, r), n in t.cache.items() if r == "hit")
-        return ratio(hits, sum(t.cache.values()))
+        return t.request_hit_ratio()
     if metric == "quality_score":
         return t.quality.mean
     raise KeyError(metric)

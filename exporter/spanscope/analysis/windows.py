@@ -57,6 +57,13 @@ class Totals(MinuteStats):
         for component, seconds in m.critical.items():
             t[5][component] += seconds
 
+    def request_hit_ratio(self) -> float | None:
+        """The response cache's hit ratio, per request: requests answered from it / requests that
+        looked it up. (Per cache layer the ratio is per lookup: `cache` view's `layers`.)"""
+        hit, miss = self.cache_latency.get("hit"), self.cache_latency.get("miss")
+        hits = hit.n if hit else 0
+        return ratio(hits, hits + (miss.n if miss else 0))
+
 
 def percentiles(bounds, buckets) -> dict:
     out = {}
@@ -64,6 +71,11 @@ def percentiles(bounds, buckets) -> dict:
         v = histogram_quantile(q, bounds, buckets)
         out[f"{name}_ms"] = None if v != v else v * 1000
     return out
+
+
+def window_end(now: float) -> float:
+    """A window ends with the current minute (the rollups' minutes are whole)."""
+    return (int(now // 60) + 1) * 60
 
 
 def ratio(a, b):
@@ -83,6 +95,14 @@ class MetricsApi:
             t.add(minute, key, m)
         return t
 
+    def covered_seconds(self, q: Query) -> float:
+        """The seconds of the window that have happened while the exporter was up: rates divide by
+        these, not by the window's length (four minutes of traffic over a 60-minute window would
+        read 15 times low; the window's last minute has not ended yet)."""
+        now = self.clock()
+        start = max(window_end(now) - q.minutes * 60, self.started_at)
+        return max(now - start, 1.0)
+
     # --- views -----------------------------------------------------------------------------------
 
     def performance(self, q: Query, t: Totals) -> dict:
@@ -101,7 +121,7 @@ class MetricsApi:
                                                       if v[0] and (not q.operation or c == q.operation)}}
                     for minute, v in sorted(t.timeline.items())]
         return {
-            "requests": t.requests, "requests_per_second": t.requests / (q.minutes * 60),
+            "requests": t.requests, "requests_per_second": t.requests / self.covered_seconds(q),
             "error_rate": ratio(t.errors, t.requests),
             "latency": {"mean_ms": t.latency.mean * 1000 if t.latency.n else None, **percentiles(bounds, t.buckets)},
             "by_mode": {k: {"requests": s.n, "mean_ms": s.mean * 1000} for k, s in sorted(t.by_mode.items())},
@@ -109,8 +129,7 @@ class MetricsApi:
         }
 
     def costs(self, q: Query, t: Totals) -> dict:
-        hours = q.minutes / 60
-        per_hour = t.cost / Decimal(str(hours))
+        per_hour = t.cost * 3600 / Decimal(str(self.covered_seconds(q)))
         saved = self._counter_total(self.metrics.cost_saved, q.service)
         return {
             "total_usd": float(t.cost), "cost_per_request_usd": float(t.cost / t.requests) if t.requests else None,
@@ -137,9 +156,8 @@ class MetricsApi:
         for v in layers.values():
             v["hit_ratio"] = ratio(v["hits"], v["hits"] + v["misses"])
         hit, miss = t.cache_latency.get("hit"), t.cache_latency.get("miss")
-        requests_hit = hit.n if hit else 0
         return {
-            "request_hit_ratio": ratio(requests_hit, requests_hit + (miss.n if miss else 0)),
+            "request_hit_ratio": t.request_hit_ratio(),
             "layers": dict(sorted(layers.items())),
             "hit_latency_ms": hit.mean * 1000 if hit and hit.n else None,
             "miss_latency_ms": miss.mean * 1000 if miss and miss.n else None,
@@ -163,7 +181,7 @@ class MetricsApi:
             "requests": t.requests, "requests_per_second": perf["requests_per_second"],
             "error_rate": perf["error_rate"], "latency": perf["latency"],
             "cost": {k: v for k, v in self.costs(q, t).items() if k != "by_model"},
-            "cache_hit_ratio": self.cache(q, t)["request_hit_ratio"],
+            "cache_hit_ratio": t.request_hit_ratio(),
             "quality_score": t.quality.mean, "average_rating": t.ratings.mean,
         }
 
@@ -173,7 +191,8 @@ class MetricsApi:
 
     def envelope(self, q: Query, data: dict) -> dict:
         now = self.clock()
-        end = (int(now // 60) + 1) * 60
+        end = window_end(now)
         return {"timestamp": iso(now), "version": __version__,
-                "window": {"minutes": q.minutes, "start": iso(end - q.minutes * 60), "end": iso(end)},
+                "window": {"minutes": q.minutes, "start": iso(end - q.minutes * 60), "end": iso(end),
+                           "covered_seconds": self.covered_seconds(q)},
                 "filters": {"service": q.service, "mode": q.mode, "operation": q.operation}, "data": data}

@@ -78,7 +78,9 @@ def summarise(trace: Trace) -> RequestSummary | None:
         trace_id=trace.trace_id, service=root.service, mode=root.mode or "default",
         tenant=root.tenant or "default", user=root.user, error=root.error, start_ns=root.start,
         duration=root.duration_ns * NS, cache_status=root_cache or response_cache or "none", cost=cost,
-        model=model, llm=llm,
+        # The model that answered: a priced call has usage, so it has its response model; a failed
+        # call before it (the primary, then the fallback) has only its request model.
+        model=llm[1] if llm else model, llm=llm,
         critical={c: ns * NS for c, ns in critical_ns.items()},
         self_time={c: ns * NS for c, ns in self_ns.items()},
         by_feature={f: ns * NS for f, ns in feature_ns.items()},

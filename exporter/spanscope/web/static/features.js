@@ -148,7 +148,8 @@
     let hit = null;
     if (f.caching) {
       hit = el("dd", { text: "—" });
-      facts.append(el("div", {}, [el("dt", { text: "Hit rate" }), hit]));
+      // Per lookup of this feature's cache; the response cache's per-request ratio is another number.
+      facts.append(el("div", {}, [el("dt", { text: "Hit ratio per lookup" }), hit]));
     }
     const schedule = el("dd", { text: "" });
     const scheduleBox = el("div", { hidden: "" }, [el("dt", { text: "Rollout schedule" }), schedule]);

@@ -90,6 +90,7 @@ class InteractionsApi:
             "filters": {k: iso(v) if k in ("since", "until") else v
                         for k, v in p.model_dump(exclude={"limit", "cursor"}).items() if v is not None}})
 
+    @personal_data
     @lock_free
     async def interaction(self, request: web.Request) -> web.Response:
         parse_query(request, NoParams)

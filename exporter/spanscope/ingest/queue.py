@@ -172,6 +172,11 @@ class Ingest:
         self.m.traces_pending.set((), len(self.assembler.pending))
         self.m.trace_spans_pending.set((), self.assembler.pending_spans)
 
+    def assembling(self) -> int:
+        """Traces not yet finished, or finished by a housekeeping pass and not yet recorded (the caller
+        holds `lock`): requests acknowledged that no sink has seen yet."""
+        return len(self.assembler.pending) + len(self._taken)
+
     def collect_assembly(self):
         """The collector of the spans the assembler left out (registered on the metrics store)."""
         yield self.m.trace_spans_dropped, {(): float(self.assembler.dropped_spans)}

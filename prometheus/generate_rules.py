@@ -464,6 +464,8 @@ def recording_groups(t: Thresholds) -> list[Group]:
                ratio(srate("spanscope_requests_throttled_total", J), exports)),
         Record("job_metric:spanscope_series_overflowed:rate5m",
                srate("spanscope_series_overflowed_total", ("job", "metric"))),
+        Record("job_label:spanscope_label_values_capped:rate5m",
+               srate("spanscope_label_values_capped_total", ("job", "label"))),
         Record("job_reason:spanscope_traces_completed:rate5m",
                srate("spanscope_traces_completed_total", ("job", "reason"))),
         Record("job_reason:spanscope_interactions_dropped:rate5m",
@@ -809,6 +811,16 @@ ALERTS: dict[str, list[AlertSpec]] = {
             description="Job {{ $labels.job }}: {{ $labels.metric }} is at its series limit; "
                         "{{ $value | humanize }} samples/s go to the overflow series over the last 5m.",
             condition="samples routed to the overflow series (5m) > {threshold}"),
+        AlertSpec(
+            "SpanscopeLabelValuesCapped",
+            expr="job_label:spanscope_label_values_capped:rate5m > {threshold}", dashboard_var="job",
+            summary="New values of a label are counted as __other__",
+            description="Job {{ $labels.job }}: label {{ $labels.label }} has all its slots in use "
+                        "(limits.label_values, limits.tenant_values for tenant); "
+                        '{{ $value | printf "%.2f" }} values/s became __other__ over the last 5m and are '
+                        "missing from every breakdown by that label until idle values give their slot "
+                        "back (limits.series_ttl).",
+            condition="label values replaced by __other__ (5m) > {threshold}/s"),
         AlertSpec(
             "SpanscopeTracesFinishedEarly",
             expr='job_reason:spanscope_traces_completed:rate5m{reason=~"traces_limit|spans_limit"} > {threshold}',

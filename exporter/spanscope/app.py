@@ -41,6 +41,13 @@ from .web.security import basic_auth_middleware, load_web_config
 
 log = logging.getLogger("spanscope")
 
+# At shutdown: how long the ingest queue may take to be processed, then the writer to write what is queued.
+DRAIN_S = STOP_WRITE_S = 10.0
+# Signals that would end the process without a shutdown (Python's default for them): logged instead.
+# The configuration is read at start only; a restart (SIGTERM) applies a changed one.
+IGNORED_SIGNALS = {"SIGHUP": "the configuration is read at start only: restart (SIGTERM) to apply a change",
+                   "SIGUSR1": "no action is bound to it", "SIGUSR2": "no action is bound to it"}
+
 
 def split_address(address: str) -> tuple[str, int]:
     host, port = address.rsplit(":", 1)
@@ -75,8 +82,8 @@ class Exporter:
         if self.interactions.enabled:
             self.ingest.sinks.append(self.interactions.observe)
         scenarios = c.features.scenario_specs()
-        for collector in (self.impact.collector(self.metrics, scenarios), self.interactions.collector(self.metrics),
-                          self.ingest.collect_assembly):
+        pending = self.interactions.collector(self.metrics, assembling=self.ingest.assembling)
+        for collector in (self.impact.collector(self.metrics, scenarios), pending, self.ingest.collect_assembly):
             self.store.register(collector)
         self.state: dict = {"ready": False}
         token = c.auth.token()
@@ -145,12 +152,15 @@ class Exporter:
     async def stop(self) -> None:
         """Stop accepting spans, process what was accepted, finish every trace, then close the web."""
         self.state["ready"] = False
+        # What ingest acknowledged is written: from now on a full interaction queue waits for the
+        # writer instead of dropping its oldest row (the listeners close first, so nothing new waits).
+        self.interactions.hold_when_full(DRAIN_S + STOP_WRITE_S)
         if self._grpc is not None:
             await self._grpc.stop(grace=2)
         for runner in self._runners[1:]:  # the OTLP/HTTP listener
             await runner.cleanup()
         try:
-            await self.ingest.drain(timeout=10)
+            await self.ingest.drain(timeout=DRAIN_S)
         except Exception:  # a bug must not keep the writer from saving what was finished
             log.exception("draining the ingest queue at shutdown failed")
         # Let Prometheus collect what the drain just finished: wait for one more scrape, bounded. Armed
@@ -161,7 +171,7 @@ class Exporter:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.to_thread(self.interactions.stop_writer, 10.0)  # write the finished requests
+        await asyncio.to_thread(self.interactions.stop_writer, STOP_WRITE_S)  # write the finished requests
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(scraped.wait(), timeout=self.config.shutdown.grace)
         await self._runners[0].cleanup()
@@ -172,6 +182,9 @@ class Exporter:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self.stopping.set)
+        for name, why in IGNORED_SIGNALS.items():
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                loop.add_signal_handler(getattr(signal, name), log.warning, "%s ignored: %s", name, why)
         try:
             await self.start()
         except BaseException:

@@ -51,6 +51,20 @@ def test_numbers_over_http(fed):
     assert call("GET", f"{proc.urls['web']}/api/metrics/nope")[0] == 404
 
 
+def test_a_rating_for_an_unseen_interaction_leaves_the_views_answering(fed):
+    """A user who rates before the trace has finished: the rating is stored (201), and every view of
+    every window holding that minute still answers 200 (the dashboard and performance answered 500)."""
+    proc, service = fed
+    status, _ = call("POST", proc.urls["web"] + "/api/v1/feedback", {"interaction_id": uuid.uuid4().hex, "rating": 2})
+    assert status == 201
+    for view in ("dashboard", "performance", "quality", "health"):
+        for window in (5, 60, 1440):
+            status, doc = call("GET", f"{proc.urls['web']}/api/metrics/{view}?time_window_minutes={window}")
+            assert status == 200, (view, window, doc)
+    _, doc = call("GET", f"{proc.urls['web']}/api/metrics/dashboard?time_window_minutes=5")
+    assert doc["data"]["requests"] == 30 and doc["data"]["average_rating"] == 2
+
+
 def test_insights_command_line(fed):
     proc, _ = fed
     out = subprocess.run([sys.executable, "-m", "spanscope.cli", "insights", "--url", proc.urls["web"],

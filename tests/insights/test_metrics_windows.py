@@ -104,6 +104,23 @@ def test_components_and_operation_filter(api):
     assert rag["calls"] == 2 and rag["error_rate"] == 0.5 and rag["critical_path_ms_per_request"] == pytest.approx(200)
 
 
+def test_a_rating_before_its_interaction_leaves_every_view_answering(api):
+    """A user rated a trace the exporter has not seen (the rating lands under unknown/unknown, a key
+    with a rating and no request): the views count it and answer, and no mode or service shows up."""
+    api.rollups.observe(summary(NOW - 10, 0.2, mode="chat"))
+    api.rollups.observe_rating("unknown", "unknown", 4)
+    t = api.totals(q(5))
+    perf = api.performance(q(5), t)
+    assert perf["requests"] == 1 and list(perf["by_mode"]) == ["chat"]
+    assert perf["by_mode"]["chat"] == {"requests": 1, "mean_ms": pytest.approx(200.0)}
+    assert api.dashboard(q(5), t)["average_rating"] == 4
+    assert api.quality(q(5), t)["ratings"] == 1
+    assert api.health(q(5), t)["requests_in_window"] == 1
+    only_rating = api.totals(q(5, mode="unknown"))
+    assert api.dashboard(q(5, mode="unknown"), only_rating)["requests"] == 0
+    assert api.performance(q(5, mode="unknown"), only_rating)["by_mode"] == {}
+
+
 def test_old_data_leaves_the_24h_ring(api):
     api.rollups.observe(summary(NOW - 10, 0.1))
     api.rollups.clock.t = NOW + 1441 * 60

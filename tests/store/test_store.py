@@ -2,10 +2,12 @@
 retention, durable feedback with revisions, exact costs, hashed user ids."""
 import contextlib
 import gc
+import logging
 import sqlite3
 import threading
 import time
 from decimal import Decimal
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -18,7 +20,7 @@ from spanscope.store import queries as store_queries
 from spanscope.store.rows import COLUMNS, UserIds, row
 from spanscope.store.migrations import MIGRATIONS, migrate
 from spanscope.interpret.summary import RequestSummary
-from spanscope.store.interactions import InteractionStore
+from spanscope.store.interactions import EveryMinute, InteractionStore
 from spanscope.store.db import connect, parse_url
 from spanscope.store.queries import ROWS_PER_STATEMENT, insert_interactions
 
@@ -198,6 +200,62 @@ def test_a_blocked_database_costs_queued_rows_not_callers_time(store_url):
         assert store.written + store.dropped["queue_full"] == 300
         assert 50 <= store.written <= 60
         assert stored_ids(store)[-1] == f"{300:032x}"  # the newest survived
+
+
+def test_an_outage_is_counted_by_kind_and_logged_once_a_minute_while_it_lasts(store_url, caplog, monkeypatch):
+    import spanscope.store.interactions as store_module
+    insert, outage = store_module.q.insert_interactions, threading.Event()
+
+    def failing(db, rows):
+        if outage.is_set():
+            raise sqlite3.OperationalError("disk I/O error")  # transient: the batch is retried
+        return insert(db, rows)
+
+    monkeypatch.setattr(store_module.q, "insert_interactions", failing)
+    names = SimpleNamespace(interactions_written="written", interactions_dropped="dropped",
+                            interaction_store_errors="errors", interactions_pending="pending")
+    with opened(store_url, queue_size=50, batch_size=10) as store:
+        collect = store.collector(names, assembling=lambda: 7)
+        outage.set()
+        store.start()
+        with caplog.at_level("ERROR", logger="spanscope.store"):
+            for n in range(1, 31):
+                store.observe(summary(n))
+            wait_until(lambda: store.errors["unavailable"] >= 3, timeout=15, what="three failed batches")
+            families = dict(collect())
+            assert families["errors"][("unavailable",)] >= 3 and families["errors"][("refused",)] == 0
+            # the backlog: the traces being assembled, what is queued, the batch being retried
+            pending = families["pending"]
+            assert pending[("assembling",)] == 7 and pending[("queued",)] + pending[("writing",)] == 30
+            lines = [r for r in caplog.records if r.name == "spanscope.store"]
+            assert len(lines) == 1 and "unavailable, will retry: disk I/O error" in lines[0].getMessage()
+        outage.clear()
+        written(store, 30)
+        assert store.written == 30
+        assert dict(collect())["pending"] == {("assembling",): 7, ("queued",): 0, ("writing",): 0}
+
+
+def test_errors_are_logged_once_a_minute_with_the_number_left_out(caplog):
+    clock = SimpleNamespace(t=1000.0)
+    errors = EveryMinute(logging.getLogger("spanscope.test"), clock=lambda: clock.t)
+    with caplog.at_level("ERROR", logger="spanscope.test"):
+        for second in range(0, 130, 5):  # an error every 5 s for 130 s: a line at 0, 60 and 120 s
+            clock.t = 1000.0 + second
+            errors.error(f"failed at {second}")
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "failed at 0", "failed at 60 (11 more errors since the last line)",
+        "failed at 120 (11 more errors since the last line)"]
+
+
+def test_at_shutdown_a_full_queue_waits_for_the_writer_instead_of_dropping(store_url):
+    with opened(store_url, queue_size=5, batch_size=5, flush_interval=30) as store:
+        store.start()
+        store.hold_when_full(30)
+        for n in range(1, 101):  # far more than the queue holds, as fast as a shutdown's drain
+            store.observe(summary(n))
+        assert store.stop_writer(10.0)
+        assert store.dropped == {"queue_full": 0, "write_error": 0}
+        assert stored_ids(store) == [f"{n:032x}" for n in range(1, 101)]
 
 
 def test_a_row_the_database_refuses_costs_only_that_row(store_url):

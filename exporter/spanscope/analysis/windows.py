@@ -44,8 +44,9 @@ class Totals(MinuteStats):
 
     def add(self, minute: int, key: tuple, m: MinuteStats) -> None:
         self.merge(m)
-        self.by_service[key[0]].merge(m.latency)
-        self.by_mode[key[1]].merge(m.latency)
+        if m.requests:  # not a key holding only ratings (one given before its interaction was seen)
+            self.by_service[key[0]].merge(m.latency)
+            self.by_mode[key[1]].merge(m.latency)
         t = self.timeline.get(minute)
         if t is None:
             t = self.timeline[minute] = [0, 0, 0.0, Decimal(0), [0] * len(self.buckets), defaultdict(float)]

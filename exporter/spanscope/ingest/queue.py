@@ -113,7 +113,7 @@ class Ingest:
         read, facts, record, span_names = read_span, self.facts, self.recorder.record_span, self.span_names
         seen, add = self.assembler.seen, self.assembler.add
         for service, spans in request:
-            service = self.recorder.label("service", service)
+            label = self.recorder.label("service", service)  # the record keeps the service as sent
             for span in spans:
                 try:
                     rec = read(span, service, span_names)
@@ -125,7 +125,7 @@ class Ingest:
                     continue
                 try:
                     facts(rec)
-                    record(rec)
+                    record(rec, label)
                 except Exception:  # a bug must cost one span, never the process or earlier counts
                     rejected["processing_error"] += 1
                     self._log_error()
@@ -172,11 +172,19 @@ class Ingest:
         self.m.traces_pending.set((), len(self.assembler.pending))
         self.m.trace_spans_pending.set((), self.assembler.pending_spans)
 
+    def assembling(self) -> int:
+        """Traces not yet finished, or finished by a housekeeping pass and not yet recorded (the caller
+        holds `lock`): requests acknowledged that no sink has seen yet."""
+        return len(self.assembler.pending) + len(self._taken)
+
     def collect_assembly(self):
         """The collector of the spans the assembler left out (registered on the metrics store)."""
         yield self.m.trace_spans_dropped, {(): float(self.assembler.dropped_spans)}
 
     def expire_series(self, now: float | None = None) -> int:
+        """Drop the series idle for limits.series_ttl, and give back the label values idle as long."""
+        now = time.time() if now is None else now
+        self.recorder.expire(self.series_ttl, now)
         return self.m.store.expire(self.series_ttl, now)
 
     # --- the asynchronous edge -----------------------------------------------------------------

@@ -185,6 +185,15 @@ class Metrics:
         self.interactions_dropped = sc("spanscope_interactions_dropped_total",
                                        "Interactions not written: queue_full (oldest dropped), write_error.",
                                        ("reason",))
+        self.interactions_pending = sg("spanscope_interactions_pending",
+                                       "Finished or acknowledged requests not yet in the interaction store: "
+                                       "assembling (traces being assembled), queued, writing (the batch in "
+                                       "flight). Their sum is what a crash (kill -9) loses.", ("stage",))
+        self.interaction_store_errors = sc("spanscope_interaction_store_errors_total",
+                                           "Errors of the interaction writer, by kind: unavailable (a batch "
+                                           "the database refused for a transient reason, retried), refused "
+                                           "(a row it refused), row (no row could be built), retention.",
+                                           ("kind",))
         store.register(self.collect_store, last=True)
 
     def collect_store(self):

@@ -4,7 +4,8 @@ Per-span signals (component latency, errors, GenAI usage and cost, cache, breake
 evaluations) are recorded as spans arrive (`record_span`); request-level signals (end-to-end
 latency, critical path, self time, quality, per-variant latency and cost) from the request's summary
 (`record_request`, a sink like the others). Both only read what they are given: label values are
-capped here (LabelValues), into the recorder's own keys, never written back.
+capped here (LabelValues), into the recorder's own keys, never written back: the summary and
+what follows it (rollups, the interaction store) keep the values as sent.
 """
 from __future__ import annotations
 
@@ -23,29 +24,45 @@ OTHER = "__other__"
 
 class LabelValues:
     """Bounds every label's values: cut to `length` characters, and at most `limit` distinct values
-    per label (`limits` overrides it per label, e.g. tenant); later newcomers become `__other__`.
+    per label (`limits` overrides it per label, e.g. tenant); newcomers beyond it become `__other__`
+    (counted per label). A value unused for the series TTL gives its slot back (`expire`), so a flood
+    of junk values fades like its series instead of locking later values out until a restart.
     This bounds the series and everything keyed by label values downstream (rollups, impact)."""
 
     def __init__(self, limit: int, length: int, counter, limits: dict | None = None):
         self.limit, self.length, self.counter = limit, length, counter
         self.limits = limits or {}
-        self.seen: dict[str, set] = {}
+        self.seen: dict[str, dict[str, float]] = {}  # label -> admitted value -> last known in use
+        # label -> values used since the last expiry pass: a hit is one set lookup, with no clock read;
+        # `expire` stamps them with its own time (a value's last use is known to within one pass).
+        self.fresh: dict[str, set] = {}
+        self.pinned: dict[str, frozenset] = {}  # label -> values that never expire (configured components)
 
     def __call__(self, label: str, value: str) -> str:
+        fresh = self.fresh.get(label)
+        if fresh is not None and value in fresh:
+            return value
+        return self._admit(label, value)
+
+    def _admit(self, label: str, value: str) -> str:
         seen = self.seen.get(label)
         if seen is None:
-            seen = self.seen[label] = set()
-        if value in seen:
-            return value
+            seen = self.seen[label] = {}
+            self.fresh[label] = set()
         if len(value) > self.length:
             value = value[:self.length]
-            if value in seen:
-                return value
-        if len(seen) < self.limits.get(label, self.limit):
-            seen.add(value)
+        if value in seen or len(seen) < self.limits.get(label, self.limit):
+            seen.setdefault(value, 0.0)
+            self.fresh[label].add(value)
             return value
         self.counter.inc((label,))
         return OTHER
+
+    def pin(self, label: str, values) -> None:
+        """Admit `values` for good (they count against the cap and never expire)."""
+        self.pinned[label] = self.pinned.get(label, frozenset()) | frozenset(values)
+        self.seen.setdefault(label, {}).update(dict.fromkeys(values, 0.0))
+        self.fresh.setdefault(label, set()).update(values)
 
     def taken(self, label: str, value: str) -> str:
         """What `value` became when it was first capped (a request's components and flags were,
@@ -56,6 +73,22 @@ class LabelValues:
         value = value[:self.length]
         return value if value in seen else OTHER
 
+    def expire(self, ttl: float, now: float) -> int:
+        """Give back the slots of the values not used for `ttl` seconds (as Store.expire does for
+        series, in the same housekeeping pass); how many were given back."""
+        cutoff = now - ttl
+        released = 0
+        for label, seen in self.seen.items():
+            fresh = self.fresh[label]
+            seen.update(dict.fromkeys(fresh, now))
+            fresh.clear()
+            pinned = self.pinned.get(label, ())
+            stale = [v for v, last in seen.items() if last < cutoff and v not in pinned]
+            for value in stale:
+                del seen[value]
+            released += len(stale)
+        return released
+
 
 class Recorder:
     def __init__(self, metrics: Metrics, pricing: Pricing, components, label_values: int, tenant_values: int,
@@ -64,7 +97,7 @@ class Recorder:
         self.pricing = pricing
         self.components = list(components)
         self.label = LabelValues(label_values, label_length, metrics.label_capped, {"tenant": tenant_values})
-        self.label.seen["component"] = set(self.components)  # configured components are never __other__
+        self.label.pin("component", self.components)  # configured components are never __other__
         self.services: set[str] = set()
         self.breakers: dict[tuple, str] = {}
         self.miss_cost: dict[str, tuple[Decimal, int, str, str]] = {}  # service -> (total, n, provider, model)
@@ -78,11 +111,20 @@ class Recorder:
             m.component_critical.touch((service, comp))
             m.component_errors.touch((service, comp, "_OTHER"))
 
+    def expire(self, ttl: float, now: float) -> None:
+        """Give back the label values idle for `ttl` (their series expire alike, Store.expire) and
+        forget what the recorder kept per service for the services among them."""
+        self.label.expire(ttl, now)
+        live = self.label.seen.get("service", {})
+        self.services.intersection_update(live)
+        self.miss_cost = {svc: v for svc, v in self.miss_cost.items() if svc in live}
+        self.breakers = {key: state for key, state in self.breakers.items() if key[0] in live}
+
     # --- per span ------------------------------------------------------------------------------
 
-    def record_span(self, r: SpanRecord) -> None:
+    def record_span(self, r: SpanRecord, svc: str) -> None:
+        """`svc`: the span's service as a label value (capped once per resource by the ingest)."""
         m = self.m
-        svc = r.service
         if svc not in self.services:
             self._new_service(svc)
         comp = self.label("component", r.component)
@@ -185,7 +227,7 @@ class Recorder:
 
     def record_request(self, r: RequestSummary) -> None:
         m, label = self.m, self.label
-        svc = r.service
+        svc = label.taken("service", r.service)  # capped as its spans were (record_span)
         mode = label("mode", r.mode)
         tenant = label("tenant", r.tenant)
         cost, duration = r.cost, r.duration
@@ -219,11 +261,11 @@ class Recorder:
             m.confidence.observe((svc, mode), r.confidence, r.trace_id)
         if r.citations is not None:
             m.citations.observe((svc, mode), r.citations)
-        self._record_response_cache(r)
+        self._record_response_cache(r, svc)
 
-    def _record_response_cache(self, r: RequestSummary) -> None:
+    def _record_response_cache(self, r: RequestSummary, svc: str) -> None:
         """A response-cache hit skipped the LLM: value it at the mean cost of this service's misses."""
-        svc, cost = r.service, r.cost
+        cost = r.cost
         if r.cache_status == "miss" and cost:
             total, n, provider, model = self.miss_cost.get(svc, (ZERO, 0, "unknown", "unknown"))
             if r.llm is not None:

@@ -90,7 +90,8 @@ class Feedback:
             if saved.outcome != "duplicate":
                 if self.on_rating is not None:
                     self.on_rating(labels[0], labels[1], rating.rating)
-                key = (labels[0], self.label("mode", labels[1]), self.label("model", labels[2]))
+                label = self.label
+                key = (label("service", labels[0]), label("mode", labels[1]), label("model", labels[2]))
                 self.metrics.feedback_rating.observe(key, rating.rating, rating.interaction_id)
                 if rating.rating <= 2:
                     self.metrics.feedback_low.inc(key)

@@ -9,7 +9,8 @@ Two connections, two paths:
   RequestSummary into its row (a tuple of plain values: a fraction of the summary's memory, and
   nothing the garbage collector has to traverse while it waits) and appends it to a bounded queue;
   when the queue is full the oldest unwritten interaction is dropped and counted, so ingest never
-  waits for the database. One writer thread
+  waits for the database; once shutting down (`hold_when_full`) it waits for room instead, so a
+  SIGTERM writes everything acknowledged before it. One writer thread
   drains the queue in batches (one transaction per batch, many rows per statement), retries a batch the
   database refused for a transient reason (lock, full disk, lost connection) and enforces
   retention every `cleanup_interval` seconds.
@@ -53,7 +54,29 @@ from .rows import UserIds, row
 log = logging.getLogger("spanscope.store")
 
 RETRY_DELAY_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # after consecutive failed batches
-LOGGED_ERRORS = 20
+ERROR_KINDS = ("unavailable", "refused", "row", "retention")  # spanscope_interaction_store_errors_total{kind}
+
+
+class EveryMinute:
+    """Logs an error at most once per `interval` seconds for as long as errors go on, each line saying
+    how many were left out since the last one: an outage stays visible without flooding the log."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0, clock=time.monotonic):
+        self.logger, self.interval, self.clock = logger, interval, clock
+        self._lock = threading.Lock()  # the writer thread and the ingest threads log
+        self._last = -float("inf")
+        self._left_out = 0
+
+    def error(self, message: str, exc_info: bool = False) -> None:
+        with self._lock:
+            now = self.clock()
+            if now - self._last < self.interval:
+                self._left_out += 1
+                return
+            left_out, self._left_out, self._last = self._left_out, 0, now
+        more = f" ({left_out} more errors since the last line)" if left_out else ""
+        self.logger.error("%s%s; at most one line per %.0fs while errors go on", message, more, self.interval,
+                          exc_info=exc_info)
 
 
 def read_salt(store: config.Store) -> str | None:
@@ -82,6 +105,7 @@ class InteractionStore:
         self.users = users
         self.queue_size = queue_size
         self.batch_size = batch_size
+        self._full_batch = min(batch_size, queue_size)  # the writer takes a batch at once from this many rows
         self.flush_interval = flush_interval
         self._last_take = 0.0
         self.retention = retention
@@ -100,10 +124,13 @@ class InteractionStore:
         self._abandoned = False
         self._thread: threading.Thread | None = None
         self.written = 0
+        self.writing = 0  # rows of the batch in flight
         self.dropped = {"queue_full": 0, "write_error": 0}
+        self.errors = dict.fromkeys(ERROR_KINDS, 0)
         self.deleted = {"interactions": 0, "feedback": 0}
         self._failures = 0
-        self._logged = 0
+        self._errors_log = EveryMinute(log)
+        self._hold_until: float | None = None  # shutting down: a full queue waits for room until then
 
     @classmethod
     def from_config(cls, store: config.Store, feedback: config.Feedback) -> InteractionStore:
@@ -146,28 +173,49 @@ class InteractionStore:
             one = row(summary, self.users, decimal_cost=self.postgres)
         except Exception:  # a bug in the row builder must cost this interaction, not the trace's sinks
             self.dropped["write_error"] += 1
-            self._log("cannot build an interaction row")
+            self._error("row", "cannot build an interaction row", exc_info=True)
             return
         # The writer is woken by the first row (to start its flush timer) and by a full batch, not by
         # every row: one transaction per batch or per flush_interval, whichever comes first.
         with self._cond:
-            if len(self._queue) >= self.queue_size:
+            if len(self._queue) >= self.queue_size and not self._room():
                 self._queue.popleft()
                 self.dropped["queue_full"] += 1
             self._queue.append(one)
-            if len(self._queue) == 1 or len(self._queue) == self.batch_size:
+            if len(self._queue) == 1 or len(self._queue) == self._full_batch:
                 self._cond.notify()
+
+    def hold_when_full(self, timeout: float) -> None:
+        """From now on (a shutdown) a full queue makes `observe` wait for the writer to make room, for
+        `timeout` seconds in all, instead of dropping the oldest row: ingest has stopped accepting,
+        and what it acknowledged is written."""
+        self._hold_until = time.monotonic() + timeout
+
+    def _room(self) -> bool:
+        """Wait (holding _cond) for the writer to take a batch out of the full queue, when shutting down."""
+        while self._hold_until is not None and len(self._queue) >= self.queue_size:
+            remaining = self._hold_until - time.monotonic()
+            if remaining <= 0 or self._abandoned or self._thread is None or not self._thread.is_alive():
+                return False
+            self._cond.notify()  # the writer may be waiting for its flush timer: a batch is ready
+            self._cond.wait(min(remaining, 0.5))
+        return len(self._queue) < self.queue_size
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
-    def collector(self, metrics):
-        """The collector of the writer's totals (registered on the metrics store)."""
+    def collector(self, metrics, assembling=lambda: 0):
+        """The collector of the writer's totals and backlog (registered on the metrics store);
+        `assembling()`: the traces still being assembled, interactions to be."""
 
         def collect():
             yield metrics.interactions_written, {(): float(self.written)}
             yield metrics.interactions_dropped, {(reason,): float(n) for reason, n in self.dropped.items()}
+            yield metrics.interaction_store_errors, {(kind,): float(n) for kind, n in self.errors.items()}
+            pending = {"assembling": assembling() if self.enabled else 0, "queued": len(self._queue),
+                       "writing": self.writing}
+            yield metrics.interactions_pending, {(stage,): float(n) for stage, n in pending.items()}
 
         return collect
 
@@ -203,14 +251,17 @@ class InteractionStore:
         """A full batch, or what is queued once flush_interval has passed since the last take (or
         `deadline`, the next retention pass, has come)."""
         with self._cond:
-            while not self._stopping and not self._abandoned and len(self._queue) < self.batch_size:
+            while not self._stopping and not self._abandoned and len(self._queue) < self._full_batch:
                 wake = min(deadline, self._last_take + self.flush_interval) if self._queue else deadline
                 remaining = wake - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             self._last_take = time.monotonic()
-            return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            self.writing = len(batch)
+            self._cond.notify_all()  # an observe waiting for room (shutting down)
+            return batch
 
     def _run(self) -> None:
         next_cleanup = time.monotonic()
@@ -220,7 +271,9 @@ class InteractionStore:
                 next_cleanup = time.monotonic() + self.cleanup_interval
             batch = self._take_batch(next_cleanup)
             if batch:
-                if not self._write(batch):
+                written = self._write(batch)
+                self.writing = 0
+                if not written:
                     self._backoff()
             elif self._stopping:
                 return
@@ -233,7 +286,7 @@ class InteractionStore:
             q.insert_interactions(self._writer_db, rows)
         except Exception as exc:
             if isinstance(exc, ConfigError) or is_transient(exc):
-                self._log(f"interaction store unavailable, will retry: {exc}", exc_info=False)
+                self._error("unavailable", f"interaction store unavailable, will retry: {exc}")
                 self._requeue(rows)
                 return False
             self._write_one_by_one(rows)
@@ -250,7 +303,7 @@ class InteractionStore:
                 self.written += 1
             except Exception as exc:
                 self.dropped["write_error"] += 1
-                self._log(f"dropped interaction {one[0]}: the database refused it: {exc}", exc_info=False)
+                self._error("refused", f"dropped interaction {one[0]}: the database refused it: {exc}")
 
     def _requeue(self, rows: list[tuple]) -> None:
         """Put a batch back in front of newer rows; what no longer fits is the oldest, and dropped."""
@@ -268,10 +321,9 @@ class InteractionStore:
             if not self._abandoned:
                 self._cond.wait(delay)
 
-    def _log(self, message: str, exc_info: bool = True) -> None:
-        if self._logged < LOGGED_ERRORS:
-            self._logged += 1
-            log.error("%s (logged at most %d times)", message, LOGGED_ERRORS, exc_info=exc_info)
+    def _error(self, kind: str, message: str, exc_info: bool = False) -> None:
+        self.errors[kind] += 1
+        self._errors_log.error(message, exc_info=exc_info)
 
     def enforce_retention(self) -> None:
         """Delete what is older than the retention or beyond max_rows (on the writer's connection)."""
@@ -281,7 +333,7 @@ class InteractionStore:
             deleted = q.enforce_retention(self._writer_db, self.clock(), self.retention,
                                           self.feedback_retention, self.max_rows)
         except Exception as exc:
-            self._log(f"retention not enforced this time: {exc}", exc_info=not is_transient(exc))
+            self._error("retention", f"retention not enforced this time: {exc}", exc_info=not is_transient(exc))
             return
         for table, n in deleted.items():
             self.deleted[table] += n

@@ -25,7 +25,11 @@ except ImportError:  # pragma: no cover
         return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation", "reasoning")
-MAX_USER_ID = 256  # longer ids are truncated before they are stored (or hashed)
+# Values are stored as the spans carry them (never a metric's `__other__`), cut to MAX_TEXT characters:
+# service, tenant, mode, model, cache status, the names of components, flags and variants, user ids
+# (before they are hashed).
+MAX_TEXT = 256
+MAX_USER_ID = MAX_TEXT
 
 COLUMNS = ("trace_id", "service", "tenant", "user_id", "mode", "started_at", "duration_seconds", "error",
            "critical_path", *(f"tokens_{t}" for t in TOKEN_TYPES), "model", "cost", "confidence",
@@ -41,15 +45,18 @@ class UserIds:
     def stored(self, user: str | None) -> str | None:
         if not user:
             return None
-        user = _text(user[:MAX_USER_ID])
+        user = _text(user)
         if self.salt is None:
             return user
         return hmac.new(self.salt, user.encode(), hashlib.sha256).hexdigest()
 
 
 def _text(value: str | None) -> str | None:
-    """Span strings may carry NUL characters, which PostgreSQL TEXT refuses."""
-    return value.replace("\x00", "") if value and "\x00" in value else value
+    """At most MAX_TEXT characters, without NUL (span strings may carry it; PostgreSQL TEXT refuses it)."""
+    if not value:
+        return value
+    value = value[:MAX_TEXT]
+    return value.replace("\x00", "") if "\x00" in value else value
 
 
 def decimal_text(value: Decimal) -> str:
@@ -65,10 +72,11 @@ def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float 
         s.trace_id, _text(s.service), _text(s.tenant), users.stored(s.user), _text(s.mode), s.start_ns / 1e9,
         s.duration,
         1 if s.error else 0,
-        to_json({c: round(v, 9) for c, v in s.critical.items()}, sort_keys=True),  # whole nanoseconds
+        to_json({c[:MAX_TEXT]: round(v, 9) for c, v in s.critical.items()}, sort_keys=True),  # whole nanoseconds
         *(int(tokens.get(t, 0)) for t in TOKEN_TYPES),
         _text(s.model), s.cost if decimal_cost else decimal_text(s.cost),
-        s.confidence, s.citations, s.quality, _text(s.cache_status), to_json(s.variants, sort_keys=True),
+        s.confidence, s.citations, s.quality, _text(s.cache_status),
+        to_json({f[:MAX_TEXT]: v[:MAX_TEXT] for f, v in s.variants.items()}, sort_keys=True),
         time.time() if now is None else now,
     )
 

@@ -119,3 +119,15 @@ def test_bad_parameters_name_the_parameter(params, name):
     with pytest.raises(ApiError, match=f"^{name}:") as err:
         parse_params(params, WindowParams)
     assert err.value.status == 400
+
+
+def test_a_mode_rated_without_requests_in_the_window_answers(api):
+    # Ratings come after the answer, often in a later minute: that minute's rollup for the mode has
+    # a rating and no request; the views still answer (they once raised on its missing mean).
+    api.rollups.observe(summary(NOW - 120, 0.5, mode="chat"))
+    api.rollups.observe_rating("svc", "voice", 4, now=NOW - 1)
+    t = api.totals(q(5))
+    perf = api.performance(q(5), t)
+    assert perf["by_mode"]["voice"] == {"requests": 0, "mean_ms": None}
+    assert perf["by_mode"]["chat"] == {"requests": 1, "mean_ms": 500.0}
+    assert api.dashboard(q(5), t)["requests"] == 1

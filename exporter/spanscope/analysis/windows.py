@@ -100,7 +100,9 @@ class MetricsApi:
             "requests": t.requests, "requests_per_second": t.requests / (q.minutes * 60),
             "error_rate": ratio(t.errors, t.requests),
             "latency": {"mean_ms": t.latency.mean * 1000 if t.latency.n else None, **percentiles(bounds, t.buckets)},
-            "by_mode": {k: {"requests": s.n, "mean_ms": s.mean * 1000} for k, s in sorted(t.by_mode.items())},
+            # A mode can have ratings but no request in the window (rated after its minute).
+            "by_mode": {k: {"requests": s.n, "mean_ms": s.mean * 1000 if s.n else None}
+                        for k, s in sorted(t.by_mode.items())},
             "components": comps, "timeline": timeline,
         }
 

@@ -109,14 +109,16 @@ class CpuSampler:
         return sum(values) - idle, sum(values)
 
     def _run(self) -> None:
-        prev_t, prev = time.time(), {n: self._process_seconds(p) for n, p in self.pids.items()}
+        # `pids` may grow while sampling (the load generator starts after the sampler).
+        prev_t, prev = time.time(), {n: self._process_seconds(p) for n, p in list(self.pids.items())}
         prev_machine = self._machine()
         while not self._stop.wait(self.every_s):
-            now, cur = time.time(), {n: self._process_seconds(p) for n, p in self.pids.items()}
+            now, cur = time.time(), {n: self._process_seconds(p) for n, p in list(self.pids.items())}
             machine = self._machine()
             dt = now - prev_t
             row = {"t": now, "machine_busy": (machine[0] - prev_machine[0]) / max(1, machine[1] - prev_machine[1])}
-            row.update({n: (cur[n] - prev[n]) / dt for n in cur if cur[n] is not None and prev[n] is not None})
+            row.update({n: (cur[n] - prev[n]) / dt for n in cur
+                        if cur[n] is not None and prev.get(n) is not None})
             self.samples.append(row)
             prev_t, prev, prev_machine = now, cur, machine
 
@@ -228,7 +230,8 @@ def breaking_point(history: list[dict], cpu: list[dict]) -> dict | None:
             near = [s for s in cpu if abs(s["t"] - row["t"]) <= 10]
             busiest = None
             if near:
-                means = {k: sum(s.get(k, 0.0) for s in near) / len(near) for k in near[0] if k != "t"}
+                keys = {k for sample in near for k in sample} - {"t"}
+                means = {k: sum(s.get(k, 0.0) for s in near) / len(near) for k in keys}
                 # A process is saturated near 1 core (one event loop each); the machine near 100 % busy.
                 busiest = max(means.items(), key=lambda kv: kv[1])
             return {"users": row["users"], "at": row["t"], "why": "failures" if failing else "p95",
@@ -324,6 +327,11 @@ def checks(scenario, result: dict) -> list[dict]:
         ratio = result["stack"]["cache_hit_ratio"]
         out.append({"check": "cache hit ratio (exporter)", "value": ratio, "limit": f">= {scenario.cache_hit_min:.0%}",
                     "passed": ratio is not None and ratio >= scenario.cache_hit_min})
+    exporter_calls = [result["client"][n] for n in ("feedback", "metrics api") if n in result["client"]]
+    if exporter_calls:
+        failed = sum(x["failures"] for x in exporter_calls)
+        out.append({"check": "feedback and metrics API calls answered", "value": failed, "limit": "0 failed",
+                    "passed": failed == 0})
     c = result["consistency"]
     if c["demo_answered"] is not None:
         out.append({"check": "every answered request counted by the exporter", "value": c["exporter_counted"],
@@ -346,7 +354,8 @@ def charts(out: Path, history: list[dict], cpu: list[dict], prom: dict | None) -
     if history:
         t0 = history[0]["t"]
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-        top.plot([r["t"] - t0 for r in history], [r["rps"] for r in history], label="requests/s (Locust)")
+        top.plot([r["t"] - t0 for r in history], [r["rps"] for r in history],
+                 label="calls/s (Locust: chat, feedback, metrics API)")
         top.plot([r["t"] - t0 for r in history], [r["users"] for r in history], label="users")
         if prom and prom.get("timeline", {}).get("requests_per_s"):
             pts = prom["timeline"]["requests_per_s"]
@@ -368,7 +377,7 @@ def charts(out: Path, history: list[dict], cpu: list[dict], prom: dict | None) -
     if cpu:
         t0 = cpu[0]["t"]
         fig, ax = plt.subplots(figsize=(9, 3.5))
-        for key in [k for k in cpu[0] if k != "t"]:
+        for key in sorted({k for sample in cpu for k in sample} - {"t"}):
             scale = os.cpu_count() if key == "machine_busy" else 1.0
             ax.plot([s["t"] - t0 for s in cpu], [s.get(key, 0.0) * scale for s in cpu],
                     label="whole machine" if key == "machine_busy" else key)

@@ -108,8 +108,11 @@ class Stack:
             child.stop(timeout=20)
 
 
-def run_locust(scenario, target: str, exporter: str, out: Path, seed: str) -> tuple[int, float, float]:
-    """Locust headless for the scenario's run time; (exit status, start, end) in Unix seconds."""
+def run_locust(scenario, target: str, exporter: str, out: Path, seed: str,
+               pids: dict) -> tuple[int, float, float]:
+    """Locust headless for the scenario's run time; (exit status, start, end) in Unix seconds.
+    Its pid goes into `pids` (the CPU sampler's): on a busy machine the load generator can be the
+    bottleneck."""
     cmd = [PYTHON, "-m", "locust", "-f", str(HERE / "locustfile.py"), scenario.user_class,
            "--headless", "--host", target, "--users", str(scenario.users),
            "--spawn-rate", f"{scenario.spawn_rate:g}", "--run-time", f"{int(scenario.duration_s)}s",
@@ -121,6 +124,7 @@ def run_locust(scenario, target: str, exporter: str, out: Path, seed: str) -> tu
            "LOADTEST_BATCH_ITEMS": str(scenario.batch_items)}
     started = time.time()
     locust = spawn(cmd, out, "locust", env=env, cwd=HERE)
+    pids["locust"] = locust.pid
     try:
         locust.popen.wait(timeout=scenario.duration_s + LOCUST_GRACE_S)
     except Exception:  # overran its bound (or we were interrupted): stop it, the report says so
@@ -164,7 +168,8 @@ def main(argv=None) -> int:
         sampler = report.CpuSampler(urls["pids"])
         before = report.snapshot(urls["exporter"], urls["target"])
         sampler.start()
-        status, started, ended = run_locust(scenario, urls["target"], urls["exporter"], out, args.seed)
+        status, started, ended = run_locust(scenario, urls["target"], urls["exporter"], out, args.seed,
+                                             sampler.pids)
         counted = wait_counted(urls["exporter"], urls["target"], before["exporter"], before["demo_requests"])
         if urls["prometheus"]:
             report.wait_scraped(urls["prometheus"], time.time())

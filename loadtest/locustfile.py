@@ -33,15 +33,15 @@ UNIQUE_SHARE = 0.4          # questions nobody asked before (a cache can never h
 CITIES = ["Paris", "Berlin", "Madrid", "Rome", "Oslo", "Lisbon", "Vienna", "Prague", "Dublin", "Warsaw"]
 TEAMS = ["Arsenal", "Celtics", "Lakers", "Bayern", "Juventus", "Yankees", "Real Madrid", "Ajax"]
 TEMPLATES = [
-    ("What is the weather in {city} tomorrow?", "chat"),
-    ("Will it rain in {city} this weekend?", "search"),
-    ("When do {team} play next?", "chat"),
-    ("Did {team} win last night?", "search"),
-    ("Are flights from {city} delayed today?", "agent"),
-    ("Turn on the lights and tell me the weather in {city}", "voice"),
+    "What is the weather in {city} tomorrow?",
+    "Will it rain in {city} this weekend?",
+    "When do {team} play next?",
+    "Did {team} win last night?",
+    "Are flights from {city} delayed today?",
+    "Turn on the lights and tell me the weather in {city}",
 ]
-POPULAR = [t.format(city=c, team=tm) for t, _ in TEMPLATES for c in CITIES for tm in TEAMS[:3]]
-POPULAR = list(dict.fromkeys(POPULAR))
+# 46 popular questions: every city in the city templates, the first three teams in the team ones.
+POPULAR = list(dict.fromkeys(t.format(city=c, team=tm) for t in TEMPLATES for c in CITIES for tm in TEAMS[:3]))
 # A few questions are asked far more than others (Zipf-like weights by rank).
 POPULAR_WEIGHTS = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(POPULAR))))
 BATCH_POOL = POPULAR[:20]   # batch jobs re-ask a small set: the 80 %+ cache hit target is about these

@@ -5,14 +5,14 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint dashboards dialect-captures system-deps clean
+.PHONY: run test test-fast bench loadtest lint dashboards dialect-captures system-deps clean
 
 # The package is installed in editable mode: only its metadata and the native reader need a reinstall.
 # One progress line per step; pip says nothing more unless something fails (-qq also hides warnings
 # about the machine's own pip configuration, e.g. find-links that do not exist here).
 PIP_INSTALL := PIP_DISABLE_PIP_VERSION_CHECK=1 $(PIP) install -qq
 $(STAMP): exporter/pyproject.toml exporter/setup.py exporter/spanscope/decode/_otlpwire.c \
-          demo/pyproject.toml requirements-test.txt
+          demo/pyproject.toml requirements-test.txt loadtest/requirements.txt
 	@test -x $(PY) || { echo "install 1/3: a virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "install 2/3: pip"
 	@$(PIP_INSTALL) --upgrade pip
@@ -35,6 +35,14 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# One load scenario (loadtest/scenarios.py), headless and bounded in time, then its report from the
+# stack's metrics: make loadtest SCENARIO=baseline|peak|stress|batch [USERS=n] [DURATION=seconds]
+# [TARGET=http://demo:8000 EXPORTER=http://exporter:8889 PROMETHEUS=http://prometheus:9090] [OUT=dir]
+SCENARIO ?= baseline
+loadtest: $(STAMP)
+	SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) TARGET=$(TARGET) EXPORTER=$(EXPORTER) \
+	PROMETHEUS=$(PROMETHEUS) OUT=$(OUT) $(PY) loadtest/run.py
 
 dashboards: $(STAMP)
 	$(PY) grafana/generate.py

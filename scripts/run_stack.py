@@ -305,9 +305,12 @@ def total(samples: dict, name: str, **match) -> float:
     return sum(v for labels, v in samples.get(name, []) if all(labels.get(k) == m for k, m in match.items()))
 
 
-def buckets(samples: dict, name: str) -> dict[float, float]:
+def buckets(samples: dict, name: str, **match) -> dict[float, float]:
+    """Cumulative bucket counts of histogram `name` by bound, summed over the series matching `match`."""
     out: dict[float, float] = {}
     for labels, v in samples.get(name + "_bucket", []):
+        if any(labels.get(k) != m for k, m in match.items()):
+            continue
         le = float(labels["le"])
         out[le] = out.get(le, 0.0) + v
     return out

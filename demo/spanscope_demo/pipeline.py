@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class Outcome:
     features: dict[str, bool]
     model: str | None = None
     quality: float | None = None
+    sources: tuple[str, ...] = ()       # the retrieval sources that answered
+    end_ns: int = 0                     # the simulated end of the root span (wall clock)
 
 
 @dataclass
@@ -87,6 +90,7 @@ class _Request:
     model: w.Model | None = None
     quality: float | None = None
     error: str | None = None
+    sources: tuple[str, ...] = ()
 
     def degrade(self, reason: str, penalty: float, warning: str | None = None) -> None:
         self.degradations.append(reason)
@@ -126,6 +130,8 @@ class RagService:
         self.cache.warm(self.world.popular_keys(), start_ns or time.time_ns(), self.rng)
         self.closer = closer or EndNow()        # when spans are handed to the SDK (clock.py)
         self.breaker = CircuitBreaker("openai", failure_rate_threshold=0.5, window=50, min_calls=20)
+        # The self-driven loop and the HTTP server (cli.py --mode both) share one service.
+        self._lock = threading.Lock()
 
     # -- random building blocks ------------------------------------------------------------------
 
@@ -159,8 +165,15 @@ class RagService:
 
     # -- the request ----------------------------------------------------------------------------
 
-    def handle(self, now_ns: int | None = None) -> Outcome:
-        q = self.world.next_query()
+    def handle(self, now_ns: int | None = None, query: w.Query | None = None,
+               attributes: dict | None = None) -> Outcome:
+        """One request: drawn from the simulated world, or `query` from a caller (server.py), whose
+        requests its callers rate themselves (no simulated feedback). `attributes` go on the root."""
+        with self._lock:
+            return self._handle(now_ns, query, attributes)
+
+    def _handle(self, now_ns: int | None, query: w.Query | None, attributes: dict | None) -> Outcome:
+        q = query or self.world.next_query()
         t0 = now_ns if now_ns is not None else time.time_ns()
         root = self.tracer.start_span("gateway", kind=SpanKind.SERVER, start_time=t0, attributes={
             "pipeline.component": "gateway",
@@ -169,6 +182,7 @@ class RagService:
             "enduser.id": q.user,
             "http.request.method": "POST",
             "http.route": "/v1/ask",
+            **(attributes or {}),
         })
         # The TracingHook puts one feature_flag.evaluation event per feature on the current span.
         with trace.use_span(root, end_on_exit=False):
@@ -196,10 +210,12 @@ class RagService:
         self.closer.end(root, end)
 
         trace_id = format(root.get_span_context().trace_id, "032x")
-        self._maybe_feedback(trace_id, r)
+        if query is None:
+            self._maybe_feedback(trace_id, r)
         return Outcome(trace_id=trace_id, status="ok" if r.error is None else "error",
                        duration_s=(end - t0) / S, cache_status=r.cache_status, mode=q.mode, features=on,
-                       model=r.model.response if r.model else None, quality=r.quality)
+                       model=r.model.response if r.model else None, quality=r.quality,
+                       sources=r.sources, end_ns=end)
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -331,6 +347,7 @@ class RagService:
             timeout = any(p.end - p.start >= RAG_TIMEOUT_NS for p in failed)
             r.degrade("rag_timeout" if timeout else "rag_error", 0.12 * len(failed), "rag_partial")
         ok = [p for p in plans if not p.failed]
+        r.sources = tuple(p.source for p in ok)
         r.rag_tokens = sum(p.documents for p in ok) * TOKENS_PER_DOCUMENT
         r.citations = sum(self.rng.randint(0, p.documents) for p in ok)
 

@@ -29,6 +29,11 @@ class Stats:
         self.errors += outcome.status == "error"
         self.cache_hits += outcome.cache_status == "hit"
 
+    def merge(self, other: Stats) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.cache_hits += other.cache_hits
+
 
 def run(service: RagService, rate: float, stop: threading.Event, duration: float | None = None,
         heartbeat_file: str | None = None) -> Stats:
@@ -40,12 +45,12 @@ def run(service: RagService, rate: float, stop: threading.Event, duration: float
     shown = 0
     closer = service.closer
     if heartbeat_file:
-        _touch(heartbeat_file)
+        touch(heartbeat_file)
     while not stop.is_set():
         closer.end_due()
         now = time.monotonic()
         if heartbeat_file and now - last_beat >= HEARTBEAT_EVERY_S:
-            _touch(heartbeat_file)
+            touch(heartbeat_file)
             last_beat = now
         if deadline is not None and now >= deadline:
             break
@@ -73,7 +78,7 @@ def run(service: RagService, rate: float, stop: threading.Event, duration: float
     return stats
 
 
-def _touch(path: str) -> None:
+def touch(path: str) -> None:
     # The container HEALTHCHECK reads this file's age: a stuck or dead loop turns it unhealthy.
     with open(path, "a"):
         os.utime(path)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from . import __version__
 
@@ -38,8 +39,52 @@ def otlp_exporter(endpoint: str) -> SpanExporter:
     return OTLPSpanExporter(endpoint=otlp_traces_url(endpoint), timeout=10)
 
 
-def tracer_provider(exporter: SpanExporter, service_name: str = SERVICE_NAME) -> TracerProvider:
+def tracer_provider(exporter: SpanExporter, service_name: str = SERVICE_NAME,
+                    counts: SpanCounts | None = None) -> TracerProvider:
     provider = TracerProvider(resource=resource(service_name))
+    if counts is not None:
+        provider.add_span_processor(counts)
+        exporter = counts.counting(exporter)
     provider.add_span_processor(BatchSpanProcessor(
         exporter, max_queue_size=65536, max_export_batch_size=4096, schedule_delay_millis=1000))
     return provider
+
+
+class SpanCounts(SpanProcessor):
+    """Spans the SDK ended, and what the exporter behind the batch processor made of them: what was
+    ended but never exported was dropped by the SDK (queue full, export failed or timed out).
+    Add it to the provider and wrap the exporter with `counting(exporter)`."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.ended = self.exported = self.export_failed = 0
+
+    def on_end(self, span) -> None:
+        with self._lock:
+            self.ended += 1
+
+    def counting(self, exporter: SpanExporter) -> SpanExporter:
+        counts = self
+
+        class Counting(SpanExporter):
+            def export(self, spans):
+                result = exporter.export(spans)
+                with counts._lock:
+                    if result is SpanExportResult.SUCCESS:
+                        counts.exported += len(spans)
+                    else:
+                        counts.export_failed += len(spans)
+                return result
+
+            def shutdown(self):
+                exporter.shutdown()
+
+            def force_flush(self, timeout_millis: int = 30000) -> bool:
+                return exporter.force_flush(timeout_millis)
+
+        return Counting()
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return {"ended": self.ended, "exported": self.exported, "export_failed": self.export_failed,
+                    "not_exported": self.ended - self.exported}

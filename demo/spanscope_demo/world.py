@@ -5,6 +5,7 @@ All randomness comes from one `random.Random`, so a `--seed` replays the same tr
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import random
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ INTENTS_BY_MODE = {
     "agent": {"airport": 0.4, "weather": 0.2, "sports": 0.2, "smart_home": 0.2},
 }
 RAG_INTENTS = ("weather", "sports", "airport")
+# What a caller's question is about, by the words in it (the first intent found is the primary).
+INTENT_WORDS = {
+    "weather": ("weather", "rain", "snow", "forecast", "temperature", "sunny"),
+    "sports": ("play", "game", "match", "score", "win", "team"),
+    "airport": ("flight", "airport", "delayed", "gate", "departure"),
+    "smart_home": ("light", "thermostat", "turn on", "turn off", "heating"),
+}
 MULTI_INTENT_SHARE = 0.25
 AMBIGUOUS_SHARE = 0.03
 
@@ -117,3 +125,21 @@ class World:
         return Query(user=user, tenant=self._pick(self._tenants), mode=mode, intents=tuple(intents),
                      cache_key=key, complexity=rng.random(),
                      ambiguous=rng.random() < AMBIGUOUS_SHARE)
+
+    def query_for(self, question: str, user: str, tenant: str | None = None, mode: str | None = None) -> Query:
+        """A caller's question: the cache key is the normalised text, so the same question asked
+        again can hit; intents come from its words (INTENT_WORDS, else drawn); tenant (by default a
+        stable pick per user), mode and complexity are drawn."""
+        drawn = self.next_query()
+        text = " ".join(question.lower().split())
+        if tenant is None:
+            names, cum = self._tenants
+            share = int.from_bytes(hashlib.blake2b(user.encode(), digest_size=4).digest()) / 2**32
+            tenant = names[bisect.bisect_left(cum, share * cum[-1])]
+        mode = mode or drawn.mode
+        intents = tuple(i for i, words in INTENT_WORDS.items() if any(word in text for word in words))
+        if not intents:
+            intents = drawn.intents if drawn.mode == mode else (self._pick(self._intents[mode]),)
+        return Query(user=user, tenant=tenant, mode=mode, intents=intents,
+                     cache_key="t:" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest(),
+                     complexity=drawn.complexity, ambiguous=drawn.ambiguous)

@@ -153,3 +153,15 @@ def test_rates_of_a_young_exporter_divide_by_its_uptime():
     assert costs["cost_per_hour_usd"] == pytest.approx(36)
     assert costs["projected_monthly_usd"] == pytest.approx(36 * 730)
     assert api.envelope(q(60), {})["window"]["covered_seconds"] == pytest.approx(240)
+
+
+def test_a_mode_rated_without_requests_in_the_window_answers(api):
+    # Ratings come after the answer, often in a later minute: that minute's rollup for the mode has
+    # a rating and no request; the views still answer (they once raised on its missing mean).
+    api.rollups.observe(summary(NOW - 120, 0.5, mode="chat"))
+    api.rollups.observe_rating("svc", "voice", 4, now=NOW - 1)
+    t = api.totals(q(5))
+    perf = api.performance(q(5), t)
+    assert "voice" not in perf["by_mode"]  # no request of that mode in the window
+    assert perf["by_mode"]["chat"] == {"requests": 1, "mean_ms": 500.0}
+    assert api.dashboard(q(5), t)["requests"] == 1

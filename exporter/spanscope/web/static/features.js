@@ -7,7 +7,7 @@
 (() => {
   const params = new URLSearchParams(location.search);
   const REFRESH_MS = Math.min(Math.max(Number(params.get("refresh")) || 5, 1), 60) * 1000;
-  const TOKEN_KEY = "spanscope.bearer_token";
+  const { getToken, setToken, api, el } = window.spanscope;  // static/api.js
   const CATEGORY_LABELS = { processing: "Processing", rag: "RAG", optimization: "Optimization", integration: "Integration" };
   const SCENARIO_LABELS = {
     current: "Current configuration", all_optimizations: "All optimizations", no_rag: "No RAG", no_caching: "No caching",
@@ -45,17 +45,6 @@
     }
   }
 
-  function el(tag, attrs = {}, children = []) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (k === "text") e.textContent = v;
-      else if (k === "html") e.innerHTML = v;
-      else e.setAttribute(k, v);
-    }
-    for (const c of children) e.append(c);
-    return e;
-  }
-
   const fmtMs = (v) => (v == null || !Number.isFinite(v) ? "—" : `${v.toFixed(1)} ms`);
   const sign = (v) => (v > 0 ? "+" : v < 0 ? "-" : "");
   function fmtDelta(ms, pct) {
@@ -63,38 +52,6 @@
     return `${sign(ms)}${Math.abs(ms).toFixed(1)} ms (${sign(pct)}${Math.abs(pct).toFixed(1)} %)`;
   }
   const displayName = (name) => (S.features.get(name) || {}).display_name || name;
-
-  function getToken() {
-    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; }
-  }
-  function setToken(value) {
-    try {
-      if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
-    } catch (_) { /* storage disabled: the token cannot be kept */ }
-  }
-
-  class ApiError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
-  }
-
-  /** Call the JSON API (paths relative to this page, so a reverse-proxy prefix works). */
-  async function api(path, { method = "GET", body } = {}) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const token = getToken();
-    if (token && method !== "GET") headers.Authorization = `Bearer ${token}`;
-    let resp;
-    try {
-      resp = await fetch(path, { method, headers, cache: "no-store",
-                                 body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (err) {
-      throw new ApiError(0, `cannot reach the exporter (${err.message})`);
-    }
-    let doc = null;
-    try { doc = await resp.json(); } catch (_) { /* not JSON */ }
-    if (!resp.ok) throw new ApiError(resp.status, (doc && doc.error) || resp.statusText || "request failed");
-    return doc;
-  }
 
   function say(message, kind = "ok") {
     const box = $("status");

@@ -9,7 +9,7 @@
   const params = new URLSearchParams(location.search);
   const REFRESH_MS = Math.min(Math.max(Number(params.get("refresh")) || 5, 1), 60) * 1000;
   const WINDOW_MINUTES = Math.min(Math.max(Number(params.get("window")) || 60, 5), 1440);
-  const TOKEN_KEY = "spanscope.bearer_token";  // shared with the features page (sessionStorage)
+  const { getToken, api, el } = window.spanscope;  // static/api.js
   const RECENT = 8;
   const SCENARIO_LABELS = {
     current: "Current configuration", all_optimizations: "All optimizations", no_rag: "No RAG", no_caching: "No caching",
@@ -27,15 +27,6 @@
     return colours.get(name);
   }
 
-  function el(tag, attrs = {}, children = []) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (k === "text") e.textContent = v; else e.setAttribute(k, v);
-    }
-    for (const c of children) e.append(c);
-    return e;
-  }
-
   // ---- formatting: the one place numbers become text ------------------------------------------------
 
   const none = (v) => v == null || !Number.isFinite(v);
@@ -51,31 +42,6 @@
     const dd = $(id);
     dd.textContent = FORMATS[format](value);
     dd.dataset.value = value == null ? "" : String(value);
-  }
-
-  class ApiError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
-  }
-
-  function token() {
-    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; }
-  }
-
-  async function api(path, { method = "GET", body } = {}) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (token()) headers.Authorization = `Bearer ${token()}`;
-    let resp;
-    try {
-      resp = await fetch(path, { method, headers, cache: "no-store",
-                                 body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (err) {
-      throw new ApiError(0, `cannot reach the exporter (${err.message})`);
-    }
-    let doc = null;
-    try { doc = await resp.json(); } catch (_) { /* not JSON */ }
-    if (!resp.ok) throw new ApiError(resp.status, (doc && doc.error) || resp.statusText || "request failed");
-    return doc;
   }
 
   // ---- charts ---------------------------------------------------------------------------------------

@@ -285,8 +285,41 @@ def differences(got: dict, want: dict) -> list[str]:
 
 # -- running a setup ----------------------------------------------------------------------------------
 
-# Today's failures, by setup (see differences() in each failure for the numbers).
-XFAIL = {}
+# What the exporter gets wrong today (issue 21), observed vs expected over the whole run of the setup.
+CLASS_REPR = "error.type `<class 'openai.RateLimitError'>` becomes a label as is; "
+NO_CACHE_COUNT = "llm_calls_without_cache_details_total missing ({} vs {}: the spans carry no cached-token count)"
+OPENINFERENCE = ("OpenInference (llm.token_count.*, llm.model_name, openinference.span.kind) not read: no tokens "
+                 "or cost at all; components are span names ({}); llm_inference 0 vs {}, rag_lookup 0 vs {}, "
+                 "gen_ai calls 0 vs {}")
+XFAIL = {
+    "openai-openllmetry": "TTFT 0 vs 1: the streamed span's first gen_ai.content.completion.chunk event is not read",
+    "openai-openinference": OPENINFERENCE.format("ChatCompletion, CreateEmbeddings, Response", 6, 1, 7)
+    + "; TTFT 0 vs 1 (First Token Stream Event)",
+    "openai-otel-v2": CLASS_REPR + NO_CACHE_COUNT.format(0, 4),
+    "openai-otel-v2-latest": CLASS_REPR + NO_CACHE_COUNT.format(0, 4),
+    "openai-openlit": "OpenLIT's httpx child span becomes component `POST`; TTFT 6 vs 1: "
+    "gen_ai.server.time_to_first_token is recorded for every call, not only the streamed one",
+    "anthropic-native": "gen_ai.usage.cache_write.input_tokens not read: cache_creation tokens missing (vs 2500) and "
+    "those 2500 tokens priced as uncached input (input cost 0.003 vs 0.0005, cache_creation cost missing vs 0.003125)",
+    "anthropic-both": "OpenLLMetry's anthropic.chat and the SDK's anthropic.messages.create (same gen_ai.response.id) "
+    "both counted: input tokens 26000 vs 13000, cache_read 20000 vs 10000, output 1302 vs 650 (OpenLLMetry adds 1 "
+    "to streamed output), cost doubled and the SDK span's cache writes priced as input (input cost 0.0035 vs 0.0005); "
+    "requests 11 vs 6 (error requests 2 vs 1), llm_inference and gen_ai calls 12 vs 6; "
+    "spanscope_llm_spans_deduplicated_total missing (0 vs 6)",
+    "anthropic-openlit": "OpenLIT's httpx child span becomes component `POST`; the 429 span `chat claude-ratelimited` "
+    "(no error.type, no usage) becomes its own component: llm_inference and gen_ai calls 5 vs 6; TTFT 5 vs 2 "
+    "(gen_ai.server.time_to_first_token recorded for non-streamed calls)",
+    "langchain-openllmetry": "chain and task spans become components (`RunnableSequence.workflow`, `execute_task "
+    "<Runnable>`, ...); `vector_db_retrieve VectorStoreRetriever` is its own component, not rag_lookup: rag_lookup "
+    "and pipeline_rag_lookups_total 0 vs 5",
+    "langchain-openinference": OPENINFERENCE.format("ChatOpenAI, RunnableSequence, VectorStoreRetriever, ...", 5, 5, 5),
+    "litellm-otel": "components `litellm_request` and `raw_gen_ai_request` (span names); the embeddings call is not "
+    "rag_lookup (rag_lookup and pipeline_rag_lookups_total 0 vs 1); " + NO_CACHE_COUNT.format(0, 6),
+    "litellm-otel-latest": NO_CACHE_COUNT.format(0, 4),
+    "llamaindex-openinference": OPENINFERENCE.format("OpenAI.chat, OpenAI.predict, VectorIndexRetriever.retrieve, "
+                                                     "OpenAIEmbedding.get_query_embedding, ...", 5, 5, 8)
+    + "; TTFT 0 vs 1 (First Token Stream Event)",
+}
 
 ORDER = sorted(SETUPS)
 PROTOCOL = {name: ("http", "grpc")[i % 2] for i, name in enumerate(ORDER)}  # both, alternately

@@ -48,7 +48,8 @@ dashboards: $(STAMP)
 	$(PY) grafana/generate.py
 
 # Each GenAI instrumentation in its own pinned virtualenv (.venv-dialects/) against the fake providers;
-# refreshes tests/dialects/captures/. Slow (installs many libraries): not part of `make test`.
+# refreshes tests/dialects/captures/. Not part of `make test` (its test_real_libraries.py builds the
+# same virtualenvs on first use and checks the exporter's metrics from each).
 dialect-captures: $(STAMP)
 	$(PY) tests/dialects/capture.py
 

@@ -57,8 +57,15 @@ SETUPS = {
 }
 
 
+class VenvError(RuntimeError):
+    """A setup's virtualenv could not be built; the message ends with pip's own output."""
+
+
 def _pip(python: Path, *args: str) -> None:
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args], check=True)
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise VenvError(f"pip install {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
 
 def ensure_venv(name: str, repin: bool) -> Path:
@@ -81,6 +88,20 @@ def ensure_venv(name: str, repin: bool) -> Path:
     return python
 
 
+def run_setup(python: Path, name: str, providers_url: str, out: Path, env: dict | None = None,
+              **kwargs) -> subprocess.CompletedProcess:
+    """Run the setup's script against the fake providers at `providers_url`, its capture into `out`;
+    `env` is added to the environment (test_real_libraries.py: where to export over OTLP)."""
+    setup = SETUPS[name]
+    # No proxy, the fake server for every SDK that reads a base URL from the environment.
+    full = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    full.update(FAKE_PROVIDERS_URL=providers_url, OPENAI_BASE_URL=providers_url + "/v1",
+                ANTHROPIC_BASE_URL=providers_url, OPENAI_API_KEY="sk-fake-dialects",
+                ANTHROPIC_API_KEY="sk-ant-fake-dialects", NO_PROXY="*", PYTHONPATH=str(HERE),
+                **setup.env, **(env or {}))
+    return subprocess.run([str(python), str(HERE / setup.script), name, str(out)], env=full, timeout=600, **kwargs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repin", action="store_true", help="re-resolve setups/<venv>.in to today's releases")
@@ -96,14 +117,8 @@ def main() -> int:
                 continue
             python = ensure_venv(setup.venv, args.repin and setup.venv not in repinned)
             repinned.add(setup.venv)
-            # No proxy, the fake server for every SDK that reads a base URL from the environment.
-            env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-            env.update(FAKE_PROVIDERS_URL=server.url, OPENAI_BASE_URL=server.url + "/v1",
-                       ANTHROPIC_BASE_URL=server.url, OPENAI_API_KEY="sk-fake-dialects",
-                       ANTHROPIC_API_KEY="sk-ant-fake-dialects", NO_PROXY="*", PYTHONPATH=str(HERE),
-                       **setup.env)
             out = HERE / "captures" / f"{name}.json"
-            result = subprocess.run([str(python), str(HERE / setup.script), name, str(out)], env=env, timeout=600)
+            result = run_setup(python, name, server.url, out)
             if result.returncode:
                 failed.append(name)
             print(f"{name}: {'failed' if result.returncode else 'captured'} -> {out.relative_to(ROOT)}")

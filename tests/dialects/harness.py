@@ -6,6 +6,10 @@ apart from the others' and written as JSON to the capture file named on the comm
 
 Only loopback is reachable: every name lookup or connection to anything else fails, so a library that
 phones home (a price list, a tokenizer) shows that as an error here instead of reaching the network.
+
+With DIALECTS_OTLP_ENDPOINT set (test_real_libraries.py does), the spans also go to a spanscope
+exporter through the real OTLP exporter, batched as a service would send them:
+DIALECTS_OTLP_PROTOCOL `http` (endpoint http://host:port/v1/traces) or `grpc` (endpoint host:port).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from importlib import metadata
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 URL = os.environ["FAKE_PROVIDERS_URL"]  # e.g. http://127.0.0.1:PORT, set by capture.py
@@ -60,6 +64,25 @@ guard_network()
 SPANS = InMemorySpanExporter()
 PROVIDER = TracerProvider(resource=Resource.create({"service.name": "dialects"}))
 PROVIDER.add_span_processor(SimpleSpanProcessor(SPANS))
+
+
+def _otlp_exporter():
+    """The real OTLP span exporter the environment asks for, or None."""
+    endpoint, protocol = os.environ.get("DIALECTS_OTLP_ENDPOINT"), os.environ.get("DIALECTS_OTLP_PROTOCOL", "http")
+    if not endpoint:
+        return None
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        return OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    if protocol == "http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        return OTLPSpanExporter(endpoint=endpoint)
+    raise SystemExit(f"DIALECTS_OTLP_PROTOCOL: expected http or grpc, not {protocol!r}")
+
+
+OTLP = _otlp_exporter()
+if OTLP is not None:
+    PROVIDER.add_span_processor(BatchSpanProcessor(OTLP))
 trace.set_tracer_provider(PROVIDER)
 
 
@@ -176,5 +199,7 @@ def run(setup: str, calls: dict, packages: list[str], settle: float = 5.0) -> No
     with open(sys.argv[2], "w") as f:
         json.dump(capture, f, indent=1, sort_keys=False)
         f.write("\n")
+    if OTLP is not None and not PROVIDER.force_flush(30_000):
+        sys.exit(f"{setup}: the OTLP exporter did not flush within 30 s")
     if unexpected:
         sys.exit(f"{setup}: these calls raised: {', '.join(unexpected)}")

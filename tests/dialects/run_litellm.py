@@ -5,11 +5,13 @@ is read from the copy inside the package (LITELLM_LOCAL_MODEL_COST_MAP, set here
 """
 import os
 import sys
+import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 from harness import API_KEY, URL, app_span, run  # noqa: E402
+from opentelemetry import trace  # noqa: E402
 
 SETUP = sys.argv[1]
 litellm.callbacks = ["otel"]
@@ -51,8 +53,14 @@ def error():
 
 
 def nested():
+    """Inside an application span, litellm writes the call onto that span, from a background thread
+    after completion() returned: the application keeps its span open until the usage is there (as
+    one doing more work after the call would), so what the span carries does not depend on timing."""
     with app_span():
         chat()
+        span, deadline = trace.get_current_span(), time.monotonic() + 10
+        while "gen_ai.usage.output_tokens" not in (span.attributes or {}) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 run(SETUP, {"chat": chat, "stream": stream, "embeddings": embeddings, "reasoning": reasoning,

@@ -40,7 +40,7 @@ from fake_providers import (
 from processes import start_exporter, wait_until
 from sdk import scrape, value
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_libraries]
 
 REPO = Path(__file__).resolve().parents[2]
 PRICING = yaml.safe_load((REPO / "exporter" / "spanscope" / "defaults" / "pricing.yaml").read_text())["models"]

@@ -263,7 +263,7 @@ EVENT_KEYS = frozenset(k for r in ATTRIBUTES if isinstance(r.on, Event) for k in
 
 def _events(events: list, r: SpanRecord) -> None:
     flags, breaker_events = [], []
-    for name, attrs in events:
+    for name, _, attrs in events:
         read = EVENTS[name]
         found = read(attrs)
         if found:
@@ -273,7 +273,7 @@ def _events(events: list, r: SpanRecord) -> None:
 
 def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
     """Interpret one raw span (decode.wire). Raises ValueError for a span no metric can use."""
-    trace_id, span_id, parent, flags, name, start, end, status_code, a, groups, events = raw
+    trace_id, span_id, parent, flags, name, start, end, status_code, a, groups, events, scope = raw
     if len(trace_id) != 16 or len(span_id) != 8:
         raise ValueError("invalid trace or span id")
     if end < start:

@@ -22,7 +22,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.parser import text_string_to_metric_families
 from protospans import kvs
-
 from spanscope.app import Exporter
 from spanscope.config import load
 from spanscope.decode.otlp import read_protobuf
@@ -243,3 +242,28 @@ def test_each_new_scope_is_logged_once(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "instrumentation scope 'openlit.instrumentation.anthropic': read as OpenLIT (Anthropic)",
         "instrumentation scope 'my.app': read as OpenTelemetry GenAI semantic conventions"]
+
+
+def test_own_instrumentation_rows_from_the_config():
+    """A user's attribute -> field rows and scope dialects (config `dialects`) are read like the table's."""
+    from spanscope.config import ConfigError
+    exporter = Exporter(load(None, [
+        'dialects.attributes=[{key: myco.prompt_tokens, field: genai.usage.input}, '
+        '{key: myco.model, field: genai.response_model}, {key: myco.vendor, field: genai.provider}]',
+        'dialects.scopes=[{name: MyCo, scopes: ["myco.*"], input_excludes_cache: true}]',
+        "traces.finish_delay=0"]))
+    ingest = exporter.ingest
+    spans = [{"id": 0, "parent": None, "name": "myco call", "scope": {"name": "myco.llm"}, "status": {"code": "OK"},
+              "attributes": {"myco.prompt_tokens": 100, "myco.model": "gpt-4o-mini", "myco.vendor": "openai",
+                             "gen_ai.usage.cache_read.input_tokens": 1000, "gen_ai.usage.output_tokens": 10},
+              "events": []}]
+    ingest.process(read_protobuf(export_request(spans, "own", time.time_ns()), ingest.reader), "http_protobuf")
+    ingest.finish_traces(everything=True)
+    samples: dict = {}
+    for family in text_string_to_metric_families(render(ingest.m.store).decode()):
+        for s in family.samples:
+            samples.setdefault(s.name, {})[frozenset(s.labels.items())] = s.value
+    assert value(samples, "llm_tokens_total", service="own", token_type="input", provider="openai") == 1100
+    assert value(samples, "pipeline_component_duration_seconds_count", service="own", component="llm_inference") == 1
+    with pytest.raises(ConfigError, match="dialects.attributes: unknown field 'genai.usage.nope'"):
+        Exporter.check(load(None, ["dialects.attributes=[{key: k, field: genai.usage.nope}]"]))

@@ -121,7 +121,7 @@ class Range(NamedTuple):
 # --- where an attribute is ----------------------------------------------------------------------
 
 RESOURCE, SPAN = "resource", "span"
-OPENINFERENCE = "openinference"  # the doc table of OpenInference's names (its own namespace)
+LIBRARIES = "libraries"  # the doc table of names only some instrumentations emit (OpenInference's, …)
 
 
 class Event(NamedTuple):
@@ -176,18 +176,18 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     # GenAI. An empty string reads as absent (litellm sends `gen_ai.system: ""` for embeddings).
     Attribute("genai.provider", ("gen_ai.provider.name", "gen_ai.system"), TEXT,
               "label `provider` / `gen_ai_provider_name`"),
-    Attribute("genai.provider", ("llm.provider", "llm.system"), TEXT, "OpenInference", table=OPENINFERENCE),
+    Attribute("genai.provider", ("llm.provider", "llm.system"), TEXT, "OpenInference", table=LIBRARIES),
     Attribute("genai.request_model", ("gen_ai.request.model", "llm.request.model"), TEXT,
               "pricing fallback, `gen_ai_request_model`"),
     Attribute("genai.response_model", ("gen_ai.response.model", "llm.response.model"), TEXT,
               "label `model` (else the request model), pricing"),
     Attribute("genai.response_model", ("llm.model_name", "embedding.model_name"), TEXT, "OpenInference",
-              table=OPENINFERENCE),
+              table=LIBRARIES),
     Attribute("genai.operation", ("gen_ai.operation.name", "llm.request.type"), TEXT,
               "`gen_ai_operation_name`; with the span kind, the span's component (table below)"),
     Attribute("genai.kind", ("openinference.span.kind", "traceloop.span.kind"), TEXT,
               "the span's kind when no operation is given (`LLM`, `EMBEDDING`, `CHAIN`, `workflow`, …; "
-              "table below)"),
+              "table below)", table=LIBRARIES),
     Attribute("genai.response_id", ("gen_ai.response.id",), TEXT,
               "two spans of one provider call (same id, overlapping in time) count once"),
     Attribute("genai.usage.input",
@@ -195,44 +195,44 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "input tokens, cached ones included (instrumentations that leave them out are marked in the "
               "support matrix)", unit="{token}", default=0),
     Attribute("genai.usage.input", ("llm.token_count.prompt",), COUNT, "OpenInference", unit="{token}", default=0,
-              table=OPENINFERENCE),
+              table=LIBRARIES),
     Attribute("genai.usage.output",
               ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens"), COUNT,
               "output tokens", unit="{token}", default=0),
     Attribute("genai.usage.output", ("llm.token_count.completion",), COUNT, "OpenInference", unit="{token}",
-              default=0, table=OPENINFERENCE),
+              default=0, table=LIBRARIES),
     # Cache counts read as None when absent: a call without them has no cache breakdown (see
     # llm_calls_without_cache_details_total); contract._genai makes them 0.
     Attribute("genai.usage.cache_read",
               ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"), COUNT,
               "cached input read", unit="{token}"),
     Attribute("genai.usage.cache_read", ("llm.token_count.prompt_details.cache_read",), COUNT, "OpenInference",
-              unit="{token}", table=OPENINFERENCE),
+              unit="{token}", table=LIBRARIES),
     Attribute("genai.usage.cache_creation",
               ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens",
                "gen_ai.usage.cache_creation_input_tokens"), COUNT,
               "cached input written (all durations)", unit="{token}"),
     Attribute("genai.usage.cache_creation", ("llm.token_count.prompt_details.cache_write",), COUNT,
-              "OpenInference", unit="{token}", table=OPENINFERENCE),
+              "OpenInference", unit="{token}", table=LIBRARIES),
     Attribute("genai.usage.cache_creation_1h", ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens",), COUNT,
               "of the cached input written, what is kept 1 hour (priced at `cache_write_1h`)", unit="{token}",
-              default=0),
+              default=0, table=LIBRARIES),
     Attribute("genai.usage.reasoning",
               ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens"),
               COUNT, "reasoning tokens (part of output)", unit="{token}", default=0),
     Attribute("genai.usage.reasoning", ("llm.token_count.completion_details.reasoning",), COUNT, "OpenInference",
-              unit="{token}", default=0, table=OPENINFERENCE),
+              unit="{token}", default=0, table=LIBRARIES),
     Attribute("genai.stream", ("gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming"), FLAG,
               "a streamed call (time to first chunk is recorded for streamed calls only)"),
     Attribute("genai.ttfc", ("gen_ai.response.time_to_first_chunk",), NUMBER,
               "time to first chunk (else the first chunk event's time after the span's start)", unit="s",
               check=Range(0)),
     Attribute("genai.server_ttft", ("gen_ai.server.time_to_first_token",), NUMBER,
-              "time to first chunk of a streamed call (OpenLIT sets it on every call)", unit="s", check=Range(0)),
+              "time to first chunk of a streamed call (OpenLIT sets it on every call)", unit="s", check=Range(0), table=LIBRARIES),
     Attribute("genai.reported_cost", ("gen_ai.usage.cost", "gen_ai.cost.total_cost"), NUMBER,
               "the cost the instrumentation computed: compared with the table's "
               "(`llm_cost_discrepancy_usd_total`), used for models the table does not price", unit="USD",
-              check=Range(0)),
+              check=Range(0), table=LIBRARIES),
     Attribute("genai.tool", ("gen_ai.tool.name", "tool.name"), TEXT, "tool name for `execute_tool` spans"),
     # Cache
     Attribute("cache.name", ("pipeline.cache.name",), TEXT,

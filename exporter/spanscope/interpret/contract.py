@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import namedtuple
+from decimal import Decimal
 from typing import Callable, NamedTuple
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
@@ -165,6 +166,10 @@ class GenAI(namedtuple("GenAI", _names("genai") + ("model", "usage", "cache_deta
     model, else the request model; `usage` is None without tokens; `cache_details`: the usage gave a
     cache count (possibly 0)."""
     __slots__ = ()
+
+    def reported(self) -> Decimal | None:
+        """The cost the instrumentation computed (OpenLIT, litellm), exact as sent."""
+        return None if self.reported_cost is None else Decimal(repr(self.reported_cost))
 
     def is_llm_call(self) -> bool:
         return self.operation in LLM_OPERATIONS or self.usage is not None or (
@@ -389,3 +394,37 @@ def read_span(raw: RawSpan, service: str, span_names, dialects: Dialects = DEFAU
 
 
 READER = Reader(KNOWN_KEYS, EVENT_NAMES, EVENT_KEYS)
+
+
+class Reading(NamedTuple):
+    """How spans are read: the scopes' dialects, the table's index (read_span's `by_key`) and the
+    wire reader keeping its keys."""
+    dialects: Dialects
+    by_key: dict
+    reader: Reader
+
+
+DEFAULT_READING = Reading(DEFAULT_DIALECTS, _BY_KEY, READER)
+
+
+def configured(attributes=(), scopes=()) -> Reading:
+    """The reading with a user's own rows (config `dialects`): attributes (key, field) read after the
+    table's names of the field, and dialects (config.DialectScope) checked before the built-in ones.
+    Raises ValueError naming an unknown field."""
+    if not attributes and not scopes:
+        return DEFAULT_READING
+    first = {}
+    for row in ATTRIBUTES:
+        if row.on == SPAN:
+            first.setdefault(row.field, row)
+    rows = list(ATTRIBUTES)
+    for a in attributes:
+        if a.field not in first:
+            raise ValueError(f"unknown field {a.field!r} (known: {', '.join(sorted(first))})")
+        rows.append(first[a.field]._replace(keys=(a.key,), doc="configured"))
+    fields = _layout(rows)
+    by_key = _index(fields)
+    known = {key: _BITS[part(f.name).partition(".")[0]] for f in fields for key in f.keys}
+    dialects = Dialects(tuple(Dialect(s.name, tuple(s.scopes), input_excludes_cache=s.input_excludes_cache,
+                                      component=s.component) for s in scopes) + DIALECTS)
+    return Reading(dialects, by_key, Reader(known, EVENT_NAMES, EVENT_KEYS))

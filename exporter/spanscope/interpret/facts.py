@@ -6,7 +6,7 @@ summary and the sinks only read it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from .pricing import Cost, Pricing
 
@@ -64,16 +64,6 @@ class Calls:
         return False
 
 
-def reported_cost(g) -> Decimal | None:
-    """The cost the instrumentation computed (OpenLIT, litellm), exact as sent."""
-    if g.reported_cost is None:
-        return None
-    try:
-        return Decimal(repr(g.reported_cost))
-    except InvalidOperation:
-        return None
-
-
 class SpanFacts:
     """`facts(record)` completes a record: `feature` (the span's own, else its component's in the
     feature catalogue), `duplicate` (its LLM call was counted from another span) and `cost` (a
@@ -101,6 +91,6 @@ class SpanFacts:
         if price is not None:
             r.cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation, u.cache_creation_1h)
         else:
-            reported = reported_cost(g)
+            reported = g.reported()
             if reported is not None:
                 r.cost = Cost(input=ZERO, output=ZERO, cache_read=ZERO, cache_write=ZERO, saved=ZERO, reported=reported)

@@ -12,7 +12,6 @@ from decimal import Decimal
 
 from ..interpret.attributes import BREAKER_STATES, CACHING_PROVIDERS
 from ..interpret.contract import LLM_OPERATIONS, RAG_OPERATIONS, SpanRecord
-from ..interpret.facts import reported_cost
 from ..interpret.pricing import Pricing
 from ..interpret.summary import RequestSummary
 from .catalogue import Metrics
@@ -148,7 +147,7 @@ class Recorder:
                 m.cost.inc((svc, provider, model, token_type), amount)
         if cost.saved:
             m.cost_saved.inc((svc, provider, model, "prompt_cache"), cost.saved)
-        reported = reported_cost(g) if not cost.reported else None
+        reported = g.reported() if not cost.reported else None
         if reported is not None and reported != cost.total:  # the instrumentation's own figure disagrees
             direction = "reported_higher" if reported > cost.total else "reported_lower"
             m.cost_discrepancy.inc((svc, provider, model, direction), abs(reported - cost.total))

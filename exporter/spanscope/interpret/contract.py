@@ -379,7 +379,7 @@ def read_span(raw: RawSpan, service: str, span_names, dialects: Dialects = DEFAU
     r.component, r.error_type, r.feature, r.rag_source, r.mode, r.tenant, r.user = values[:len(OWN)]
     r.flags = r.breaker_events = ()  # most spans have no events: no lists for them (see attributes._text_list)
     first_chunk = _events(events, r) if events else None
-    dialect = dialects(scope)
+    dialect = dialects.of_scope.get(scope) or dialects(scope)
     r.genai = _genai(values, dialect, first_chunk) if groups & GENAI else None
     r.component = component_of(name, r.component, r.genai, span_names, dialect)
     r.error = status_code == STATUS_ERROR or r.error_type is not None

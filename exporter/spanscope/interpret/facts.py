@@ -22,8 +22,8 @@ class Calls:
     so the second span is recognised against the first, from bounded maps of recent calls:
     - the same provider and `gen_ai.response.id`, overlapping in time (a fake or caching server may
       answer every call with one id: calls one after the other never overlap);
-    - without a response id, the same provider, request model and parent, overlapping in time, from
-      another instrumentation scope (errors carry no response id);
+    - a failed call (no response, so no id): the same provider, request model and parent,
+      overlapping in time, from another instrumentation scope;
     - an LLM span whose child was an LLM call with token counts (llama-index's `predict` over its
       `chat`): children end, and so arrive, first.
     The first span reported wins."""
@@ -32,20 +32,22 @@ class Calls:
 
     def __init__(self, size: int = SIZE):
         self.size = size
+        # Oldest first. OrderedDict, not dict: popping a dict's first entry again and again makes
+        # finding the next one scan the deleted slots.
         self.by_id: OrderedDict = OrderedDict()     # (provider, response id) -> (start, end)
-        self.unnamed: OrderedDict = OrderedDict()   # (provider, model, trace-less parent) -> (start, end, scope)
+        self.unnamed: OrderedDict = OrderedDict()   # (provider, request model, parent id) -> (start, end, scope)
         self.wrappers: OrderedDict = OrderedDict()  # (trace id, span id) of a counted call's parent -> True
 
     def _remember(self, table: OrderedDict, key, value) -> None:
-        table[key] = value
-        table.move_to_end(key)
+        table[key] = value  # a key is added once while remembered: a second span with it is a repeat
         if len(table) > self.size:
             table.popitem(last=False)
 
     def repeated(self, r) -> bool:
         """Whether `r` (an LLM call span) reports a call already counted; else remembers it."""
         g = r.genai
-        if self.wrappers.pop((r.trace_id, r.span_id), False):
+        wrappers = self.wrappers
+        if wrappers.pop((r.trace_id, r.span_id), False):
             return True
         if g.response_id:
             key = (g.provider, g.response_id)
@@ -53,14 +55,14 @@ class Calls:
             if seen is not None and seen[0] <= r.end and r.start <= seen[1]:
                 return True
             self._remember(self.by_id, key, (r.start, r.end))
-        else:
+        elif r.error:  # a call without a response (a successful one has an id wherever ids are reported)
             key = (g.provider, g.request_model, r.parent_id)
             seen = self.unnamed.get(key)
             if seen is not None and seen[2] != r.scope and seen[0] <= r.end and r.start <= seen[1]:
                 return True
             self._remember(self.unnamed, key, (r.start, r.end, r.scope))
         if g.usage is not None and r.parent_id:
-            self._remember(self.wrappers, (r.trace_id, r.parent_id), True)
+            self._remember(wrappers, (r.trace_id, r.parent_id), True)
         return False
 
 

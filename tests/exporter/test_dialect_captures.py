@@ -20,8 +20,8 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from prometheus_client.parser import text_string_to_metric_families
 from protospans import kvs
+from sdk import parse, value
 from spanscope.app import Exporter
 from spanscope.config import load
 from spanscope.decode.otlp import read_protobuf
@@ -91,16 +91,7 @@ def replay(setup: str) -> dict:
         body = export_request(c["spans"], call, base + n * 10**10)
         ingest.process(read_protobuf(body, ingest.reader), "http_protobuf")
     ingest.finish_traces(everything=True)
-    samples: dict = {}
-    for family in text_string_to_metric_families(render(ingest.m.store).decode()):
-        for s in family.samples:
-            samples.setdefault(s.name, {})[frozenset(s.labels.items())] = s.value
-    return samples
-
-
-def value(samples: dict, name: str, **labels) -> float:
-    want = set(labels.items())
-    return sum(v for k, v in samples.get(name, {}).items() if want <= k)
+    return parse(render(ingest.m.store).decode())
 
 
 def tokens(samples, service) -> dict:
@@ -259,10 +250,7 @@ def test_own_instrumentation_rows_from_the_config():
               "events": []}]
     ingest.process(read_protobuf(export_request(spans, "own", time.time_ns()), ingest.reader), "http_protobuf")
     ingest.finish_traces(everything=True)
-    samples: dict = {}
-    for family in text_string_to_metric_families(render(ingest.m.store).decode()):
-        for s in family.samples:
-            samples.setdefault(s.name, {})[frozenset(s.labels.items())] = s.value
+    samples = parse(render(ingest.m.store).decode())
     assert value(samples, "llm_tokens_total", service="own", token_type="input", provider="openai") == 1100
     assert value(samples, "pipeline_component_duration_seconds_count", service="own", component="llm_inference") == 1
     with pytest.raises(ConfigError, match="dialects.attributes: unknown field 'genai.usage.nope'"):

@@ -362,6 +362,8 @@ def recording_groups(t: Thresholds) -> list[Group]:
                f"{srate('pipeline_requests_total', S, window='1h')}"),
         Record("service_model:llm_unpriced_tokens:rate5m",
                srate("llm_unpriced_tokens_total", ("service", "model"))),
+        Record("service_provider_scope:llm_calls_without_cache_details:rate5m",
+               srate("llm_calls_without_cache_details_total", ("service", "provider", "scope"))),
     ]))
 
     # Cache layers: hit ratio, evictions, fill level.
@@ -683,6 +685,15 @@ ALERTS: dict[str, list[AlertSpec]] = {
                         "pricing table ({{ $value | humanize }} tokens/s over the last 5m): its cost is not "
                         "counted.",
             condition="tokens of an unpriced model (5m) > {threshold}"),
+        AlertSpec(
+            "LLMUsageWithoutCacheDetails",
+            expr="service_provider_scope:llm_calls_without_cache_details:rate5m > {threshold}",
+            summary="LLM calls priced without their cached tokens",
+            description="{{ $labels.service }} calls {{ $labels.provider }}, whose API reports cached input, "
+                        "through instrumentation {{ $labels.scope }}, which drops the cached-token count "
+                        "({{ $value | humanize }} calls/s over the last 5m): those calls are priced at the "
+                        "full input rate.",
+            condition="calls without a cache count (5m) > {threshold}"),
     ],
     "quality": [
         AlertSpec(

@@ -410,9 +410,12 @@ class RagService:
                               * self.scenario.latency_factor)
         duration = min(duration, LLM_MAX_NS)
         span.set_attributes(usage)
+        streamed = bool(r.on.get("response_streaming"))
         span.set_attributes({"gen_ai.response.model": model.response,
-                             "gen_ai.response.finish_reasons": [finish]})
-        if r.on.get("response_streaming"):
+                             "gen_ai.response.finish_reasons": [finish],
+                             "gen_ai.response.id": f"chatcmpl-{span.get_span_context().span_id:016x}",
+                             "gen_ai.request.stream": streamed})
+        if streamed:
             span.set_attribute("gen_ai.response.time_to_first_chunk", ttft / S)
         return span, start + duration
 

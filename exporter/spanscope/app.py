@@ -15,10 +15,11 @@ from .analysis.impact import Impact
 from .analysis.insights import Insights
 from .analysis.rollups import Rollups
 from .analysis.windows import MetricsApi
-from .config import Config
+from .config import Config, ConfigError, Dialects
 from .ingest import otlp_grpc as receiver_grpc
 from .ingest import otlp_http as receiver_http
 from .ingest.queue import Ingest
+from .interpret.contract import Reading, configured
 from .interpret.facts import SpanFacts
 from .interpret.pricing import Pricing, load_table
 from .interpret.traces import Assembler
@@ -54,6 +55,14 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def reading(dialects: Dialects) -> Reading:
+    """How spans are read, with the config's own dialect rows (ConfigError naming a wrong one)."""
+    try:
+        return configured(dialects.attributes, dialects.scopes)
+    except ValueError as exc:
+        raise ConfigError(f"dialects.attributes: {exc}") from None
+
+
 class Exporter:
     """The pipeline (receive → decode → interpret → aggregate → expose) and its listeners."""
 
@@ -67,7 +76,8 @@ class Exporter:
         self.assembler = Assembler(c.traces)
         self.features = Features(load_catalogue(c.features.file), c.features.state_file, c.features.max_rollout_stages)
         self.facts = SpanFacts(self.pricing, self.features.component_features())
-        self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, c.limits, c.components.span_names)
+        self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, c.limits, c.components.span_names,
+                             reading(c.dialects))
         # Each finished request is folded once into the rollups' minute, which feature impact,
         # experiments and the metrics API read; feedback looks up recent requests (sinks of the ingest).
         self.rollups = Rollups(c.histograms.duration_buckets, cache_owners=self.features.cache_owners())
@@ -111,6 +121,7 @@ class Exporter:
     @staticmethod
     def check(config: Config) -> None:
         """Load everything a start would load from files, raising ConfigError on a problem."""
+        reading(config.dialects)
         load_table(config.pricing.file)
         load_catalogue(config.features.file)
         load_web_config(config.listen.web_config_file)

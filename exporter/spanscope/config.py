@@ -161,6 +161,28 @@ class Components(Strict):
     span_names: list[SpanName]
 
 
+class DialectAttribute(Strict):
+    """An attribute of your own instrumentation, read as a field of the span contract
+    (`genai.usage.input`, `genai.provider`, …; docs/span-contract.md), after the table's names."""
+
+    key: Annotated[str, Field(min_length=1)]
+    field: Annotated[str, Field(min_length=1)]
+
+
+class DialectScope(Strict):
+    """Your own instrumentation, recognised by its instrumentation scope names ("x.*": a prefix)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    scopes: Names
+    input_excludes_cache: Flag = False  # its input count leaves cached input out
+    component: str = ""                 # every span of these scopes is this component
+
+
+class Dialects(Strict):
+    attributes: list[DialectAttribute]
+    scopes: list[DialectScope]
+
+
 class Histograms(Strict):
     duration_buckets: Buckets
 
@@ -283,6 +305,7 @@ class Overview(Strict):
 class Config(Strict):
     listen: Listen
     components: Components
+    dialects: Dialects
     histograms: Histograms
     limits: Limits
     traces: Traces

@@ -15,6 +15,8 @@ from spanscope.interpret.attributes import (
     ATTRIBUTES,
     BREAKER_TRANSITION,
     COUNT,
+    ERROR_CLASS,
+    FLAG,
     FLAG_EVALUATION,
     NUMBER,
     RESOURCE,
@@ -47,7 +49,8 @@ def test_doc_tables_are_the_table():
 
 def test_every_row_is_in_a_doc_table():
     tables = {m[2] for m in attributes.MARKER.finditer(DOC.read_text())}
-    assert {attributes.table_of(row) for row in ATTRIBUTES} == tables
+    assert {attributes.table_of(row) for row in ATTRIBUTES} == tables - set(attributes.GENERATED)
+    assert set(attributes.GENERATED) <= tables
 
 
 def test_a_changed_row_makes_the_doc_disagree():
@@ -63,7 +66,8 @@ def sample(row: Attribute):
         return row.check.values[-1]
     if isinstance(row.check, Range):
         return (row.check.low + min(row.check.high, 1)) / 2
-    return {TEXT: "x1", COUNT: 7, NUMBER: 3.5, TEXT_LIST: ["w1", "w2"], ANY: "Value"}[row.type]
+    return {TEXT: "x1", COUNT: 7, NUMBER: 3.5, TEXT_LIST: ["w1", "w2"], ANY: "Value", FLAG: True,
+            ERROR_CLASS: "x1"}[row.type]
 
 
 def context(row: Attribute) -> dict:

@@ -56,7 +56,7 @@ def record(trace: int, span: int, root: bool = False):
     from spanscope.interpret.contract import read_span
     from spanscope.decode.wire import RawSpan
     raw = RawSpan(trace.to_bytes(16, "big"), span.to_bytes(8, "big"), b"" if root else b"\x00" * 7 + b"\x01",
-                  0, "s", 0, 10, 0, {}, 0, [])
+                  0, "s", 0, 10, 0, {}, 0, [], "")
     return read_span(raw, "svc", [])
 
 

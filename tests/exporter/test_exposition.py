@@ -128,8 +128,10 @@ def test_label_value_cap_keeps_configured_components():
     feed(pipeline, spans)
     comps = {k[1] for k in pipeline.metrics.component_duration.series if len(k) == 3}
     assert "llm_inference" in comps and "__other__" in comps
-    assert len({c for c in comps if c.startswith("flood-")}) == 1000 - 6  # the cap less the 6 configured
-    assert pipeline.metrics.label_capped.value(("component",)) == 2000 - (1000 - 6)
+    configured = len(pipeline.config.components.names)
+    assert configured == 8
+    assert len({c for c in comps if c.startswith("flood-")}) == 1000 - configured  # the cap less the configured
+    assert pipeline.metrics.label_capped.value(("component",)) == 2000 - (1000 - configured)
 
 
 def scraped(exporter, accept: str | None = None) -> str:

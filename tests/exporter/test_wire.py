@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope as Scope, KeyValue, \
+    KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from spanscope.interpret.contract import EVENT_KEYS, EVENT_NAMES, KNOWN_KEYS
@@ -84,7 +85,7 @@ def test_bench_payloads(native):
     assert {a["gen_ai.operation.name"] for a in genai} == {"embeddings", "chat"}  # the query's, the LLM's
     assert all(isinstance(a["gen_ai.usage.input_tokens"], int) for a in genai)
     root = next(s for s in spans if s[2] == b"")
-    assert [name for name, _ in root[10]] == ["feature_flag.evaluation"] * 4
+    assert [name for name, _, _ in root[10]] == ["feature_flag.evaluation"] * 4
     assert "http.route" not in root[8]  # unknown keys are not read
 
 
@@ -158,10 +159,43 @@ def test_events_wanted_and_not(native):
     ev.attributes.extend(kvs({"feature_flag.key": "y"}))  # last wins
     got = assert_same(native, serialize(request([s])))
     events = got[0][1][0].events
-    assert [name for name, _ in events] == ["feature_flag.evaluation", "feature_flag", "circuit_breaker.state_change",
-                                            "feature_flag.evaluation"]
-    assert events[0][1] == {"feature_flag.key": "f", "feature_flag.result.variant": "on", "error.type": 3}
-    assert events[3][1] == {"feature_flag.key": "y"}
+    assert [name for name, _, _ in events] == ["feature_flag.evaluation", "feature_flag",
+                                               "circuit_breaker.state_change", "feature_flag.evaluation"]
+    start = got[0][1][0].start  # protospans stamps its events at the span's start; the one added here has none
+    assert [when for _, when, _ in events] == [start, start, start, 0]
+    assert events[0][2] == {"feature_flag.key": "f", "feature_flag.result.variant": "on", "error.type": 3}
+    assert events[3][2] == {"feature_flag.key": "y"}
+
+
+def test_event_times(native):
+    s = span(b"\x04" * 16, "root", 0, 10)
+    s.events.add(name="feature_flag", time_unix_nano=2**64 - 1)
+    s.events.add(name="feature_flag", time_unix_nano=5)
+    got = assert_same(native, serialize(request([s])))
+    assert [when for _, when, _ in got[0][1][0].events] == [2**64 - 1, 5]
+
+
+def test_scope_names(native):
+    """Each span carries its scope's name, wherever the scope sits among the spans on the wire."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    for name in ("openlit.instrumentation.anthropic", "", "ñ-scope"):
+        ss = rs.scope_spans.add()
+        if name:
+            ss.scope.name = name
+            ss.scope.version = "1.0"
+        ss.spans.extend(tree(("a", 0, 10, {}, [("b", 1, 9)])))
+    got = assert_same(native, serialize(req))
+    assert [s.scope for s in got[0][1]] == ["openlit.instrumentation.anthropic"] * 2 + [""] * 2 + ["ñ-scope"] * 2
+    # the scope after its spans, and given twice in one message (upb keeps the last name)
+    spans = b"".join(b"\x12" + bytes([len(x)]) + x for x in (Span(name="s").SerializeToString(),))
+    scope = Scope(name="first").SerializeToString()
+    scope2 = Scope(name="last").SerializeToString()
+    scope_msg = b"\x0a" + bytes([len(scope) + len(scope2)]) + scope + scope2
+    ss = spans + scope_msg
+    body = b"\x0a" + bytes([len(ss) + 2]) + b"\x12" + bytes([len(ss)]) + ss
+    got = assert_same(native, body)
+    assert [s.scope for s in got[0][1]] == ["last"]
 
 
 def test_multiple_resources_and_scopes(native):
@@ -197,7 +231,7 @@ def test_missing_fields_and_status(native):
     odd.status.code = -5  # open enum: any int32
     got = assert_same(native, serialize(request([bare, with_status, empty_status, odd])))
     spans = got[0][1]
-    assert spans[0] == (b"", b"", b"", 0, "", 0, 0, 0, {}, 0, [])
+    assert spans[0] == (b"", b"", b"", 0, "", 0, 0, 0, {}, 0, [], "")
     assert spans[1].status_code == 2 and spans[2].status_code == 0 and spans[3].status_code == -5
     assert spans[3].flags == 0xFFFFFFFF and spans[3].start == 2**64 - 1
 

@@ -88,7 +88,11 @@ def trace_id_hex(span) -> str:
 def scrape(web_url: str) -> dict:
     """Parsed /metrics: {sample name: {frozenset(labels.items()): value}}."""
     with urllib.request.urlopen(web_url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+        return parse(resp.read().decode())
+
+
+def parse(text: str) -> dict:
+    """A Prometheus text page as {sample name: {frozenset(labels.items()): value}}."""
     samples: dict = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:

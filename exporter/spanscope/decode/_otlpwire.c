@@ -4,7 +4,11 @@
  *
  *     reader = Reader(span_keys: dict[str, int], event_names: frozenset[str], event_keys: frozenset[str])
  *     reader.read(body) -> [(service_name, [(trace_id, span_id, parent_span_id, flags, name,
- *                                             start, end, status_code, attributes, groups, events)])]
+ *                                             start, end, status_code, attributes, groups, events,
+ *                                             scope_name)])]
+ *
+ * events: [(name, time_unix_nano, {key: value})]; scope_name: the name of the span's
+ * instrumentation scope ("" when absent), one str object per scope group.
  *
  * The reader never decides validity. It walks every message of the schema (opentelemetry-proto
  * trace/v1, common/v1, resource/v1) checking what upb checks (varints, lengths, wire types, UTF-8
@@ -769,7 +773,8 @@ event(Ctx *cx, ptr_t p, ptr_t end, int depth, PyObject *events)
         return give_up("nesting too deep");
     ptr_t start = p, name = p;
     size_t name_n = 0;
-    while (p < end) { /* first pass: validate, find the name (last occurrence wins) */
+    uint64_t time = 0;
+    while (p < end) { /* first pass: validate, find the name and time (last occurrence wins) */
         uint32_t field;
         int wt;
         uint64_t v;
@@ -779,7 +784,7 @@ event(Ctx *cx, ptr_t p, ptr_t end, int depth, PyObject *events)
         switch (field) {
         case 1: /* time_unix_nano */
             EXPECT(wt, WT_I64);
-            TRY(rd_fixed64(&p, end, &v));
+            TRY(rd_fixed64(&p, end, &time));
             break;
         case 2: /* name */
             EXPECT(wt, WT_LEN);
@@ -820,13 +825,19 @@ event(Ctx *cx, ptr_t p, ptr_t end, int depth, PyObject *events)
     }
     if (attrs == NULL && (attrs = PyDict_New()) == NULL)
         return -1;
-    PyObject *pair = PyTuple_New(2);
-    if (pair == NULL)
+    PyObject *when = PyLong_FromUnsignedLongLong(time);
+    if (when == NULL)
         goto error_attrs;
-    PyTuple_SET_ITEM(pair, 0, Py_NewRef(wanted->obj));
-    PyTuple_SET_ITEM(pair, 1, attrs);
-    int rc = PyList_Append(events, pair);
-    Py_DECREF(pair);
+    PyObject *triple = PyTuple_New(3);
+    if (triple == NULL) {
+        Py_DECREF(when);
+        goto error_attrs;
+    }
+    PyTuple_SET_ITEM(triple, 0, Py_NewRef(wanted->obj));
+    PyTuple_SET_ITEM(triple, 1, when);
+    PyTuple_SET_ITEM(triple, 2, attrs);
+    int rc = PyList_Append(events, triple);
+    Py_DECREF(triple);
     return rc;
 error_attrs:
     Py_XDECREF(attrs);
@@ -874,9 +885,9 @@ set_item(PyObject *tuple, Py_ssize_t i, PyObject *item)
     return 0;
 }
 
-/* Span -> the 11-tuple of wire.RawSpan. */
+/* Span -> the 12-tuple of wire.RawSpan (`scope`: its scope's name, borrowed). */
 static PyObject *
-span(Ctx *cx, ptr_t p, ptr_t end, int depth)
+span(Ctx *cx, ptr_t p, ptr_t end, int depth, PyObject *scope)
 {
     ptr_t trace_id = p, span_id = p, parent = p, name = p;
     size_t trace_id_n = 0, span_id_n = 0, parent_n = 0, name_n = 0;
@@ -973,7 +984,7 @@ span(Ctx *cx, ptr_t p, ptr_t end, int depth)
     }
     if (attrs == NULL && (attrs = PyDict_New()) == NULL)
         goto error;
-    tuple = PyTuple_New(11);
+    tuple = PyTuple_New(12);
     if (tuple == NULL)
         goto error;
     if (set_item(tuple, 0, PyBytes_FromStringAndSize((const char *)trace_id, (Py_ssize_t)trace_id_n)) < 0 ||
@@ -990,6 +1001,7 @@ span(Ctx *cx, ptr_t p, ptr_t end, int depth)
     if (set_item(tuple, 9, PyLong_FromLongLong(groups)) < 0)
         goto error;
     PyTuple_SET_ITEM(tuple, 10, events);
+    PyTuple_SET_ITEM(tuple, 11, Py_NewRef(scope));
     return tuple;
 error:
     Py_XDECREF(tuple);
@@ -998,12 +1010,61 @@ error:
     return NULL;
 }
 
+/* InstrumentationScope: validated; its name (last occurrence wins, as upb keeps it). */
+static int
+scope_name(ptr_t p, ptr_t end, int depth, ptr_t *name, size_t *name_n)
+{
+    TRY(validate(M_SCOPE, p, end, depth));
+    while (p < end) { /* valid: no checks left */
+        uint32_t field;
+        int wt;
+        ptr_t s;
+        size_t n;
+        TRY(rd_tag(&p, end, &field, &wt));
+        if (field == 1 && wt == WT_LEN) {
+            TRY(rd_len(&p, end, &s, &n));
+            *name = s;
+            *name_n = n;
+        }
+        else
+            TRY(skip_field(&p, end, wt));
+    }
+    return 0;
+error:
+    return -1;
+}
+
+/* ScopeSpans: its spans appended to `spans`. The scope may follow the spans on the wire, so it is
+ * found first (a pass over the fields without reading the spans). */
 static int
 scope_spans(Ctx *cx, ptr_t p, ptr_t end, int depth, PyObject *spans)
 {
     int has_scope = 0;
+    ptr_t name = p, q = p;
+    size_t name_n = 0;
+    PyObject *scope = NULL;
     if (depth > MAX_DEPTH)
         return give_up("nesting too deep");
+    while (q < end) { /* first pass: the scope (and every field's framing) */
+        uint32_t field;
+        int wt;
+        ptr_t s;
+        size_t n;
+        TRY(rd_tag(&q, end, &field, &wt));
+        if (field == 1) {
+            EXPECT(wt, WT_LEN);
+            if (has_scope)
+                return give_up("singular message field twice");
+            has_scope = 1;
+            TRY(rd_len(&q, end, &s, &n));
+            TRY(scope_name(s, s + n, depth + 1, &name, &name_n));
+        }
+        else
+            TRY(skip_field(&q, end, wt));
+    }
+    scope = new_str(cx, name, name_n);
+    if (scope == NULL)
+        goto error;
     while (p < end) {
         uint32_t field;
         int wt;
@@ -1011,18 +1072,13 @@ scope_spans(Ctx *cx, ptr_t p, ptr_t end, int depth, PyObject *spans)
         size_t n;
         TRY(rd_tag(&p, end, &field, &wt));
         switch (field) {
-        case 1: /* scope */
-            EXPECT(wt, WT_LEN);
-            if (has_scope)
-                return give_up("singular message field twice");
-            has_scope = 1;
+        case 1: /* scope: read above */
             TRY(rd_len(&p, end, &s, &n));
-            TRY(validate(M_SCOPE, s, s + n, depth + 1));
             break;
         case 2: {
             EXPECT(wt, WT_LEN);
             TRY(rd_len(&p, end, &s, &n));
-            PyObject *sp = span(cx, s, s + n, depth + 1);
+            PyObject *sp = span(cx, s, s + n, depth + 1, scope);
             if (sp == NULL)
                 goto error;
             int rc = PyList_Append(spans, sp);
@@ -1038,8 +1094,10 @@ scope_spans(Ctx *cx, ptr_t p, ptr_t end, int depth, PyObject *spans)
             TRY(skip_field(&p, end, wt));
         }
     }
+    Py_DECREF(scope);
     return 0;
 error:
+    Py_XDECREF(scope);
     return -1;
 }
 

@@ -1,7 +1,8 @@
 """Decoded export requests as the contract reads them: per resource, its service and raw spans.
 
 A raw span is a tuple (see RawSpan) holding only what the contract uses: ids, name, times, status,
-the attributes whose keys it knows (values converted from AnyValue) and the events it reads. Two
+the attributes whose keys it knows (values converted from AnyValue), the events it reads and the
+name of its instrumentation scope (which says the attributes' dialect). Two
 readers produce the same tuples: `from_message` walks a decoded protobuf message (any source:
 protobuf, OTLP/JSON, gRPC), and the native reader `spanscope._otlpwire` walks the protobuf wire
 format directly, skipping upb's Python object per field — most of the per-span cost of reading.
@@ -31,7 +32,8 @@ class RawSpan(NamedTuple):
     status_code: int
     attributes: dict  # known keys only
     groups: int       # OR of the known keys' groups
-    events: list      # [(name, {known event key: value})] of the events with wanted names
+    events: list      # [(name, time_unix_nano, {known event key: value})] of the events with wanted names
+    scope: str        # the instrumentation scope's name ("" when absent)
 
 
 def any_value(v):
@@ -70,10 +72,11 @@ class Reader:
         return self.from_message(parse(body))
 
     def from_message(self, request) -> list:
-        return [(service_name(rs.resource), [self._span(span) for ss in rs.scope_spans for span in ss.spans])
+        return [(service_name(rs.resource),
+                 [self._span(span, ss.scope.name) for ss in rs.scope_spans for span in ss.spans])
                 for rs in request.resource_spans]
 
-    def _span(self, span) -> RawSpan:
+    def _span(self, span, scope: str = "") -> RawSpan:
         attrs: dict = {}
         groups = 0
         keys = self.span_keys
@@ -82,10 +85,12 @@ class Reader:
             if group is not None:
                 attrs[kv.key] = any_value(kv.value)
                 groups |= group
-        events = [(ev.name, {kv.key: any_value(kv.value) for kv in ev.attributes if kv.key in self.event_keys})
+        events = [(ev.name, ev.time_unix_nano,
+                   {kv.key: any_value(kv.value) for kv in ev.attributes if kv.key in self.event_keys})
                   for ev in span.events if ev.name in self.event_names]
         return RawSpan(span.trace_id, span.span_id, span.parent_span_id, span.flags, span.name,
-                       span.start_time_unix_nano, span.end_time_unix_nano, span.status.code, attrs, groups, events)
+                       span.start_time_unix_nano, span.end_time_unix_nano, span.status.code, attrs, groups, events,
+                       scope)
 
 
 def service_name(resource) -> str:

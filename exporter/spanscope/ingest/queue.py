@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..config import Limits, SpanName
-from ..interpret.contract import READER, read_span
+from ..interpret.contract import DEFAULT_READING, Reading, read_span
 from ..interpret.facts import SpanFacts
 from ..interpret.summarise import summarise
 from ..interpret.traces import Assembler
@@ -80,7 +80,7 @@ class Result:
 
 class Ingest:
     def __init__(self, metrics: Metrics, recorder: Recorder, facts: SpanFacts, assembler: Assembler, limits: Limits,
-                 span_names: list[SpanName] = ()):
+                 span_names: list[SpanName] = (), reading: Reading = DEFAULT_READING):
         self.m = metrics
         self.recorder = recorder
         self.facts = facts
@@ -88,7 +88,8 @@ class Ingest:
         # Each finished request is summarised once and handed to these (none writes into the summary).
         self.sinks: list = [recorder.record_request]
         self.span_names = [(s.pattern, s.component) for s in span_names]
-        self.reader = READER  # decode hands raw spans of the contract's keys to interpret
+        self.reading = reading
+        self.reader = reading.reader  # decode hands raw spans of the contract's keys to interpret
         self.retry_after = limits.retry_after
         self.series_ttl = limits.series_ttl
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=limits.ingest_queue)
@@ -111,12 +112,13 @@ class Ingest:
         rejected: Tally = Tally()
         duplicates = 0
         read, facts, record, span_names = read_span, self.facts, self.recorder.record_span, self.span_names
+        dialects, by_key = self.reading.dialects, self.reading.by_key
         seen, add = self.assembler.seen, self.assembler.add
         for service, spans in request:
             label = self.recorder.label("service", service)  # the record keeps the service as sent
             for span in spans:
                 try:
-                    rec = read(span, service, span_names)
+                    rec = read(span, service, span_names, dialects, by_key)
                 except ValueError as exc:
                     rejected["invalid_timestamps" if "end before" in str(exc) else "invalid_span"] += 1
                     continue

@@ -65,11 +65,35 @@ def _any(v):
     return v
 
 
+def _flag(v):
+    """A boolean; some SDKs send "True" / "false" strings (litellm)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    return None
+
+
+_CLASS_REPR = re.compile(r"^<class '([\w.]+)'>$")
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
+
+
+def _short_class(v: str) -> str:
+    """An error class as its short name: `<class 'openai.RateLimitError'>` and `openai.RateLimitError`
+    are `RateLimitError` (one label value per error, whatever the instrumentation)."""
+    m = _CLASS_REPR.match(v)
+    if m:
+        v = m[1]
+    return v.rpartition(".")[2] if _DOTTED.match(v) else v
+
+
 TEXT = Type("string", _text)
 NUMBER = Type("double", _number)
 COUNT = Type("int, ≥ 0", _number, _count)  # the first number found must not be negative
 TEXT_LIST = Type("string[]", _text_list)
 ANY = Type("any", _any)
+FLAG = Type("boolean", _flag)
+ERROR_CLASS = Type("string", _text, _short_class)
 
 
 class OneOf(NamedTuple):
@@ -97,6 +121,7 @@ class Range(NamedTuple):
 # --- where an attribute is ----------------------------------------------------------------------
 
 RESOURCE, SPAN = "resource", "span"
+LIBRARIES = "libraries"  # the doc table of names only some instrumentations emit (OpenInference's, …)
 
 
 class Event(NamedTuple):
@@ -106,6 +131,8 @@ class Event(NamedTuple):
 
 FLAG_EVALUATION = Event(("feature_flag.evaluation", "feature_flag"))
 BREAKER_TRANSITION = Event(("circuit_breaker.state_change",))
+# Its time minus the span's start is the time to first chunk (no attributes read).
+FIRST_CHUNK = Event(("gen_ai.content.completion.chunk", "First Token Stream Event"))
 
 BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -132,8 +159,9 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               on=RESOURCE),
     # Every span
     Attribute("component", ("pipeline.component",), TEXT, "the span's component (first rule above)"),
-    Attribute("error_type", ("error.type",), TEXT,
-              "the span counts as an error; label `error_type` (status `ERROR` without it: `_OTHER`)"),
+    Attribute("error_type", ("error.type",), ERROR_CLASS,
+              "the span counts as an error; label `error_type` (status `ERROR` without it: `_OTHER`); "
+              "a class name is shortened (`<class 'openai.RateLimitError'>` → `RateLimitError`)"),
     Attribute("feature", ("pipeline.feature",), TEXT,
               "the feature this span's work belongs to (feature contribution, what-if)"),
     Attribute("rag_source", ("pipeline.rag.source",), TEXT,
@@ -145,32 +173,67 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("cache.status", ("pipeline.cache.status",), TEXT,
               "the request's cache status; else derived: `hit` when any response-cache span of the trace hit, "
               "`miss` when one missed, `none` otherwise", check=OneOf(("hit", "miss", "none")), table="request"),
-    # GenAI
+    # GenAI. An empty string reads as absent (litellm sends `gen_ai.system: ""` for embeddings).
     Attribute("genai.provider", ("gen_ai.provider.name", "gen_ai.system"), TEXT,
               "label `provider` / `gen_ai_provider_name`"),
+    Attribute("genai.provider", ("llm.provider", "llm.system"), TEXT, "OpenInference", table=LIBRARIES),
     Attribute("genai.request_model", ("gen_ai.request.model", "llm.request.model"), TEXT,
               "pricing fallback, `gen_ai_request_model`"),
     Attribute("genai.response_model", ("gen_ai.response.model", "llm.response.model"), TEXT,
               "label `model` (else the request model), pricing"),
-    Attribute("genai.operation", ("gen_ai.operation.name", "llm.request.type"), TEXT, "`gen_ai_operation_name`"),
+    Attribute("genai.response_model", ("llm.model_name", "embedding.model_name"), TEXT, "OpenInference",
+              table=LIBRARIES),
+    Attribute("genai.operation", ("gen_ai.operation.name", "llm.request.type"), TEXT,
+              "`gen_ai_operation_name`; with the span kind, the span's component (table below)"),
+    Attribute("genai.kind", ("openinference.span.kind", "traceloop.span.kind"), TEXT,
+              "the span's kind when no operation is given (`LLM`, `EMBEDDING`, `CHAIN`, `workflow`, …; "
+              "table below)", table=LIBRARIES),
+    Attribute("genai.response_id", ("gen_ai.response.id",), TEXT,
+              "two spans of one provider call (same id, overlapping in time) count once"),
     Attribute("genai.usage.input",
               ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"), COUNT,
-              "input tokens, cached ones included", unit="{token}", default=0),
+              "input tokens, cached ones included (instrumentations that leave them out are marked in the "
+              "support matrix)", unit="{token}", default=0),
+    Attribute("genai.usage.input", ("llm.token_count.prompt",), COUNT, "OpenInference", unit="{token}", default=0,
+              table=LIBRARIES),
     Attribute("genai.usage.output",
               ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens"), COUNT,
               "output tokens", unit="{token}", default=0),
+    Attribute("genai.usage.output", ("llm.token_count.completion",), COUNT, "OpenInference", unit="{token}",
+              default=0, table=LIBRARIES),
+    # Cache counts read as None when absent: a call without them has no cache breakdown (see
+    # llm_calls_without_cache_details_total); contract._genai makes them 0.
     Attribute("genai.usage.cache_read",
               ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"), COUNT,
-              "cached input read", unit="{token}", default=0),
+              "cached input read", unit="{token}"),
+    Attribute("genai.usage.cache_read", ("llm.token_count.prompt_details.cache_read",), COUNT, "OpenInference",
+              unit="{token}", table=LIBRARIES),
     Attribute("genai.usage.cache_creation",
-              ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"), COUNT,
-              "cached input written", unit="{token}", default=0),
+              ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens",
+               "gen_ai.usage.cache_creation_input_tokens"), COUNT,
+              "cached input written (all durations)", unit="{token}"),
+    Attribute("genai.usage.cache_creation", ("llm.token_count.prompt_details.cache_write",), COUNT,
+              "OpenInference", unit="{token}", table=LIBRARIES),
+    Attribute("genai.usage.cache_creation_1h", ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens",), COUNT,
+              "of the cached input written, what is kept 1 hour (priced at `cache_write_1h`)", unit="{token}",
+              default=0, table=LIBRARIES),
     Attribute("genai.usage.reasoning",
               ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens"),
               COUNT, "reasoning tokens (part of output)", unit="{token}", default=0),
-    Attribute("genai.ttfc", ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token"), NUMBER,
-              "time to first chunk", unit="s", check=Range(0)),
-    Attribute("genai.tool", ("gen_ai.tool.name",), TEXT, "tool name for `execute_tool` spans"),
+    Attribute("genai.usage.reasoning", ("llm.token_count.completion_details.reasoning",), COUNT, "OpenInference",
+              unit="{token}", default=0, table=LIBRARIES),
+    Attribute("genai.stream", ("gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming"), FLAG,
+              "a streamed call (time to first chunk is recorded for streamed calls only)"),
+    Attribute("genai.ttfc", ("gen_ai.response.time_to_first_chunk",), NUMBER,
+              "time to first chunk (else the first chunk event's time after the span's start)", unit="s",
+              check=Range(0)),
+    Attribute("genai.server_ttft", ("gen_ai.server.time_to_first_token",), NUMBER,
+              "time to first chunk of a streamed call (OpenLIT sets it on every call)", unit="s", check=Range(0), table=LIBRARIES),
+    Attribute("genai.reported_cost", ("gen_ai.usage.cost", "gen_ai.cost.total_cost"), NUMBER,
+              "the cost the instrumentation computed: compared with the table's "
+              "(`llm_cost_discrepancy_usd_total`), used for models the table does not price", unit="USD",
+              check=Range(0), table=LIBRARIES),
+    Attribute("genai.tool", ("gen_ai.tool.name", "tool.name"), TEXT, "tool name for `execute_tool` spans"),
     # Cache
     Attribute("cache.name", ("pipeline.cache.name",), TEXT,
               "label `cache` (the layer: `l1`, `l2`, `prompt`, `embedding`, …; default `default`)"),
@@ -225,6 +288,90 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 )
 
 
+# --- components: what a span is, from its operation or its kind ----------------------------------
+
+LLM, RAG, TOOL, GLUE, HTTP = "llm_inference", "rag_lookup", "tool", "orchestration", "http_client"
+
+# gen_ai.operation.name -> the span's component. Agent, chain, task and workflow spans are one
+# bounded `orchestration`, never one label value per runnable.
+OPERATIONS = {
+    "chat": LLM, "text_completion": LLM, "generate_content": LLM, "completion": LLM,
+    "embeddings": RAG, "embedding": RAG, "retrieval": RAG, "vector_db_retrieve": RAG,
+    "execute_tool": TOOL,
+    "invoke_agent": GLUE, "create_agent": GLUE, "invoke_workflow": GLUE, "execute_task": GLUE,
+}
+
+# A span kind (`openinference.span.kind`, `traceloop.span.kind`) -> the operation it stands for,
+# when the span gives none.
+KINDS = {
+    "LLM": "chat", "EMBEDDING": "embeddings", "RETRIEVER": "retrieval", "RERANKER": "retrieval",
+    "TOOL": "execute_tool", "AGENT": "invoke_agent", "CHAIN": "invoke_workflow", "PROMPT": "invoke_workflow",
+    "GUARDRAIL": "invoke_workflow", "EVALUATOR": "invoke_workflow",
+    "workflow": "invoke_workflow", "task": "execute_task", "agent": "invoke_agent", "tool": "execute_tool",
+}
+
+
+# --- dialects: what an instrumentation means, by its instrumentation scope ------------------------
+
+class Dialect(NamedTuple):
+    """An instrumentation, recognised by the name of the scope its spans come from. Its attribute
+    names are rows above (all dialects' names are read on every span: they do not collide); a
+    dialect row says what its values mean where they differ from the convention, and names the
+    glue spans its library makes."""
+    name: str                         # as the log and the support matrix name it
+    scopes: tuple[str, ...]           # scope names; "x.*" is every scope starting with "x."
+    packages: tuple[str, ...] = ()    # what a user installs (the support matrix's tested versions)
+    reads: str = ""                   # the support matrix's "what is read"
+    input_excludes_cache: bool = False  # its input count leaves cached input out: added back
+    component: str = ""               # every span of these scopes is this component
+    span_names: tuple[tuple[str, str], ...] = ()  # (regex, component) for its glue spans
+
+
+CONVENTION = Dialect("OpenTelemetry GenAI semantic conventions", ())
+
+DIALECTS: tuple[Dialect, ...] = (
+    Dialect("OpenLLMetry", ("opentelemetry.instrumentation.openai.v1", "opentelemetry.instrumentation.anthropic",
+                            "opentelemetry.instrumentation.langchain", "opentelemetry.instrumentation.llamaindex",
+                            "opentelemetry.instrumentation.bedrock", "opentelemetry.instrumentation.vertexai",
+                            "opentelemetry.instrumentation.cohere", "opentelemetry.instrumentation.mistralai"),
+            ("opentelemetry-instrumentation-openai", "opentelemetry-instrumentation-anthropic",
+             "opentelemetry-instrumentation-langchain"),
+            "`gen_ai.usage.*` (reasoning as `gen_ai.usage.reasoning_tokens`), `traceloop.span.kind`, first chunk "
+            "from `gen_ai.content.completion.chunk` events",
+            span_names=((r"\.(?:workflow|task|agent)$", GLUE), (r"^execute_task\b", GLUE))),
+    Dialect("Anthropic SDK", ("com.anthropic.sdk.python",), ("anthropic",),
+            "`gen_ai.usage.*`, `gen_ai.usage.cache_write.input_tokens`, 1-hour cache writes "
+            "(`anthropic.usage.cache_creation.ephemeral_1h_input_tokens`), `gen_ai.response.time_to_first_chunk`"),
+    Dialect("OpenInference", ("openinference.instrumentation.*",),
+            ("openinference-instrumentation-openai", "openinference-instrumentation-langchain",
+             "openinference-instrumentation-llama-index"),
+            "`llm.token_count.*`, `llm.model_name`, `llm.provider` / `llm.system`, `openinference.span.kind`, "
+            "first chunk from the `First Token Stream Event`"),
+    Dialect("OpenTelemetry contrib", ("opentelemetry.instrumentation.openai_v2", "opentelemetry.util.genai.*"),
+            ("opentelemetry-instrumentation-openai-v2", "opentelemetry-util-genai"),
+            "`gen_ai.usage.input_tokens` / `output_tokens` (it reports no cached tokens: "
+            "`llm_calls_without_cache_details_total`), `error.type` as a class repr"),
+    Dialect("OpenLIT (Anthropic)", ("openlit.instrumentation.anthropic",), ("openlit",),
+            "as OpenLIT; its input count leaves the cache out: cache read and written are added back",
+            input_excludes_cache=True),
+    Dialect("OpenLIT", ("openlit.instrumentation.*",), ("openlit",),
+            "`gen_ai.usage.*`, `gen_ai.usage.cost`, `gen_ai.server.time_to_first_token` (streamed calls only)"),
+    Dialect("litellm", ("litellm",), ("litellm",),
+            "`gen_ai.usage.*`, `gen_ai.cost.total_cost`, `llm.is_streaming` (no cached-token counts in the default "
+            "mode: `llm_calls_without_cache_details_total`)",
+            span_names=((r"^raw_gen_ai_request$", HTTP),)),
+    Dialect("HTTP client", ("opentelemetry.instrumentation.httpx", "opentelemetry.instrumentation.requests",
+                            "opentelemetry.instrumentation.urllib3", "opentelemetry.instrumentation.urllib",
+                            "opentelemetry.instrumentation.aiohttp_client"), (),
+            "nothing: its spans (OpenLIT's `POST` under each call) are `http_client`", component=HTTP),
+)
+
+# Providers whose APIs report cached input: a call to one without a cache count is priced at the full
+# input rate (llm_calls_without_cache_details_total).
+CACHING_PROVIDERS = frozenset({"openai", "anthropic", "azure.ai.openai", "aws.bedrock", "gcp.gemini",
+                               "gcp.vertex_ai", "gcp.gen_ai", "deepseek", "x_ai"})
+
+
 # --- docs/span-contract.md ----------------------------------------------------------------------
 
 def table_of(row: Attribute) -> str:
@@ -244,13 +391,50 @@ def markdown(rows, table: str) -> str:
     return "\n".join(lines)
 
 
+def operations_table() -> str:
+    kinds: dict[str, list[str]] = {}
+    for kind, op in KINDS.items():
+        kinds.setdefault(op, []).append(f"`{kind}`")
+    lines = ["| `gen_ai.operation.name` | span kinds standing for it | component |", "|---|---|---|"]
+    lines += [f"| `{op}` | {', '.join(kinds.get(op, []))} | `{component}` |" for op, component in OPERATIONS.items()]
+    return "\n".join(lines)
+
+
+# The tested versions: the pins of the dialect tests' virtualenvs (tests/dialects/setups/*.txt).
+SETUPS = Path(__file__).resolve().parents[3] / "tests" / "dialects" / "setups"
+
+
+def tested_versions(setups: Path = SETUPS) -> dict[str, str]:
+    versions: dict[str, set] = {}
+    for pins in sorted(setups.glob("*.txt")):
+        for line in pins.read_text().splitlines():
+            name, sep, version = line.partition("==")
+            if sep:
+                versions.setdefault(name.strip().lower().replace("_", "-"), set()).add(version.strip())
+    return {name: ", ".join(sorted(v)) for name, v in versions.items()}
+
+
+def support_matrix(versions: dict[str, str] | None = None) -> str:
+    versions = tested_versions() if versions is None else versions
+    lines = ["| library | tested version | scopes | what is read | input includes cached |", "|---|---|---|---|---|"]
+    for d in DIALECTS:
+        packages = "<br>".join(f"{p} {versions.get(p, 'untested')}" for p in d.packages) or "-"
+        scopes = ", ".join(f"`{name}`" for name in d.scopes)
+        cached = "no: cache added back" if d.input_excludes_cache else "yes"
+        lines.append(f"| {d.name} | {packages} | {scopes} | {d.reads} | {cached} |")
+    return "\n".join(lines)
+
+
+GENERATED = {"operations": operations_table, "dialects": support_matrix}
 MARKER = re.compile(r"(<!-- contract:(\w+) -->\n)(.*?)(<!-- /contract -->)", re.S)
 
 
 def render(doc: str, rows=ATTRIBUTES) -> str:
     """`doc` with the table between each pair of markers (<!-- contract:NAME --> ... <!-- /contract -->)
-    generated from `rows`."""
-    return MARKER.sub(lambda m: f"{m[1]}{markdown(rows, m[2])}\n{m[4]}", doc)
+    generated from `rows` (or, for the component and dialect tables, from OPERATIONS, KINDS, DIALECTS)."""
+    def table(name: str) -> str:
+        return GENERATED[name]() if name in GENERATED else markdown(rows, name)
+    return MARKER.sub(lambda m: f"{m[1]}{table(m[2])}\n{m[4]}", doc)
 
 
 def main(argv=None) -> int:

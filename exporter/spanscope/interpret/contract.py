@@ -5,7 +5,10 @@ of interpret/attributes.py; this module lays its fields out into the record and 
 """
 from __future__ import annotations
 
+import logging
+import re
 from collections import namedtuple
+from decimal import Decimal
 from typing import Callable, NamedTuple
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
@@ -14,20 +17,31 @@ from ..decode.wire import RawSpan, Reader
 from .attributes import (
     ATTRIBUTES,
     BREAKER_TRANSITION,
+    CONVENTION,
+    DIALECTS,
+    FIRST_CHUNK,
     FLAG_EVALUATION,
+    KINDS,
+    LLM,
+    OPERATIONS,
+    RAG,
     SPAN,
     TEXT,
     Attribute,
+    Dialect,
     Event,
     part,
 )
+
+log = logging.getLogger("spanscope.contract")
 
 STATUS_ERROR = Status.STATUS_CODE_ERROR
 IS_REMOTE_KNOWN = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 IS_REMOTE = 0x200        # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
-LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "completion"}
-RAG_OPERATIONS = {"embeddings", "retrieval"}
+LLM_OPERATIONS = frozenset(op for op, component in OPERATIONS.items() if component == LLM)
+RAG_OPERATIONS = frozenset(op for op, component in OPERATIONS.items() if component == RAG)
+NS = 1e-9
 
 
 # --- reading the table's fields -----------------------------------------------------------------
@@ -146,10 +160,16 @@ class Usage(namedtuple("Usage", _names("genai.usage"))):
     __slots__ = ()
 
 
-class GenAI(namedtuple("GenAI", _names("genai") + ("model", "usage"))):
-    """The GenAI facts of a span (present on LLM, embedding and tool spans); `model` is the response
-    model, else the request model; `usage` is None without tokens."""
+class GenAI(namedtuple("GenAI", _names("genai") + ("model", "usage", "cache_details"))):
+    """The GenAI facts of a span (present on LLM, embedding and tool spans); `operation` is the span's,
+    else the one its kind stands for; `ttfc` is set for streamed calls only; `model` is the response
+    model, else the request model; `usage` is None without tokens; `cache_details`: the usage gave a
+    cache count (possibly 0)."""
     __slots__ = ()
+
+    def reported(self) -> Decimal | None:
+        """The cost the instrumentation computed (OpenLIT, litellm), exact as sent."""
+        return None if self.reported_cost is None else Decimal(repr(self.reported_cost))
 
     def is_llm_call(self) -> bool:
         return self.operation in LLM_OPERATIONS or self.usage is not None or (
@@ -172,29 +192,77 @@ class Resilience(namedtuple("Resilience", _names("resilience"))):
 _GENAI, _USAGE, _CACHE, _QUALITY, _RESILIENCE = (SLICES[p] for p in ("genai", "genai.usage", "cache", "quality",
                                                                      "resilience"))
 _RESPONSE_MODEL, _REQUEST_MODEL = SLOT["genai.response_model"], SLOT["genai.request_model"]
+_G = {name: i for i, name in enumerate(_names("genai"))}  # offsets in the genai slice
+_OPERATION, _KIND, _STREAM, _TTFC, _SERVER_TTFT = (_G[n] for n in ("operation", "kind", "stream", "ttfc",
+                                                                      "server_ttft"))
+_INPUT, _CACHE_READ, _CACHE_CREATION = (Usage._fields.index(n) for n in ("input", "cache_read", "cache_creation"))
 
 
-def _genai(values: list) -> GenAI:
+def _genai(values: list, dialect: Dialect, first_chunk_s: float | None) -> GenAI:
+    """The GenAI part: its usage as the convention means it (input includes cached input, whatever
+    the dialect), its operation (else its kind's), its time to first chunk (streamed calls only)."""
     usage = values[_USAGE]
+    cache_read, cache_creation = usage[_CACHE_READ], usage[_CACHE_CREATION]
+    cache_details = cache_read is not None or cache_creation is not None
     if any(usage):
+        if cache_read is None or cache_creation is None:
+            usage[_CACHE_READ], usage[_CACHE_CREATION] = cache_read or 0, cache_creation or 0
+        if dialect.input_excludes_cache:
+            usage[_INPUT] += usage[_CACHE_READ] + usage[_CACHE_CREATION]
         usage = _new(Usage, usage)
-        # Some instrumentations report cached tokens apart from input (Anthropic's API does);
-        # restore the convention's invariant so cached tokens are never priced twice or lost.
-        if usage.cache_read + usage.cache_creation > usage.input:
-            usage = usage._replace(input=usage.input + usage.cache_read + usage.cache_creation)
     else:
         usage = None
     genai = values[_GENAI]
-    genai += (values[_RESPONSE_MODEL] or values[_REQUEST_MODEL], usage)
+    if genai[_OPERATION] is None and genai[_KIND] is not None:
+        genai[_OPERATION] = KINDS.get(genai[_KIND])
+    if genai[_TTFC] is None:
+        # OpenLIT sets its time to first token on every call; only a streamed call has a first chunk.
+        genai[_TTFC] = genai[_SERVER_TTFT] if genai[_STREAM] else None
+        if genai[_TTFC] is None:
+            genai[_TTFC] = first_chunk_s
+    genai += (values[_RESPONSE_MODEL] or values[_REQUEST_MODEL], usage, cache_details)
     return _new(GenAI, genai)
+
+
+# --- dialects, resolved once per instrumentation scope -------------------------------------------
+
+class Dialects:
+    """The dialect of each instrumentation scope (the configured ones first, then
+    attributes.DIALECTS), resolved once per scope name; a newly seen scope is logged once, at info."""
+
+    MAX_SCOPES = 10_000  # scope names remembered; past it, resolved each time, not logged
+
+    def __init__(self, dialects=DIALECTS):
+        self.dialects = tuple(d._replace(span_names=tuple((re.compile(p), c) for p, c in d.span_names))
+                              for d in dialects)
+        self.of_scope: dict[str, Dialect] = {}
+
+    def __call__(self, scope: str) -> Dialect:
+        dialect = self.of_scope.get(scope)
+        if dialect is None:
+            dialect = self._resolve(scope)
+            if len(self.of_scope) < self.MAX_SCOPES:
+                self.of_scope[scope] = dialect
+                log.info("instrumentation scope %r: read as %s", scope, dialect.name)
+        return dialect
+
+    def _resolve(self, scope: str) -> Dialect:
+        for d in self.dialects:
+            for name in d.scopes:
+                if scope == name or (name.endswith("*") and scope.startswith(name[:-1])):
+                    return d
+        return CONVENTION
+
+
+DEFAULT_DIALECTS = Dialects()
 
 
 class SpanRecord:
     """What the exporter keeps of one span: enough for per-span metrics and for the trace."""
 
     __slots__ = (
-        "trace_id", "span_id", "parent_id", "is_root", "service", "name", "start", "end", "error",
-        "genai", "cache", "quality", "resilience", "flags", "breaker_events", "cost",
+        "trace_id", "span_id", "parent_id", "is_root", "service", "scope", "name", "start", "end", "error",
+        "genai", "cache", "quality", "resilience", "flags", "breaker_events", "cost", "duplicate",
     ) + OWN
 
     @property
@@ -202,20 +270,27 @@ class SpanRecord:
         return self.end - self.start
 
 
-def component_of(name: str, explicit: str | None, genai: GenAI | None, span_names) -> str:
+def component_of(name: str, explicit: str | None, genai: GenAI | None, span_names,
+                 dialect: Dialect = CONVENTION) -> str:
+    """The span's own `pipeline.component`, else the configured span names, else its dialect's
+    component, else its operation's (or kind's), else its dialect's glue span names, else its name."""
     if explicit:
         return explicit
     for pattern, component in span_names:
         if pattern.search(name):
             return component
+    if dialect.component:
+        return dialect.component
     if genai is not None:
         op = genai.operation
-        if op in RAG_OPERATIONS:
-            return "rag_lookup"
-        if op == "execute_tool":
-            return "tool"
-        if op in LLM_OPERATIONS or (op is None and genai.provider and genai.usage is not None):
-            return "llm_inference"
+        component = OPERATIONS.get(op)
+        if component is not None:
+            return component
+        if op is None and genai.provider and genai.usage is not None:
+            return LLM
+    for pattern, component in dialect.span_names:
+        if pattern.search(name):
+            return component
     return name or "unknown"
 
 
@@ -255,25 +330,36 @@ def _breaker_transition(a: dict):
     return None
 
 
-EVENTS = {name: read for event, read in ((FLAG_EVALUATION, _flag_evaluation), (BREAKER_TRANSITION, _breaker_transition))
+EVENTS = {name: read for event, read in ((FLAG_EVALUATION, _flag_evaluation), (BREAKER_TRANSITION, _breaker_transition),
+                                          (FIRST_CHUNK, None))
           for name in event.names}
 EVENT_NAMES = frozenset(EVENTS)
 EVENT_KEYS = frozenset(k for r in ATTRIBUTES if isinstance(r.on, Event) for k in r.keys)
 
 
-def _events(events: list, r: SpanRecord) -> None:
+def _events(events: list, r: SpanRecord) -> float | None:
+    """Sets the record's flag evaluations and breaker transitions; returns the seconds from the
+    span's start to its first chunk event, if it has one."""
     flags, breaker_events = [], []
-    for name, attrs in events:
+    first_chunk = None
+    for name, when, attrs in events:
         read = EVENTS[name]
+        if read is None:  # a chunk of a streamed response
+            if first_chunk is None or when < first_chunk:
+                first_chunk = when
+            continue
         found = read(attrs)
         if found:
             (flags if read is _flag_evaluation else breaker_events).append(found)
     r.flags, r.breaker_events = flags, breaker_events
+    return (first_chunk - r.start) * NS if first_chunk is not None and first_chunk >= r.start else None
 
 
-def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
-    """Interpret one raw span (decode.wire). Raises ValueError for a span no metric can use."""
-    trace_id, span_id, parent, flags, name, start, end, status_code, a, groups, events = raw
+def read_span(raw: RawSpan, service: str, span_names, dialects: Dialects = DEFAULT_DIALECTS,
+              by_key: dict = _BY_KEY) -> SpanRecord:
+    """Interpret one raw span (decode.wire). Raises ValueError for a span no metric can use.
+    `dialects` resolves its scope's dialect; `by_key` is the table's index (with configured rows)."""
+    trace_id, span_id, parent, flags, name, start, end, status_code, a, groups, events, scope = raw
     if len(trace_id) != 16 or len(span_id) != 8:
         raise ValueError("invalid trace or span id")
     if end < start:
@@ -284,25 +370,61 @@ def read_span(raw: RawSpan, service: str, span_names) -> SpanRecord:
     r.parent_id = parent if len(parent) == 8 else b""
     r.is_root = not r.parent_id or (flags & IS_REMOTE_KNOWN != 0 and flags & IS_REMOTE != 0)
     r.service = service
+    r.scope = scope
     r.name = name
     r.start = start
     r.end = end
-    values = _read(a, _BY_KEY, DEFAULTS if groups > BASE else OWN_DEFAULTS) if a else OWN_DEFAULTS
+    values = _read(a, by_key, DEFAULTS if groups > BASE else OWN_DEFAULTS) if a else OWN_DEFAULTS
     # OWN's order; a tuple assignment rather than setattr per field: this is the hot path
     r.component, r.error_type, r.feature, r.rag_source, r.mode, r.tenant, r.user = values[:len(OWN)]
-    r.genai = _genai(values) if groups & GENAI else None
-    r.component = component_of(name, r.component, r.genai, span_names)
+    r.flags = r.breaker_events = ()  # most spans have no events: no lists for them (see attributes._text_list)
+    first_chunk = _events(events, r) if events else None
+    dialect = dialects.of_scope.get(scope) or dialects(scope)
+    r.genai = _genai(values, dialect, first_chunk) if groups & GENAI else None
+    r.component = component_of(name, r.component, r.genai, span_names, dialect)
     r.error = status_code == STATUS_ERROR or r.error_type is not None
     if r.error and r.error_type is None:
         r.error_type = "_OTHER"
     r.cache = _new(Cache, values[_CACHE]) if groups & CACHE else None
     r.quality = _new(Quality, values[_QUALITY]) if groups & QUALITY else None
     r.resilience = _new(Resilience, values[_RESILIENCE]) if groups & RESILIENCE else None
-    r.flags = r.breaker_events = ()  # most spans have no events: no lists for them (see attributes._text_list)
-    if events:
-        _events(events, r)
     r.cost = None
+    r.duplicate = False
     return r
 
 
 READER = Reader(KNOWN_KEYS, EVENT_NAMES, EVENT_KEYS)
+
+
+class Reading(NamedTuple):
+    """How spans are read: the scopes' dialects, the table's index (read_span's `by_key`) and the
+    wire reader keeping its keys."""
+    dialects: Dialects
+    by_key: dict
+    reader: Reader
+
+
+DEFAULT_READING = Reading(DEFAULT_DIALECTS, _BY_KEY, READER)
+
+
+def configured(attributes=(), scopes=()) -> Reading:
+    """The reading with a user's own rows (config `dialects`): attributes (key, field) read after the
+    table's names of the field, and dialects (config.DialectScope) checked before the built-in ones.
+    Raises ValueError naming an unknown field."""
+    if not attributes and not scopes:
+        return DEFAULT_READING
+    first = {}
+    for row in ATTRIBUTES:
+        if row.on == SPAN:
+            first.setdefault(row.field, row)
+    rows = list(ATTRIBUTES)
+    for a in attributes:
+        if a.field not in first:
+            raise ValueError(f"unknown field {a.field!r} (known: {', '.join(sorted(first))})")
+        rows.append(first[a.field]._replace(keys=(a.key,), doc="configured"))
+    fields = _layout(rows)
+    by_key = _index(fields)
+    known = {key: _BITS[part(f.name).partition(".")[0]] for f in fields for key in f.keys}
+    dialects = Dialects(tuple(Dialect(s.name, tuple(s.scopes), input_excludes_cache=s.input_excludes_cache,
+                                      component=s.component) for s in scopes) + DIALECTS)
+    return Reading(dialects, by_key, Reader(known, EVENT_NAMES, EVENT_KEYS))

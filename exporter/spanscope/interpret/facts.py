@@ -1,27 +1,98 @@
 """The facts decided once per span, right after the contract has read it and before anything records
-or assembles it: the feature its work belongs to and what its LLM call cost. From then on nothing
-writes into a SpanRecord: the metrics, the summary and the sinks only read it.
+or assembles it: the feature its work belongs to, whether it repeats an LLM call another span already
+reported, and what its LLM call cost. From then on nothing writes into a SpanRecord: the metrics, the
+summary and the sinks only read it.
 """
 from __future__ import annotations
 
-from .pricing import Pricing
+from collections import OrderedDict
+from decimal import Decimal
+
+from .pricing import Cost, Pricing
+
+ZERO = Decimal(0)
+
+
+class Calls:
+    """Recognises a provider call reported by two spans, so it counts once.
+
+    Two instrumentations of one call (the Anthropic SDK's own tracing beside OpenLLMetry's, a
+    framework's LLM span over the SDK's) make two spans: siblings or nested, often in different
+    traces when no application span is around them. Per-span metrics are recorded as spans arrive,
+    so the second span is recognised against the first, from bounded maps of recent calls:
+    - the same provider and `gen_ai.response.id`, overlapping in time (a fake or caching server may
+      answer every call with one id: calls one after the other never overlap);
+    - a failed call (no response, so no id): the same provider, request model and parent,
+      overlapping in time, from another instrumentation scope;
+    - an LLM span whose child was an LLM call with token counts (llama-index's `predict` over its
+      `chat`): children end, and so arrive, first.
+    The first span reported wins."""
+
+    SIZE = 10_000  # calls remembered per map
+
+    def __init__(self, size: int = SIZE):
+        self.size = size
+        # Oldest first. OrderedDict, not dict: popping a dict's first entry again and again makes
+        # finding the next one scan the deleted slots.
+        self.by_id: OrderedDict = OrderedDict()     # (provider, response id) -> (start, end)
+        self.unnamed: OrderedDict = OrderedDict()   # (provider, request model, parent id) -> (start, end, scope)
+        self.wrappers: OrderedDict = OrderedDict()  # (trace id, span id) of a counted call's parent -> True
+
+    def _remember(self, table: OrderedDict, key, value) -> None:
+        table[key] = value  # a key is added once while remembered: a second span with it is a repeat
+        if len(table) > self.size:
+            table.popitem(last=False)
+
+    def repeated(self, r) -> bool:
+        """Whether `r` (an LLM call span) reports a call already counted; else remembers it."""
+        g = r.genai
+        wrappers = self.wrappers
+        if wrappers.pop((r.trace_id, r.span_id), False):
+            return True
+        if g.response_id:
+            key = (g.provider, g.response_id)
+            seen = self.by_id.get(key)
+            if seen is not None and seen[0] <= r.end and r.start <= seen[1]:
+                return True
+            self._remember(self.by_id, key, (r.start, r.end))
+        elif r.error:  # a call without a response (a successful one has an id wherever ids are reported)
+            key = (g.provider, g.request_model, r.parent_id)
+            seen = self.unnamed.get(key)
+            if seen is not None and seen[2] != r.scope and seen[0] <= r.end and r.start <= seen[1]:
+                return True
+            self._remember(self.unnamed, key, (r.start, r.end, r.scope))
+        if g.usage is not None and r.parent_id:
+            self._remember(wrappers, (r.trace_id, r.parent_id), True)
+        return False
 
 
 class SpanFacts:
     """`facts(record)` completes a record: `feature` (the span's own, else its component's in the
-    feature catalogue) and `cost` (a pricing.Cost, None for a call not priced or no LLM call)."""
+    feature catalogue), `duplicate` (its LLM call was counted from another span) and `cost` (a
+    pricing.Cost, None for a call neither the table nor its instrumentation priced, or no LLM call).
+    A model the table does not price is costed at the instrumentation's own figure (`Cost.reported`)."""
 
     def __init__(self, pricing: Pricing, component_features: dict[str, str] | None = None):
         self.pricing = pricing
         self.component_features = component_features or {}  # component -> feature
+        self.calls = Calls()
 
     def __call__(self, r) -> None:
         if r.feature is None:
             r.feature = self.component_features.get(r.component)
         g = r.genai
-        if g is None or g.usage is None or g.operation == "execute_tool" or not g.is_llm_call():
+        if g is None or g.operation == "execute_tool" or not g.is_llm_call():
+            return
+        if self.calls.repeated(r):
+            r.duplicate = True
+            return
+        if g.usage is None:
             return
         price = self.pricing.price(g.model)
+        u = g.usage
         if price is not None:
-            u = g.usage
-            r.cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation)
+            r.cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation, u.cache_creation_1h)
+        else:
+            reported = g.reported()
+            if reported is not None:
+                r.cost = Cost(input=ZERO, output=ZERO, cache_read=ZERO, cache_write=ZERO, saved=ZERO, reported=reported)

@@ -10,7 +10,7 @@ from ..config import ConfigError, load_embedded, read_yaml
 
 log = logging.getLogger("spanscope.pricing")
 MILLION = Decimal(1_000_000)
-PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
+PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 
 _PREFIX = re.compile(r"^(?:[a-z0-9_.-]+/|models/|(?:anthropic|openai|mistral|google|meta|cohere)\.)+")
 _SUFFIXES = (
@@ -28,7 +28,8 @@ class Price:
     input: Decimal
     output: Decimal
     cache_read: Decimal
-    cache_write: Decimal
+    cache_write: Decimal      # a 5-minute cache write
+    cache_write_1h: Decimal   # a 1-hour cache write (the table's cache_write when it gives none)
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,11 @@ class Cost:
     cache_read: Decimal
     cache_write: Decimal
     saved: Decimal
+    reported: Decimal = Decimal(0)  # the instrumentation's own figure, for a model the table does not price
 
     @property
     def total(self) -> Decimal:
-        return self.input + self.output + self.cache_read + self.cache_write
+        return self.input + self.output + self.cache_read + self.cache_write + self.reported
 
 
 def _decimal(path: str, value) -> Decimal:
@@ -78,6 +80,7 @@ def parse_table(doc, source: str) -> dict[str, Price]:
             input=p["input"], output=p["output"],
             cache_read=p.get("cache_read", p["input"]),
             cache_write=p.get("cache_write", p["input"]),
+            cache_write_1h=p.get("cache_write_1h", p.get("cache_write", p["input"])),
         )
     return table
 
@@ -142,13 +145,16 @@ class Pricing:
                         "add it to the pricing file (pricing.file)", model)
 
     @staticmethod
-    def cost(price: Price, input_tokens: int, output_tokens: int, cache_read: int, cache_creation: int) -> Cost:
-        """Input tokens include cached ones: those are priced at the cache rates, not also at input."""
+    def cost(price: Price, input_tokens: int, output_tokens: int, cache_read: int, cache_creation: int,
+             cache_creation_1h: int = 0) -> Cost:
+        """Input tokens include cached ones: those are priced at the cache rates, not also at input.
+        Of the cache writes, `cache_creation_1h` are 1-hour writes (priced at cache_write_1h)."""
         uncached = max(input_tokens - cache_read - cache_creation, 0)
+        long = min(cache_creation_1h, cache_creation)
         return Cost(
             input=uncached * price.input,
             output=output_tokens * price.output,
             cache_read=cache_read * price.cache_read,
-            cache_write=cache_creation * price.cache_write,
+            cache_write=(cache_creation - long) * price.cache_write + long * price.cache_write_1h,
             saved=cache_read * (price.input - price.cache_read),
         )

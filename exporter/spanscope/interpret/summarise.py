@@ -18,9 +18,11 @@ ZERO = Decimal(0)
 
 
 def summarise(trace: Trace) -> RequestSummary | None:
-    """The request of a finished trace; None without a local root (no request to speak of)."""
+    """The request of a finished trace; None without a local root (no request to speak of), or when
+    the root reports a provider call another span already reported (two instrumentations of a
+    call made outside any application span: one request, not two)."""
     root = trace.root
-    if root is None:
+    if root is None or root.duplicate:
         return None
     critical_ns, self_ns, feature_ns = breakdown(trace.spans, root)
     cost = ZERO
@@ -45,7 +47,7 @@ def summarise(trace: Trace) -> RequestSummary | None:
         calls[1] += s.error
         calls[2].append((s.end - s.start) * NS)
         g = s.genai
-        if g is not None:
+        if g is not None and not s.duplicate:
             if g.model and model is None:
                 model = g.model
             u = g.usage

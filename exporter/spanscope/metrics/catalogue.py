@@ -70,6 +70,12 @@ class Metrics:
                             ("service", "provider", "model", "source"), exact=True)
         self.unpriced_tokens = c("llm_unpriced_tokens_total", "Tokens of models missing from the pricing table.",
                                  ("service", "model"))
+        self.cost_discrepancy = c("llm_cost_discrepancy_usd_total",
+                                  "Difference between the cost an instrumentation reported and the pricing table's, "
+                                  "USD, by which is higher.", ("service", "provider", "model", "direction"), exact=True)
+        self.calls_without_cache_details = c("llm_calls_without_cache_details_total",
+                                             "LLM calls to a provider with prompt caching whose usage has no cached-token "
+                                             "count (priced at the full input rate).", ("service", "provider", "scope"))
         # Cache
         self.cache_requests = c("pipeline_cache_requests_total", "Cache lookups by layer and result.",
                                 ("service", "cache", "result"))
@@ -134,6 +140,9 @@ class Metrics:
         self.spans_duplicate = sc("spanscope_spans_duplicate_total",
                                   "Spans received again (same trace and span id; a retried export), counted once.",
                                   ("protocol",))
+        self.llm_spans_deduplicated = c("spanscope_llm_spans_deduplicated_total",
+                                        "LLM spans reporting a provider call another span already reported "
+                                        "(two instrumentations of one call), counted once.", ("service", "scope"))
         self.throttled = sc("spanscope_requests_throttled_total",
                             "Export requests refused with a retry delay, by the ingest limit reached.",
                             ("protocol", "reason"))

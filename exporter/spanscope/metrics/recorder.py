@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from ..interpret.attributes import BREAKER_STATES
-from ..interpret.contract import RAG_OPERATIONS, SpanRecord
+from ..interpret.attributes import BREAKER_STATES, CACHING_PROVIDERS
+from ..interpret.contract import LLM_OPERATIONS, RAG_OPERATIONS, SpanRecord
 from ..interpret.pricing import Pricing
 from ..interpret.summary import RequestSummary
 from .catalogue import Metrics
@@ -127,6 +127,9 @@ class Recorder:
         m = self.m
         if svc not in self.services:
             self._new_service(svc)
+        if r.duplicate:  # its call was counted from another span (interpret.facts.Calls)
+            m.llm_spans_deduplicated.inc((svc, self.label("scope", r.scope or "unknown")))
+            return
         comp = self.label("component", r.component)
         duration = (r.end - r.start) * NS
         error = r.error
@@ -166,9 +169,13 @@ class Recorder:
         m.genai_tokens.observe(base + ("output",), u.output)
         model = label("model", g.model or "unknown")
         for token_type, n in (("input", u.input), ("output", u.output), ("cache_read", u.cache_read),
-                              ("cache_creation", u.cache_creation), ("reasoning", u.reasoning)):
+                              ("cache_creation", u.cache_creation), ("cache_creation_1h", u.cache_creation_1h),
+                              ("reasoning", u.reasoning)):
             if n:
                 m.tokens.inc((svc, provider, model, token_type), n)
+        if not g.cache_details and g.operation in LLM_OPERATIONS and g.provider in CACHING_PROVIDERS:
+            # priced at the full input rate: any cached input the provider reported is lost
+            m.calls_without_cache_details.inc((svc, provider, label("scope", r.scope or "unknown")))
         cost = r.cost  # priced by interpret.facts
         if cost is None:
             m.unpriced_tokens.inc((svc, model), u.input + u.output)
@@ -176,11 +183,16 @@ class Recorder:
                 self.pricing.warn_unpriced(g.model)
             return
         for token_type, amount in (("input", cost.input), ("output", cost.output),
-                                   ("cache_read", cost.cache_read), ("cache_creation", cost.cache_write)):
+                                   ("cache_read", cost.cache_read), ("cache_creation", cost.cache_write),
+                                   ("reported", cost.reported)):
             if amount:
                 m.cost.inc((svc, provider, model, token_type), amount)
         if cost.saved:
             m.cost_saved.inc((svc, provider, model, "prompt_cache"), cost.saved)
+        reported = g.reported() if not cost.reported else None
+        if reported is not None and reported != cost.total:  # the instrumentation's own figure disagrees
+            direction = "reported_higher" if reported > cost.total else "reported_lower"
+            m.cost_discrepancy.inc((svc, provider, model, direction), abs(reported - cost.total))
 
     def _record_cache(self, c, svc: str) -> None:
         m = self.m

@@ -228,7 +228,8 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "time to first chunk (else the first chunk event's time after the span's start)", unit="s",
               check=Range(0)),
     Attribute("genai.server_ttft", ("gen_ai.server.time_to_first_token",), NUMBER,
-              "time to first chunk of a streamed call (OpenLIT sets it on every call)", unit="s", check=Range(0), table=LIBRARIES),
+              "time to first chunk of a streamed call (OpenLIT sets it on every call)", unit="s", check=Range(0),
+              table=LIBRARIES),
     Attribute("genai.reported_cost", ("gen_ai.usage.cost", "gen_ai.cost.total_cost"), NUMBER,
               "the cost the instrumentation computed: compared with the table's "
               "(`llm_cost_discrepancy_usd_total`), used for models the table does not price", unit="USD",

@@ -74,8 +74,9 @@ class Metrics:
                                   "Difference between the cost an instrumentation reported and the pricing table's, "
                                   "USD, by which is higher.", ("service", "provider", "model", "direction"), exact=True)
         self.calls_without_cache_details = c("llm_calls_without_cache_details_total",
-                                             "LLM calls to a provider with prompt caching whose usage has no cached-token "
-                                             "count (priced at the full input rate).", ("service", "provider", "scope"))
+                                             "LLM calls to a provider with prompt caching whose usage has no "
+                                             "cached-token count (priced at the full input rate).",
+                                             ("service", "provider", "scope"))
         # Cache
         self.cache_requests = c("pipeline_cache_requests_total", "Cache lookups by layer and result.",
                                 ("service", "cache", "result"))

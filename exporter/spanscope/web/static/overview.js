@@ -69,6 +69,9 @@
 
   function showDashboard(doc) {
     const d = doc.data;
+    // The rates divide by the seconds of the window covered so far: kept beside them, so a reader
+    // (or a test) can check rate x covered = count, whenever the page last refreshed.
+    $("kpis").dataset.coveredSeconds = String(doc.window.covered_seconds);
     show("kpi-rate", d.requests_per_second, "rate");
     show("kpi-errors", d.error_rate, "percent");
     show("kpi-p50", d.latency.p50_ms, "ms");

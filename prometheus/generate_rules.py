@@ -679,8 +679,8 @@ ALERTS: dict[str, list[AlertSpec]] = {
             "LLMUnpricedTokens",
             expr="service_model:llm_unpriced_tokens:rate5m > {threshold}",
             summary="LLM tokens of a model without a price",
-            description="{{ $labels.service }} uses model {{ $labels.model }}, which is missing from the "
-                        "pricing table ({{ $value | humanize }} tokens/s over the last 5m): its cost is not "
+            description="{{ $labels.service }} uses model {{ $labels.model }}, which neither the price "
+                        "database nor the overrides know ({{ $value | humanize }} tokens/s over the last 5m): its cost is not "
                         "counted.",
             condition="tokens of an unpriced model (5m) > {threshold}"),
     ],

@@ -62,6 +62,7 @@ class Exporter:
         self.store = Store(c.limits.max_series_per_metric)
         self.metrics = Metrics(self.store, c.histograms.duration_buckets)
         self.pricing = Pricing(load_table(c.pricing.file))
+        self.metrics.pricing_info.set((self.pricing.source, self.pricing.updated), 1)
         self.recorder = Recorder(self.metrics, self.pricing, c.components.names, c.limits.label_values,
                                  c.limits.tenant_values, c.limits.label_value_length)
         self.assembler = Assembler(c.traces)

@@ -68,8 +68,8 @@ def build():
                    Q(quantile(0.95, "gen_ai_client_token_usage", 'gen_ai_response_model=~"$model"',
                               by=("gen_ai_token_type", "gen_ai_response_model")),
                      "{{gen_ai_response_model}} {{gen_ai_token_type}}")),
-        timeseries("Unpriced tokens", "Tokens per second of models missing from the pricing table: their "
-                   "cost is not counted anywhere. Add them to the pricing YAML.", "cps",
+        timeseries("Unpriced tokens", "Tokens per second of models without a price (in neither the price "
+                   "database nor the overrides): their cost is not counted anywhere. Add them to pricing.file.", "cps",
                    Q(sum_rate("llm_unpriced_tokens_total", SERVICE, by=("model",)), "{{model}}")),
     ])
     return dashboard(

@@ -4,6 +4,8 @@ writes into a SpanRecord: the metrics, the summary and the sinks only read it.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from .pricing import Pricing
 
 
@@ -21,7 +23,9 @@ class SpanFacts:
         g = r.genai
         if g is None or g.usage is None or g.operation == "execute_tool" or not g.is_llm_call():
             return
-        price = self.pricing.price(g.model)
+        # The price in force when the call started (a span without a start time: now).
+        at = datetime.fromtimestamp(r.start / 1e9, UTC) if r.start else None
+        price = self.pricing.price(g.model, g.provider, at)
         if price is not None:
             u = g.usage
             r.cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation)

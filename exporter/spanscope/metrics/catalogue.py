@@ -129,6 +129,8 @@ class Metrics:
         self.build_info = sg("spanscope_build_info", "Build information; always 1.",
                              ("version", "python_version", "reader"))
         self.build_info.set((__version__, platform.python_version(), "native" if NATIVE_READER else "python"), 1)
+        self.budget = sg("llm_budget_usd", "LLM spend budgets of pricing.budgets_file, USD per period.",
+                         ("scope", "name", "period"))
         self.pricing_info = sg("spanscope_pricing_info", "The price data in use (since `updated`); always 1.",
                                ("source", "updated"))
         self.spans_received = sc("spanscope_spans_received_total", "Spans accepted.", ("protocol",))

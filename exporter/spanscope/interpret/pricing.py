@@ -150,11 +150,15 @@ def database_price(provider: str, mp: ModelPrice) -> Price | None:
                 for k in ("input", "output", "cache_read", "cache_write", "cache_write_1h")}
         if rate["input"] is None:
             return None
-        # Cached tokens the database does not price apart are billed as input (its own decomposition).
-        cache_write = rate["cache_write"] if rate["cache_write"] is not None else rate["input"]
-        return Price(provider=provider, input=rate["input"], output=rate["output"] or Decimal(0),
-                     cache_read=rate["cache_read"] if rate["cache_read"] is not None else rate["input"],
-                     cache_write=cache_write, cache_write_1h=rate["cache_write_1h"] or cache_write)
+        # A rate the database leaves out falls back as its decomposition does: cached tokens not priced
+        # apart are billed as input, one-hour writes as writes, no output price is free output.
+        fallback = {"output": Decimal(0), "cache_read": rate["input"], "cache_write": rate["input"]}
+        for key, value in fallback.items():
+            if rate[key] is None:
+                rate[key] = value
+        if rate["cache_write_1h"] is None:
+            rate["cache_write_1h"] = rate["cache_write"]
+        return Price(provider=provider, **rate)
 
     base = at(0)
     if base is None:

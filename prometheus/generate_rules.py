@@ -5,7 +5,8 @@
     prometheus/generate_rules.py         this file: PromQL, rule names, labels and annotations
       -> prometheus/rules/recording.yml  recording rules, `level:metric:operations`
       -> prometheus/rules/alerts.yml     alerting rules
-      -> prometheus/rules/slo.yml        SLI recording rules + multi-window multi-burn-rate alerts
+      -> prometheus/rules/slo.yml        SLI recording rules + multi-window multi-burn-rate alerts,
+                                         and the same for the LLM spend budgets (`budget_groups`)
       -> docs/alerts.md                  alert table (condition, severity, route, threshold keys)
 
 Layout of this file, in the manner of a mixin's per-area alert files:
@@ -681,8 +682,8 @@ ALERTS: dict[str, list[AlertSpec]] = {
             "LLMUnpricedTokens",
             expr="service_model:llm_unpriced_tokens:rate5m > {threshold}",
             summary="LLM tokens of a model without a price",
-            description="{{ $labels.service }} uses model {{ $labels.model }}, which is missing from the "
-                        "pricing table ({{ $value | humanize }} tokens/s over the last 5m): its cost is not "
+            description="{{ $labels.service }} uses model {{ $labels.model }}, which neither the price "
+                        "database nor the overrides know ({{ $value | humanize }} tokens/s over the last 5m): its cost is not "
                         "counted.",
             condition="tokens of an unpriced model (5m) > {threshold}"),
         AlertSpec(
@@ -1021,6 +1022,71 @@ def slo_groups(t: Thresholds) -> list[Group]:
 
 
 # ------------------------------------------------------------------------------------------------
+# Budgets: spend against the exporter's llm_budget_usd, projected exhaustion, burn-rate alerts
+# ------------------------------------------------------------------------------------------------
+
+# Scope -> (the counter of its spend, the label that names it). Tenants' spend is attributed to
+# requests (the only cost with a tenant); services' is every LLM call's.
+BUDGET_SPEND = {"tenant": ("pipeline_request_cost_usd_total", "tenant"),
+                "service": ("llm_cost_usd_total", "service")}
+BUDGET_PERIODS = {"day": "1d", "month": "30d"}  # a budget's period, as a window (a month is 30 days)
+BUDGET = "scope_name_period:llm_budget_usd:max"
+
+
+def _spend(scope: str, operation: str, window: str) -> str:
+    """Spend of every tenant or service over a window, with its name in `name` (as llm_budget_usd)."""
+    metric, label = BUDGET_SPEND[scope]
+    return f'sum by (name) (label_replace(sum by ({label}) ({operation}({metric}[{window}])), "name", "$1", "{label}", "(.*)"))'
+
+
+def budget_groups(t: Thresholds) -> list[Group]:
+    burn_rates = t.get("budgets.burn_rates")
+    windows = sorted({w for br in burn_rates for w in (br["long"], br["short"])}, key=_duration_seconds)
+    # Budgets are the same on every replica: max, not sum.
+    rules: list = [Record(BUDGET, "max by (scope, name, period) (llm_budget_usd)")]
+    for scope in BUDGET_SPEND:
+        rules += [Record(f"scope_name:llm_spend_usd:rate{w}", _spend(scope, "rate", w), {"scope": scope})
+                  for w in windows]
+        rules += [Record(f"scope_name:llm_spend_usd:increase{w}", _spend(scope, "increase", w), {"scope": scope})
+                  for w in BUDGET_PERIODS.values()]
+    for period, window in BUDGET_PERIODS.items():
+        budget = f'{BUDGET}{{period="{period}"}}'
+        seconds = _duration_seconds(window)
+        # The share of the budget spent over the last period (a day, 30 days).
+        spent = f"scope_name_period:llm_budget_spent:ratio_increase{window}"
+        rules.append(Record(spent, f"scope_name:llm_spend_usd:increase{window}\n/ on (scope, name)\n{budget}",
+                            {"period": period}))
+        # Burn rate: 1 spends the budget exactly over its period.
+        rules += [Record(f"scope_name_period:llm_budget_burn:rate{w}",
+                         f"scope_name:llm_spend_usd:rate{w} * {seconds}\n/ on (scope, name)\n{budget}",
+                         {"period": period}) for w in windows]
+        # Projected exhaustion: seconds until the rest of the budget is spent at the last hour's
+        # rate (no sample without spend; 0 once spent).
+        rules.append(Record(
+            f"{spent}:exhaustion_seconds_rate1h",
+            f"clamp_min(1 - {spent}, 0) * {seconds}\n/\n"
+            f'(scope_name_period:llm_budget_burn:rate1h{{period="{period}"}} > 0)', {"period": period}))
+    for i, br in enumerate(burn_rates):
+        sev, long_w, short_w, factor, for_ = br["severity"], br["long"], br["short"], num(br["factor"]), br["for"]
+        if sev not in SEVERITIES or not DURATION_RE.match(str(for_)):
+            raise GeneratorError(f"budgets.burn_rates[{i}]: severity {sev!r}, for {for_!r}")
+        lasts = {p: _human_days(_duration_seconds(w) / float(br["factor"])) for p, w in BUDGET_PERIODS.items()}
+        rules.append(Alert(
+            "LLMBudgetBurn", "budget", sev,
+            f"scope_name_period:llm_budget_burn:rate{long_w} > {factor}\n"
+            f"and\nscope_name_period:llm_budget_burn:rate{short_w} > {factor}", for_,
+            "An LLM spend budget is burning " + ("fast" if sev == "critical" else "steadily"),
+            "{{ $labels.scope }} {{ $labels.name }} spends its {{ $labels.period }} budget "
+            '{{ $value | printf "%.1f" }}x faster than the budget allows over the last ' + long_w
+            + f" (and the last {short_w} still shows it; threshold {factor}x): at this rate a month's "
+            f"budget is gone in {lasts['month']}, a day's in {lasts['day']}.",
+            f"spend rate > {factor}x the budget's rate over {long_w} and {short_w}",
+            [f"budgets.burn_rates[{i}]"], labels={"long_window": long_w, "short_window": short_w},
+            dashboard_var=None))
+    return [Group("spanscope.budget", rules)]
+
+
+# ------------------------------------------------------------------------------------------------
 # Rendering
 # ------------------------------------------------------------------------------------------------
 
@@ -1057,7 +1123,7 @@ class Generated:
 
 def build(cfg: dict) -> Generated:
     t = Thresholds(cfg)
-    rec, alerts, slo = recording_groups(t), alert_groups(t), slo_groups(t)
+    rec, alerts, slo = recording_groups(t), alert_groups(t), slo_groups(t) + budget_groups(t)
     # Every alert family must name a team and a dashboard; every alert in thresholds must exist.
     defined = {r.name for g in alerts for r in g.rules}
     unknown = sorted(set(cfg.get("alerts", {})) - defined)
@@ -1203,6 +1269,34 @@ def alerts_doc(gen: Generated, am_config: dict | None) -> str:
     ]
     for br in t.get("slo.burn_rates"):
         lines.append(f"| {br['severity']} | {br['long']} | {br['short']} | {num(br['factor'])} | {br['for']} |")
+    lines += [
+        "",
+        "## Budgets",
+        "",
+        *textwrap.wrap(
+            "Spend budgets per tenant and per service, in USD per day and per month, come from the "
+            "exporter's budgets file (`pricing.budgets_file`, see [metrics.md](metrics.md#budgets)); it "
+            "exports them as `llm_budget_usd{scope, name, period}`. A tenant's spend is "
+            "`pipeline_request_cost_usd_total`, a service's `llm_cost_usd_total`, both priced from the "
+            "genai-prices database and the overrides ([metrics.md](metrics.md#prices)). The rules record "
+            "the share of each budget spent over its period (`scope_name_period:llm_budget_spent:"
+            "ratio_increase1d`, `..._increase30d`: a month is the last 30 days), the projected exhaustion "
+            "at the last hour's rate (`...:exhaustion_seconds_rate1h`) and the burn rate per window "
+            "(`scope_name_period:llm_budget_burn:rate<window>`: spend rate / (budget / period), 1 spends "
+            "the budget exactly over its period). `LLMBudgetBurn` fires, in the manner of the SLO "
+            "burn-rate alerts, when both windows of a pair burn faster than the factor; its critical "
+            "rule pages the pipeline on-call (Alertmanager routes it before FinOps' mailbox, which gets "
+            "it too), its warning is FinOps' ticket. A tenant with a budget always keeps its own "
+            "`tenant` label value in the exporter, whatever `limits.tenant_values`.",
+            width=100, break_on_hyphens=False),
+        "",
+        "| Severity | Long window | Short window | Factor | `for` | A month's budget lasts | A day's lasts |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for br in t.get("budgets.burn_rates"):
+        lasts = [_human_days(_duration_seconds(w) / float(br["factor"])) for w in BUDGET_PERIODS.values()]
+        lines.append(f"| {br['severity']} | {br['long']} | {br['short']} | {num(br['factor'])} | {br['for']} | "
+                     f"{lasts[1]} | {lasts[0]} |")
     lines += [
         "",
         "## Recording rules",

@@ -19,6 +19,7 @@ from .config import Config, ConfigError, Dialects
 from .ingest import otlp_grpc as receiver_grpc
 from .ingest import otlp_http as receiver_http
 from .ingest.queue import Ingest
+from .interpret.budgets import load_budgets
 from .interpret.contract import Reading, configured
 from .interpret.facts import SpanFacts
 from .interpret.pricing import Pricing, load_table
@@ -71,8 +72,14 @@ class Exporter:
         self.store = Store(c.limits.max_series_per_metric)
         self.metrics = Metrics(self.store, c.histograms.duration_buckets)
         self.pricing = Pricing(load_table(c.pricing.file))
+        self.metrics.pricing_info.set((self.pricing.source, self.pricing.updated), 1)
+        self.budgets = load_budgets(c.pricing.budgets_file)
+        for b in self.budgets:
+            self.metrics.budget.set((b.scope, b.name, b.period), b.usd)
         self.recorder = Recorder(self.metrics, self.pricing, c.components.names, c.limits.label_values,
                                  c.limits.tenant_values, c.limits.label_value_length)
+        # A budgeted tenant keeps its own label value whatever the tenant cap: its spend is compared.
+        self.recorder.label.pin("tenant", {b.name for b in self.budgets if b.scope == "tenant"})
         self.assembler = Assembler(c.traces)
         self.features = Features(load_catalogue(c.features.file), c.features.state_file, c.features.max_rollout_stages)
         self.facts = SpanFacts(self.pricing, self.features.component_features())
@@ -105,7 +112,7 @@ class Exporter:
         add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
         add_interaction_routes(self.web_app, InteractionsApi(self.interactions))
         add_alert_routes(self.web_app, AlertsApi(c.overview.prometheus_url))
-        metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time())
+        metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time(), budgets=self.budgets)
         add_metrics_routes(self.web_app, metrics_api,
                            Insights(metrics_api, self.impact, self.experiments, self.features))
         self.http_app = receiver_http.make_app(self.ingest, c.limits,
@@ -123,6 +130,7 @@ class Exporter:
         """Load everything a start would load from files, raising ConfigError on a problem."""
         reading(config.dialects)
         load_table(config.pricing.file)
+        load_budgets(config.pricing.budgets_file)
         load_catalogue(config.features.file)
         load_web_config(config.listen.web_config_file)
         config.auth.token()

@@ -248,6 +248,7 @@ class Features(Strict):
 
 class Pricing(Strict):
     file: OptionalText
+    budgets_file: OptionalText
 
 
 def _not_blank(v: str | None) -> str | None:

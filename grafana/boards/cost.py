@@ -7,6 +7,7 @@ from .common import (
     Q,
     Row,
     dashboard,
+    table,
     quantile,
     ratio,
     stat,
@@ -68,11 +69,30 @@ def build():
                    Q(quantile(0.95, "gen_ai_client_token_usage", 'gen_ai_response_model=~"$model"',
                               by=("gen_ai_token_type", "gen_ai_response_model")),
                      "{{gen_ai_response_model}} {{gen_ai_token_type}}")),
-        timeseries("Unpriced tokens", "Tokens per second of models missing from the pricing table: their "
-                   "cost is not counted anywhere. Add them to the pricing YAML.", "cps",
+        timeseries("Unpriced tokens", "Tokens per second of models without a price (in neither the price "
+                   "database nor the overrides): their cost is not counted anywhere. Add them to pricing.file.", "cps",
                    Q(sum_rate("llm_unpriced_tokens_total", SERVICE, by=("model",)), "{{model}}")),
+    ])
+    # Every budget of the exporter's pricing.budgets_file (llm_budget_usd), day and month together;
+    # not filtered by the variables: budgets are few, and a budget is a tenant's or a service's.
+    both = ("scope_name_period:llm_budget_spent:ratio_increase1d{suffix} or "
+            "scope_name_period:llm_budget_spent:ratio_increase30d{suffix}")
+    budgets = Row("Budgets", [
+        table("Budgets", "Each budget of pricing.budgets_file: USD per period, the share spent over the last day "
+              "or 30 days, the burn rate over the last hour (1 spends the budget exactly over its period; "
+              "LLMBudgetBurn pages at 14.4) and the time until the rest is spent at that rate.", "short",
+              Q("scope_name_period:llm_budget_usd:max", "budget"),
+              Q(both.format(suffix=""), "spent"),
+              Q("scope_name_period:llm_budget_burn:rate1h", "burn"),
+              Q(both.format(suffix=":exhaustion_seconds_rate1h"), "exhausted in"),
+              columns={"Value #A": "Budget", "Value #B": "Spent", "Value #C": "Burn rate (1h)",
+                       "Value #D": "Spent in"},
+              units={"Budget": "currencyUSD", "Spent": "percentunit", "Burn rate (1h)": "x", "Spent in": "s"}),
+        timeseries("Budget burn rate", "Spend rate over the last hour / the rate that spends the budget "
+                   "exactly over its period, per budget.", "x",
+                   Q("scope_name_period:llm_budget_burn:rate1h", "{{scope}} {{name}} {{period}}")),
     ])
     return dashboard(
         UID, "spanscope · Cost Optimization",
         "LLM spend by model, token type, tenant and mode; cost per request, projections and cache savings.",
-        tags=["cost"], variables=["service", "mode", "tenant", "model"], rows=[overview, breakdown, tokens])
+        tags=["cost"], variables=["service", "mode", "tenant", "model"], rows=[overview, budgets, breakdown, tokens])

@@ -48,6 +48,8 @@ EXPORTER_CONFIG = {
     },
 }
 ROUTE_STORM = 150
+# Budgets of a tenant and a service that the traffic spends on: the cost dashboard's budget panels.
+BUDGETS = "tenants:\n  acme: {day: 5, month: 100}\nservices:\n  rag-api: {month: 1000}\n"
 
 
 def prom_get(base: str, path: str, **params) -> dict:
@@ -136,7 +138,8 @@ def stack(tmp_path_factory):
     procs = []
     loop = None
     try:
-        exporter = start_exporter(tmp, EXPORTER_CONFIG)
+        (tmp / "budgets.yaml").write_text(BUDGETS)
+        exporter = start_exporter(tmp, {**EXPORTER_CONFIG, "pricing": {"budgets_file": str(tmp / "budgets.yaml")}})
         procs.append(exporter)
         rule_files = sorted((REPO / "prometheus/rules").glob("*.yml"))
         prom = start_prometheus(tmp, {

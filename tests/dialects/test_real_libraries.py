@@ -27,7 +27,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import yaml
 from capture import SETUPS, ensure_venv, run_setup
 from fake_providers import (
     ANTHROPIC_THINKING_USAGE,
@@ -38,13 +37,12 @@ from fake_providers import (
     FakeProviders,
 )
 from processes import start_exporter, wait_until
+from published_prices import per_token
 from sdk import scrape, value
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_libraries]
 
 REPO = Path(__file__).resolve().parents[2]
-PRICING = yaml.safe_load((REPO / "exporter" / "spanscope" / "defaults" / "pricing.yaml").read_text())["models"]
-MILLION = Decimal(1_000_000)
 APP_SPAN = "app.handle_request"  # harness.APP_SPAN: the application's own span, named by it
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation", "cache_creation_1h", "reasoning")
 
@@ -190,13 +188,12 @@ def cost(model: str, u: Usage) -> dict[str, Decimal]:
     """The table's arithmetic: USD per million tokens; uncached input at the input price, cached
     input at cache_read / cache_write (each the input price when the table has none), the part written
     for one hour at cache_write_1h (cache_write when the table has none)."""
-    row = {k: Decimal(str(v)) / MILLION for k, v in PRICING[PRICED_AS[model]].items() if k != "provider"}
-    write = row.get("cache_write", row["input"])
+    row = per_token(PRICED_AS[model])
     return {"input": (u.input - u.cache_read - u.cache_creation) * row["input"],
             "output": u.output * row["output"],
-            "cache_read": u.cache_read * row.get("cache_read", row["input"]),
-            "cache_creation": (u.cache_creation - u.cache_creation_1h) * write
-            + u.cache_creation_1h * row.get("cache_write_1h", write)}
+            "cache_read": u.cache_read * row["cache_read"],
+            "cache_creation": (u.cache_creation - u.cache_creation_1h) * row["cache_write"]
+            + u.cache_creation_1h * row["cache_write_1h"]}
 
 
 def expected(setup: str) -> dict:

@@ -13,13 +13,12 @@ import json
 import logging
 import time
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 
 import pytest
-import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from published_prices import per_token
 from protospans import kvs
 from sdk import parse, value
 from spanscope.app import Exporter
@@ -29,7 +28,6 @@ from spanscope.metrics.exposition import render
 
 CAPTURES = Path(__file__).resolve().parents[1] / "dialects" / "captures"
 MS = 1_000_000
-M = Decimal(1_000_000)
 STATUS = {"UNSET": Status.STATUS_CODE_UNSET, "OK": Status.STATUS_CODE_OK, "ERROR": Status.STATUS_CODE_ERROR}
 
 # The fake server's usage (tests/dialects/README.md, "Calls and the numbers").
@@ -37,17 +35,8 @@ OPENAI_CHAT = dict(input=1200, cache_read=1024, cache_creation=0, output=300)
 ANTHROPIC_CHAT = dict(input=2600, cache_read=2000, cache_creation=500, output=50)
 
 
-def price(model: str) -> dict:
-    doc = yaml.safe_load(resources.files("spanscope").joinpath("defaults", "pricing.yaml").read_text())
-    p = {k: Decimal(str(v)) / M for k, v in doc["models"][model].items() if k != "provider"}
-    p.setdefault("cache_read", p["input"])
-    p.setdefault("cache_write", p["input"])
-    p.setdefault("cache_write_1h", p["cache_write"])
-    return p
-
-
 def table_cost(model: str, input, cache_read, cache_creation, output, cache_1h=0) -> Decimal:
-    p = price(model)
+    p = per_token(model)
     return ((input - cache_read - cache_creation) * p["input"] + cache_read * p["cache_read"]
             + (cache_creation - cache_1h) * p["cache_write"] + cache_1h * p["cache_write_1h"] + output * p["output"])
 
@@ -218,7 +207,7 @@ def test_library_cost_is_cross_checked(replayed):
     # litellm priced OpenAI's cached input at the cached rate; without the cached count the table
     # priced it all at the full input rate: litellm's figure is lower by the difference.
     s = replayed["litellm-otel"]
-    p = price("gpt-4o-mini")
+    p = per_token("gpt-4o-mini")
     want = 1024 * (p["input"] - p["cache_read"])
     got = value(s, "llm_cost_discrepancy_usd_total", service="chat", direction="reported_lower")
     assert Decimal(repr(got)).quantize(Decimal("1e-12")) == want.quantize(Decimal("1e-12"))

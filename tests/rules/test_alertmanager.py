@@ -68,6 +68,11 @@ ROUTES = [
     ({"alertname": "LLMUnpricedTokens", "severity": "info", "team": "finops", "category": "cost"},
      ["email-finops"]),
     ({"alertname": "X", "severity": "critical", "team": "finops", "category": "cost"}, ["email-finops"]),
+    # A budget burning fast pages (and FinOps is mailed); burning slowly it is FinOps' ticket.
+    ({"alertname": "LLMBudgetBurn", "severity": "critical", "team": "finops", "category": "cost"},
+     ["critical-pipeline", "email-finops"]),
+    ({"alertname": "LLMBudgetBurn", "severity": "warning", "team": "finops", "category": "cost"},
+     ["email-finops"]),
     ({"alertname": "X", "severity": "info", "team": "observability"}, ["slack-info"]),
     ({"alertname": "X", "severity": "info", "team": "pipeline"}, ["slack-info"]),
     # Watchdog goes only to the heartbeat, whatever else it carries.

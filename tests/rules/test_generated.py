@@ -198,7 +198,7 @@ def test_over_time_baselines_read_series_that_are_never_nan():
 
 
 def test_rules_use_fixed_windows_only():
-    allowed = {"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
+    allowed = {"5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"}  # 30d: a month budget's period
     for rule in all_rules():
         for w in WINDOW.findall(rule["expr"]):
             assert w in allowed, f"{rule.get('record') or rule.get('alert')}: window [{w}]"
@@ -213,9 +213,10 @@ def test_metric_names_exist_in_the_catalogue():
     recorded = {r["record"] for r in recording_rules()}
     functions = {"sum", "max", "by", "on", "and", "or", "rate", "increase", "histogram_quantile", "absent",
                  "vector", "count", "group", "ignoring", "group_left", "offset", "le", "unless",
-                 "avg_over_time", "stddev_over_time"}
+                 "avg_over_time", "stddev_over_time", "label_replace", "clamp_min"}
     for rule in all_rules():
         expr = re.sub(r'\{[^}]*\}', "", rule["expr"])   # drop label matchers
+        expr = re.sub(r'"[^"]*"', "", expr)                # and strings (label_replace's arguments)
         expr = re.sub(r"\b(by|on|ignoring|without|group_left|group_right) \([^)]*\)", "", expr)  # label lists
         expr = re.sub(r"\[[^\]]*\]", "", expr)
         expr = re.sub(r"\b\d+(\.\d+)?[smhdwy]?\b", "", expr)              # numbers, offset durations

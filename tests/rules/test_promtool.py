@@ -168,6 +168,12 @@ MUTATIONS = [
     ({"alerts.LLMCostGrowthWeekOverWeek.min_daily_cost": 50}, "cost_wow_test.yml"),
     ({"alerts.InteractionsDropped.warning.for": "5m"}, "exporter_test.yml"),
     ({"alerts.SpanscopeExporterSaturated.warning.threshold": 0.96}, "exporter_test.yml"),
+    ({"budgets.burn_rates": [{"severity": "critical", "long": "1h", "short": "5m", "factor": 14, "for": "2m"},
+                             {"severity": "warning", "long": "1d", "short": "2h", "factor": 3, "for": "1h"}]},
+     "budget_test.yml"),
+    ({"budgets.burn_rates": [{"severity": "critical", "long": "1h", "short": "5m", "factor": 14.4, "for": "2m"},
+                             {"severity": "warning", "long": "1d", "short": "2h", "factor": 3, "for": "50m"}]},
+     "budget_test.yml"),
 ]
 
 

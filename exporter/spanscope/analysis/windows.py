@@ -16,6 +16,7 @@ from .stats import Moments, histogram_quantile
 from .window import MinuteStats
 
 MONTH_HOURS = 730  # 365 × 24 / 12
+PERIOD_HOURS = {"day": 24, "month": MONTH_HOURS}  # a budget's period
 VIEWS = ("dashboard", "performance", "costs", "quality", "cache", "health")
 
 
@@ -84,9 +85,10 @@ def ratio(a, b):
 
 
 class MetricsApi:
-    def __init__(self, rollups, metrics, started_at: float, clock=time.time):
+    def __init__(self, rollups, metrics, started_at: float, clock=time.time, budgets=()):
         self.rollups = rollups
         self.metrics = metrics
+        self.budgets = budgets  # interpret.budgets.Budget
         self.started_at = started_at
         self.clock = clock
 
@@ -140,7 +142,28 @@ class MetricsApi:
                              "cost_per_request_usd": float(m.cost / m.requests) if m.requests else None}
                          for k, m in sorted(t.models.items())},
             "saved_usd_since_start": saved,
+            "budgets": self.budget_states(),
         }
+
+    def budget_states(self) -> list[dict]:
+        """Each budget against the spend since the exporter started, projected over the budget's period
+        at the same hourly rate: `over` when the projection passes the budget. (Prometheus holds the
+        spend per day and per 30 days: `scope_name_period:llm_budget_spent:ratio`.)"""
+        m, hours = self.metrics, max(self.clock() - self.started_at, 1.0) / 3600
+        spent = {"tenant": defaultdict(Decimal), "service": defaultdict(Decimal)}
+        for (_svc, _mode, tenant), s in m.request_cost.series.items():
+            spent["tenant"][tenant] += Decimal(str(s[0]))
+        for key, s in m.cost.series.items():
+            spent["service"][key[0]] += Decimal(str(s[0]))
+        states = []
+        for b in self.budgets:
+            used = spent[b.scope].get(b.name, Decimal(0))
+            projected = used / Decimal(str(hours)) * PERIOD_HOURS[b.period]
+            states.append({"scope": b.scope, "name": b.name, "period": b.period, "budget_usd": float(b.usd),
+                           "spent_usd_since_start": float(used), "projected_period_usd": float(projected),
+                           "projected_ratio": float(projected / b.usd),
+                           "state": "over" if projected > b.usd else "within"})
+        return states
 
     def quality(self, q: Query, t: Totals) -> dict:
         return {

@@ -6,6 +6,7 @@ summary and the sinks only read it.
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from .pricing import Cost, Pricing
@@ -88,7 +89,9 @@ class SpanFacts:
             return
         if g.usage is None:
             return
-        price = self.pricing.price(g.model)
+        # The price in force when the call started (a span without a start time: now).
+        at = datetime.fromtimestamp(r.start / 1e9, UTC) if r.start else None
+        price = self.pricing.price(g.model, g.provider, at)
         u = g.usage
         if price is not None:
             r.cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation, u.cache_creation_1h)

@@ -1,10 +1,20 @@
-"""LLM pricing: a table of USD per million tokens, model-name matching, exact decimal costs."""
+"""LLM pricing: the genai-prices database, overrides that win over it, exact decimal costs.
+
+Prices come from `genai-prices` (offline data: providers, model-name matching, long-context tiers and
+price changes over time). The embedded pricing.yaml and `pricing.file` hold overrides and additions
+(contract prices, private models), looked up first.
+"""
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
+from importlib.metadata import version
+
+from genai_prices import data_snapshot
+from genai_prices.types import ModelPrice, TieredPrices
 
 from ..config import ConfigError, load_embedded, read_yaml
 
@@ -22,14 +32,23 @@ _SUFFIXES = (
 
 @dataclass(frozen=True)
 class Price:
-    """USD per token (already divided by a million), exact."""
+    """USD per token (already divided by a million), exact; `tiers` are the rates in force when a call's
+    input tokens exceed a threshold (long-context pricing), lowest threshold first."""
 
     provider: str
     input: Decimal
     output: Decimal
     cache_read: Decimal
     cache_write: Decimal      # a 5-minute cache write
-    cache_write_1h: Decimal   # a 1-hour cache write (the table's cache_write when it gives none)
+    cache_write_1h: Decimal   # a 1-hour cache write (the 5-minute rate where the provider gives none)
+    tiers: tuple[tuple[int, Price], ...] = ()
+
+    def for_input(self, input_tokens: int) -> Price:
+        """The rates for a call with this many input tokens (cached ones included)."""
+        for start, rates in reversed(self.tiers):
+            if input_tokens > start:
+                return rates
+        return self
 
 
 @dataclass(frozen=True)
@@ -108,47 +127,116 @@ def candidates(model: str):
                 yield name
 
 
+# --- the genai-prices database -------------------------------------------------------------------------
+
+DATABASE = f"genai-prices {version('genai-prices')}"
+
+
+def _rate(value: Decimal | TieredPrices | None, input_tokens: int) -> Decimal | None:
+    """A price key's USD per token for a call with this many input tokens (the database's tier rule)."""
+    if isinstance(value, TieredPrices):
+        rate = value.base
+        for tier in reversed(value.tiers):
+            if input_tokens > tier.start:
+                rate = tier.price
+                break
+        return rate / MILLION
+    return None if value is None else value / MILLION
+
+
+def database_price(provider: str, mp: ModelPrice) -> Price | None:
+    """The database's price as a Price; None for a model without a token input price (images, audio)."""
+
+    def at(input_tokens: int) -> Price | None:
+        rate = {k: _rate(getattr(mp, f"{k}_mtok"), input_tokens)
+                for k in ("input", "output", "cache_read", "cache_write", "cache_write_1h")}
+        if rate["input"] is None:
+            return None
+        # A rate the database leaves out falls back as its decomposition does: cached tokens not priced
+        # apart are billed as input, one-hour writes as writes, no output price is free output.
+        fallback = {"output": Decimal(0), "cache_read": rate["input"], "cache_write": rate["input"]}
+        for key, value in fallback.items():
+            if rate[key] is None:
+                rate[key] = value
+        if rate["cache_write_1h"] is None:
+            rate["cache_write_1h"] = rate["cache_write"]
+        return Price(provider=provider, **rate)
+
+    base = at(0)
+    if base is None:
+        return None
+    starts = sorted({t.start for v in vars(mp).values() if isinstance(v, TieredPrices) for t in v.tiers})
+    return replace(base, tiers=tuple((start, at(start + 1)) for start in starts))
+
+
+def database_model(model: str, provider: str | None):
+    """The database's (provider id, ModelInfo) for a model as a span names it, or None. Tried in order:
+    as given with the span's provider, then with the provider a `provider/` prefix names, then by the
+    model name alone (the database knows dated names, Bedrock's `anthropic.` and Vertex's `@` forms)."""
+    snapshot = data_snapshot.get_snapshot()
+    name = model.strip().lower()
+    qualifier, _, bare = name.rpartition("/")
+    tries = [(name, provider), (name, None)]
+    if qualifier:
+        tries += [(bare, provider), (bare, qualifier.split("/")[-1]), (bare, None)]
+    for ref, provider_id in tries:
+        try:
+            found, info = snapshot.find_provider_model(ref, None, provider_id, None)
+        except LookupError:
+            continue
+        return found.id, info
+    return None
+
+
+# --- lookups and costs ---------------------------------------------------------------------------------
+
 class Pricing:
-    """Looks up prices by model name (memoised) and computes costs exactly."""
+    """Looks up prices by provider and model name (memoised) and computes costs exactly."""
 
     def __init__(self, table: dict[str, Price]):
-        self.table = table
-        self._by_length = sorted(table, key=len, reverse=True)
-        self._memo: dict[str, Price | None] = {}
+        self.table = table  # overrides and additions: they win over the database
+        self._memo: dict[tuple[str, str | None], Price | tuple | None] = {}
+        self._prices: dict[int, Price | None] = {}  # id(database ModelPrice) -> Price
         self._warned: set[str] = set()
+        self.source = DATABASE + (f" + {len(table)} overrides" if table else "")
+        self.updated = datetime.now(UTC).isoformat(timespec="seconds")  # when this data took over
 
-    def price(self, model: str | None) -> Price | None:
+    def price(self, model: str | None, provider: str | None = None, at: datetime | None = None) -> Price | None:
+        """The price of `model` (as the span names it; `provider` as the span names it helps the match)
+        in force at `at` (default now): an override if one matches, else the database's."""
         if not model:
             return None
-        if model in self._memo:
-            return self._memo[model]
-        found = None
-        for name in candidates(model):
-            if name in self.table:
-                found = self.table[name]
-                break
-        else:
-            # Longest known name that the model starts with, on a `-` boundary (gpt-4o-mini-audio).
-            base = name
-            for known in self._by_length:
-                if base.startswith(known + "-"):
-                    found = self.table[known]
-                    break
-        if len(self._memo) < 10_000:
-            self._memo[model] = found
-        return found
+        key = (model, provider)
+        found = self._memo.get(key, False)
+        if found is False:
+            found = self._override(model) or database_model(model, provider)
+            if len(self._memo) < 10_000:
+                self._memo[key] = found
+        if not isinstance(found, tuple):
+            return found
+        provider_id, info = found
+        mp = info.get_prices(at or datetime.now(UTC))  # the price in force then (dated changes)
+        if id(mp) not in self._prices:
+            self._prices[id(mp)] = database_price(provider_id, mp)
+        return self._prices[id(mp)]
+
+    def _override(self, model: str) -> Price | None:
+        # Exact names only (after prefix and suffix removal): an override of gpt-4o is not gpt-4o-mini's.
+        return next((self.table[name] for name in candidates(model) if name in self.table), None)
 
     def warn_unpriced(self, model: str) -> None:
         if model not in self._warned and len(self._warned) < 1000:
             self._warned.add(model)
-            log.warning("no price for model %r: its tokens are counted in llm_unpriced_tokens_total; "
-                        "add it to the pricing file (pricing.file)", model)
+            log.warning("no price for model %r in %s or the overrides: its tokens are counted in "
+                        "llm_unpriced_tokens_total; add it to the pricing file (pricing.file)", model, DATABASE)
 
     @staticmethod
     def cost(price: Price, input_tokens: int, output_tokens: int, cache_read: int, cache_creation: int,
              cache_creation_1h: int = 0) -> Cost:
         """Input tokens include cached ones: those are priced at the cache rates, not also at input.
-        Of the cache writes, `cache_creation_1h` are 1-hour writes (priced at cache_write_1h)."""
+        Of the cache writes, `cache_creation_1h` are 1-hour writes (priced at cache_write_1h). The
+        rates are those of the call's long-context tier, if the price has tiers."""
+        price = price.for_input(input_tokens)
         uncached = max(input_tokens - cache_read - cache_creation, 0)
         long = min(cache_creation_1h, cache_creation)
         return Cost(

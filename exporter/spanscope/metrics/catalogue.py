@@ -68,7 +68,8 @@ class Metrics:
                       ("service", "provider", "model", "token_type"), exact=True)
         self.cost_saved = c("llm_cost_saved_usd_total", "LLM cost avoided by prompt and response caching, USD.",
                             ("service", "provider", "model", "source"), exact=True)
-        self.unpriced_tokens = c("llm_unpriced_tokens_total", "Tokens of models missing from the pricing table.",
+        self.unpriced_tokens = c("llm_unpriced_tokens_total",
+                                 "Tokens of models without a price (in neither the price database nor the overrides).",
                                  ("service", "model"))
         self.cost_discrepancy = c("llm_cost_discrepancy_usd_total",
                                   "Difference between the cost an instrumentation reported and the pricing table's, "
@@ -136,6 +137,10 @@ class Metrics:
         self.build_info = sg("spanscope_build_info", "Build information; always 1.",
                              ("version", "python_version", "reader"))
         self.build_info.set((__version__, platform.python_version(), "native" if NATIVE_READER else "python"), 1)
+        self.budget = sg("llm_budget_usd", "LLM spend budgets of pricing.budgets_file, USD per period.",
+                         ("scope", "name", "period"))
+        self.pricing_info = sg("spanscope_pricing_info", "The price data in use (since `updated`); always 1.",
+                               ("source", "updated"))
         self.spans_received = sc("spanscope_spans_received_total", "Spans accepted.", ("protocol",))
         self.spans_rejected = sc("spanscope_spans_rejected_total", "Spans dropped, by reason.", ("protocol", "reason"))
         self.spans_duplicate = sc("spanscope_spans_duplicate_total",

@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    pytest.importorskip("locust")
+    # locust is not imported here: importing it monkey-patches the process with gevent (sockets,
+    # threads, ssl), which breaks every test that runs after it in this pytest process.
     out = tmp_path_factory.mktemp("baseline")
     # Every answer rated, so the feedback path (interaction_id -> exporter) is exercised in seconds.
     env = {**os.environ, "LOADTEST_FEEDBACK_SHARE": "1"}

@@ -20,6 +20,9 @@
  *
  * No Python code runs while a body is read (only str/bytes/int/float/dict/list/tuple creation);
  * the body's buffer is held for the whole read.
+ *
+ * Schema: OTLP as the `opentelemetry-proto` the exporter depends on defines it (>= 1.30, < 2).
+ * tests/exporter/test_wire_schema.py checks SCHEMA below against that package's descriptors.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -302,6 +302,10 @@ OPERATIONS = {
     "invoke_agent": GLUE, "create_agent": GLUE, "invoke_workflow": GLUE, "execute_task": GLUE,
 }
 
+# The operations that are a call to a provider (gen_ai_client_operation_duration_seconds; two spans
+# of one call count once), as opposed to retrievals, tools and glue.
+PROVIDER_CALLS = frozenset(op for op, component in OPERATIONS.items() if component == LLM) | {"embeddings", "embedding"}
+
 # A span kind (`openinference.span.kind`, `traceloop.span.kind`) -> the operation it stands for,
 # when the span gives none.
 KINDS = {
@@ -326,9 +330,14 @@ class Dialect(NamedTuple):
     input_excludes_cache: bool = False  # its input count leaves cached input out: added back
     component: str = ""               # every span of these scopes is this component
     span_names: tuple[tuple[str, str], ...] = ()  # (regex, component) for its glue spans
+    call_name: str = ""               # regex (groups `operation`, `model`): a span so named without GenAI
+    provider: str = ""                # attributes is a call to this provider (a failed call's bare span)
 
 
 CONVENTION = Dialect("OpenTelemetry GenAI semantic conventions", ())
+
+# The convention's span name, `{gen_ai.operation.name} {gen_ai.request.model}`, for a provider call.
+CALL_NAME = r"^(?P<operation>chat|text_completion|generate_content|embeddings) (?P<model>\S+)$"
 
 DIALECTS: tuple[Dialect, ...] = (
     Dialect("OpenLLMetry", ("opentelemetry.instrumentation.openai.v1", "opentelemetry.instrumentation.anthropic",
@@ -354,9 +363,11 @@ DIALECTS: tuple[Dialect, ...] = (
             "`llm_calls_without_cache_details_total`), `error.type` as a class repr"),
     Dialect("OpenLIT (Anthropic)", ("openlit.instrumentation.anthropic",), ("openlit",),
             "as OpenLIT; its input count leaves the cache out: cache read and written are added back",
-            input_excludes_cache=True),
+            input_excludes_cache=True, call_name=CALL_NAME, provider="anthropic"),
     Dialect("OpenLIT", ("openlit.instrumentation.*",), ("openlit",),
-            "`gen_ai.usage.*`, `gen_ai.usage.cost`, `gen_ai.server.time_to_first_token` (streamed calls only)"),
+            "`gen_ai.usage.*`, `gen_ai.usage.cost`, `gen_ai.server.time_to_first_token` (streamed calls only); "
+            "a failed call's span carries no attributes: a call from its name `chat <model>`",
+            call_name=CALL_NAME),
     Dialect("litellm", ("litellm",), ("litellm",),
             "`gen_ai.usage.*`, `gen_ai.cost.total_cost`, `llm.is_streaming` (no cached-token counts in the default "
             "mode: `llm_calls_without_cache_details_total`)",

@@ -24,6 +24,7 @@ from .attributes import (
     KINDS,
     LLM,
     OPERATIONS,
+    PROVIDER_CALLS,
     RAG,
     SPAN,
     TEXT,
@@ -171,8 +172,9 @@ class GenAI(namedtuple("GenAI", _names("genai") + ("model", "usage", "cache_deta
         """The cost the instrumentation computed (OpenLIT, litellm), exact as sent."""
         return None if self.reported_cost is None else Decimal(repr(self.reported_cost))
 
-    def is_llm_call(self) -> bool:
-        return self.operation in LLM_OPERATIONS or self.usage is not None or (
+    def is_provider_call(self) -> bool:
+        """A call to a provider (chat, completion, embeddings), with or without token counts."""
+        return self.operation in PROVIDER_CALLS or self.usage is not None or (
             self.provider is not None and self.operation is None)
 
 
@@ -224,6 +226,20 @@ def _genai(values: list, dialect: Dialect, first_chunk_s: float | None) -> GenAI
     return _new(GenAI, genai)
 
 
+_BARE = dict.fromkeys(GenAI._fields)
+
+
+def _named_call(name: str, dialect: Dialect) -> GenAI | None:
+    """The call a span without GenAI attributes is, by its name, for a dialect whose failed calls
+    carry none (OpenLIT's `chat <model>` span of a 429)."""
+    m = dialect.call_name.match(name)
+    if m is None:
+        return None
+    model = m["model"]
+    return GenAI(**dict(_BARE, operation=m["operation"], request_model=model, model=model,
+                        provider=dialect.provider or None, cache_details=False))
+
+
 # --- dialects, resolved once per instrumentation scope -------------------------------------------
 
 class Dialects:
@@ -233,7 +249,8 @@ class Dialects:
     MAX_SCOPES = 10_000  # scope names remembered; past it, resolved each time, not logged
 
     def __init__(self, dialects=DIALECTS):
-        self.dialects = tuple(d._replace(span_names=tuple((re.compile(p), c) for p, c in d.span_names))
+        self.dialects = tuple(d._replace(span_names=tuple((re.compile(p), c) for p, c in d.span_names),
+                                         call_name=re.compile(d.call_name) if d.call_name else None)
                               for d in dialects)
         self.of_scope: dict[str, Dialect] = {}
 
@@ -380,7 +397,10 @@ def read_span(raw: RawSpan, service: str, span_names, dialects: Dialects = DEFAU
     r.flags = r.breaker_events = ()  # most spans have no events: no lists for them (see attributes._text_list)
     first_chunk = _events(events, r) if events else None
     dialect = dialects.of_scope.get(scope) or dialects(scope)
-    r.genai = _genai(values, dialect, first_chunk) if groups & GENAI else None
+    if groups & GENAI:
+        r.genai = _genai(values, dialect, first_chunk)
+    else:  # a bare span is a call only where its dialect names calls so (no work for the others)
+        r.genai = _named_call(name, dialect) if dialect.call_name else None
     r.component = component_of(name, r.component, r.genai, span_names, dialect)
     r.error = status_code == STATUS_ERROR or r.error_type is not None
     if r.error and r.error_type is None:

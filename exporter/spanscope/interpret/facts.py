@@ -9,9 +9,11 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from .contract import RAG_OPERATIONS
 from .pricing import Cost, Pricing
 
 ZERO = Decimal(0)
+ANY_CALL = None  # a child with token counts: its parent, if a provider call, is a wrapper of it
 
 
 class Calls:
@@ -25,9 +27,11 @@ class Calls:
       answer every call with one id: calls one after the other never overlap);
     - a failed call (no response, so no id): the same provider, request model and parent,
       overlapping in time, from another instrumentation scope;
-    - an LLM span whose child was an LLM call with token counts (llama-index's `predict` over its
-      `chat`): children end, and so arrive, first.
-    The first span reported wins."""
+    - an LLM span whose child was an LLM call with token counts (a framework's LLM span over the
+      SDK's), or a span whose child was the same operation from the same scope (llama-index's public
+      method over its private one: `predict` over `chat`, `retrieve` over `_retrieve`,
+      `get_query_embedding` over `_get_query_embedding`): children end, and so arrive, first.
+    The first span reported wins. Retrievals are checked for the last rule only."""
 
     SIZE = 10_000  # calls remembered per map
 
@@ -37,19 +41,37 @@ class Calls:
         # finding the next one scan the deleted slots.
         self.by_id: OrderedDict = OrderedDict()     # (provider, response id) -> (start, end)
         self.unnamed: OrderedDict = OrderedDict()   # (provider, request model, parent id) -> (start, end, scope)
-        self.wrappers: OrderedDict = OrderedDict()  # (trace id, span id) of a counted call's parent -> True
+        # (trace id, span id) of a counted span's parent -> {(scope, operation) of its children, ANY_CALL}
+        self.wrappers: OrderedDict = OrderedDict()
 
     def _remember(self, table: OrderedDict, key, value) -> None:
         table[key] = value  # a key is added once while remembered: a second span with it is a repeat
         if len(table) > self.size:
             table.popitem(last=False)
 
-    def repeated(self, r) -> bool:
-        """Whether `r` (an LLM call span) reports a call already counted; else remembers it."""
+    def wraps(self, r) -> bool:
+        """Whether `r` wraps a counted span of its own operation (see above); else remembers it as
+        its parent's child."""
         g = r.genai
-        wrappers = self.wrappers
-        if wrappers.pop((r.trace_id, r.span_id), False):
+        children = self.wrappers.pop((r.trace_id, r.span_id), None)
+        if children is not None and ((r.scope, g.operation) in children or (
+                ANY_CALL in children and g.is_provider_call())):
             return True
+        if r.parent_id:
+            key = (r.trace_id, r.parent_id)
+            siblings = self.wrappers.get(key)
+            if siblings is None:
+                self._remember(self.wrappers, key, siblings := set())
+            siblings.add((r.scope, g.operation))
+            if g.usage is not None:
+                siblings.add(ANY_CALL)
+        return False
+
+    def repeated(self, r) -> bool:
+        """Whether `r` (a provider call span) reports a call already counted; else remembers it."""
+        if self.wraps(r):
+            return True
+        g = r.genai
         if g.response_id:
             key = (g.provider, g.response_id)
             seen = self.by_id.get(key)
@@ -62,14 +84,12 @@ class Calls:
             if seen is not None and seen[2] != r.scope and seen[0] <= r.end and r.start <= seen[1]:
                 return True
             self._remember(self.unnamed, key, (r.start, r.end, r.scope))
-        if g.usage is not None and r.parent_id:
-            self._remember(wrappers, (r.trace_id, r.parent_id), True)
         return False
 
 
 class SpanFacts:
     """`facts(record)` completes a record: `feature` (the span's own, else its component's in the
-    feature catalogue), `duplicate` (its LLM call was counted from another span) and `cost` (a
+    feature catalogue), `duplicate` (its provider call or retrieval was counted from another span) and `cost` (a
     pricing.Cost, None for a call neither the table nor its instrumentation priced, or no LLM call).
     A model the table does not price is costed at the instrumentation's own figure (`Cost.reported`)."""
 
@@ -82,7 +102,12 @@ class SpanFacts:
         if r.feature is None:
             r.feature = self.component_features.get(r.component)
         g = r.genai
-        if g is None or g.operation == "execute_tool" or not g.is_llm_call():
+        if g is None:
+            return
+        if g.operation in RAG_OPERATIONS and not g.is_provider_call():  # a retrieval
+            r.duplicate = self.calls.wraps(r)
+            return
+        if g.operation == "execute_tool" or not g.is_provider_call():
             return
         if self.calls.repeated(r):
             r.duplicate = True

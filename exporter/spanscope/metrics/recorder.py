@@ -127,8 +127,9 @@ class Recorder:
         m = self.m
         if svc not in self.services:
             self._new_service(svc)
-        if r.duplicate:  # its call was counted from another span (interpret.facts.Calls)
-            m.llm_spans_deduplicated.inc((svc, self.label("scope", r.scope or "unknown")))
+        if r.duplicate:  # its call or retrieval was counted from another span (interpret.facts.Calls)
+            if r.genai.is_provider_call():
+                m.llm_spans_deduplicated.inc((svc, self.label("scope", r.scope or "unknown")))
             return
         comp = self.label("component", r.component)
         duration = (r.end - r.start) * NS
@@ -142,7 +143,7 @@ class Recorder:
         if genai is not None:
             if genai.operation == "execute_tool":
                 m.tool_calls.inc((svc, self.label("tool", genai.tool or "unknown"), "failure" if error else "success"))
-            elif genai.is_llm_call():
+            elif genai.is_provider_call():
                 self._record_genai(r, genai, svc, duration)
         if r.cache is not None:
             self._record_cache(r.cache, svc)

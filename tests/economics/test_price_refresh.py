@@ -10,7 +10,6 @@ from aiohttp import web
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice
 from pydantic_core import to_jsonable_python
-
 from spanscope.interpret.price_refresh import PriceRefresh
 from spanscope.interpret.pricing import Pricing, load_table
 

@@ -22,6 +22,8 @@ from .ingest.queue import Ingest
 from .interpret.budgets import load_budgets
 from .interpret.contract import Reading, configured
 from .interpret.facts import SpanFacts
+from .interpret.price_refresh import RESULTS as REFRESH_RESULTS
+from .interpret.price_refresh import PriceRefresh
 from .interpret.pricing import Pricing, load_table
 from .interpret.traces import Assembler
 from .metrics.catalogue import Metrics
@@ -72,7 +74,7 @@ class Exporter:
         self.store = Store(c.limits.max_series_per_metric)
         self.metrics = Metrics(self.store, c.histograms.duration_buckets)
         self.pricing = Pricing(load_table(c.pricing.file))
-        self.metrics.pricing_info.set((self.pricing.source, self.pricing.updated), 1)
+        self._show_pricing()
         self.budgets = load_budgets(c.pricing.budgets_file)
         for b in self.budgets:
             self.metrics.budget.set((b.scope, b.name, b.period), b.usd)
@@ -125,6 +127,15 @@ class Exporter:
         self._grpc = None
         self.stopping = asyncio.Event()
 
+    def _show_pricing(self) -> None:
+        """spanscope_pricing_info names the data that prices now (one series)."""
+        self.metrics.pricing_info.load({(self.pricing.source, self.pricing.updated): 1})
+
+    def _refreshed(self, result: str) -> None:
+        self.metrics.pricing_refreshes.inc((result,))
+        if result == "updated":
+            self._show_pricing()
+
     @staticmethod
     def check(config: Config) -> None:
         """Load everything a start would load from files, raising ConfigError on a problem."""
@@ -156,6 +167,12 @@ class Exporter:
         self._tasks.append(asyncio.create_task(self.ingest.consume(), name="ingest"))
         interval = min(max(self.config.traces.finish_delay / 2, 0.01), 0.5)
         self._tasks.append(asyncio.create_task(self.ingest.housekeeping(interval), name="housekeeping"))
+        refresh = self.config.pricing.refresh
+        if refresh.url:
+            for result in REFRESH_RESULTS:
+                self.metrics.pricing_refreshes.touch((result,))
+            prices = PriceRefresh(self.pricing, refresh.url, refresh.interval, report=self._refreshed)
+            self._tasks.append(asyncio.create_task(prices.run(), name="price refresh"))
         await self._serve(self.web_app, c.web, "web", "web")
         await self._serve(self.http_app, c.otlp_http, "OTLP/HTTP", "otlp_http")
         self._grpc = receiver_grpc.make_server(self.ingest, c.otlp_grpc, self.config.limits, self.security,

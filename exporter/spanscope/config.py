@@ -129,6 +129,7 @@ def _regex(v):
         raise ValueError(f"invalid regular expression: {exc}") from None
 
 
+HTTP_URL = r"^https?://[^\s/]+(/\S*)?$"
 PositiveInt = Annotated[int, Field(gt=0), expect("a positive integer")]
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0), expect("seconds or a duration like 30s")]
 Address = Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$"), AfterValidator(_port_in_range),
@@ -246,9 +247,15 @@ class Features(Strict):
         return {name: s.model_dump(exclude_defaults=True) for name, s in self.scenarios.items()}
 
 
+class PriceRefresh(Strict):
+    url: Annotated[str | None, Field(pattern=HTTP_URL), expect("an http:// or https:// URL, or null (no refresh)")]
+    interval: Annotated[float, BeforeValidator(_seconds), Field(ge=1), expect("a duration of 1s or more, like 24h")]
+
+
 class Pricing(Strict):
     file: OptionalText
     budgets_file: OptionalText
+    refresh: PriceRefresh
 
 
 def _not_blank(v: str | None) -> str | None:
@@ -299,7 +306,7 @@ class Store(Strict):
 
 
 class Overview(Strict):
-    prometheus_url: Annotated[str | None, Field(pattern=r"^https?://[^\s/]+(/\S*)?$"),
+    prometheus_url: Annotated[str | None, Field(pattern=HTTP_URL),
                               expect("an http:// or https:// URL, or null")]
 
 

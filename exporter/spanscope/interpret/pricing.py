@@ -169,11 +169,10 @@ def database_price(provider: str, mp: ModelPrice) -> Price | None:
     return replace(base, tiers=tuple((start, at(start + 1)) for start in starts))
 
 
-def database_model(model: str, provider: str | None):
+def database_model(snapshot: data_snapshot.DataSnapshot, model: str, provider: str | None):
     """The database's (provider id, ModelInfo) for a model as a span names it, or None. Tried in order:
     as given with the span's provider, then with the provider a `provider/` prefix names, then by the
     model name alone (the database knows dated names, Bedrock's `anthropic.` and Vertex's `@` forms)."""
-    snapshot = data_snapshot.get_snapshot()
     name = model.strip().lower()
     qualifier, _, bare = name.rpartition("/")
     tries = [(name, provider), (name, None)]
@@ -195,10 +194,15 @@ class Pricing:
 
     def __init__(self, table: dict[str, Price]):
         self.table = table  # overrides and additions: they win over the database
+        self._warned: set[str] = set()
+        self.use(data_snapshot.get_snapshot(), DATABASE)  # the data bundled with the library
+
+    def use(self, snapshot: data_snapshot.DataSnapshot, source: str) -> None:
+        """Price from `snapshot` (the bundled data, or a refresh's) from now on."""
+        self.snapshot = snapshot
         self._memo: dict[tuple[str, str | None], Price | tuple | None] = {}
         self._prices: dict[int, Price | None] = {}  # id(database ModelPrice) -> Price
-        self._warned: set[str] = set()
-        self.source = DATABASE + (f" + {len(table)} overrides" if table else "")
+        self.source = source + (f" + {len(self.table)} overrides" if self.table else "")
         self.updated = datetime.now(UTC).isoformat(timespec="seconds")  # when this data took over
 
     def price(self, model: str | None, provider: str | None = None, at: datetime | None = None) -> Price | None:
@@ -209,7 +213,7 @@ class Pricing:
         key = (model, provider)
         found = self._memo.get(key, False)
         if found is False:
-            found = self._override(model) or database_model(model, provider)
+            found = self._override(model) or database_model(self.snapshot, model, provider)
             if len(self._memo) < 10_000:
                 self._memo[key] = found
         if not isinstance(found, tuple):

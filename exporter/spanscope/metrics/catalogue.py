@@ -141,6 +141,9 @@ class Metrics:
                          ("scope", "name", "period"))
         self.pricing_info = sg("spanscope_pricing_info", "The price data in use (since `updated`); always 1.",
                                ("source", "updated"))
+        self.pricing_refreshes = sc("spanscope_pricing_refreshes_total",
+                                    "Refreshes of the price data (pricing.refresh) by result: updated, unchanged, "
+                                    "fetch_error, invalid (the last good data kept).", ("result",))
         self.spans_received = sc("spanscope_spans_received_total", "Spans accepted.", ("protocol",))
         self.spans_rejected = sc("spanscope_spans_rejected_total", "Spans dropped, by reason.", ("protocol", "reason"))
         self.spans_duplicate = sc("spanscope_spans_duplicate_total",

@@ -120,3 +120,10 @@ def test_bad_pricing_files_name_the_key(tmp_path, text, message):
     f.write_text(text)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
         load_table(str(f))
+
+
+def test_a_model_named_without_its_provider_is_priced_when_its_providers_agree(pricing):
+    """litellm's embedding spans carry an empty provider: text-embedding-3-small is listed by OpenAI
+    and Azure at the same 0.02 per million, so the choice does not matter and the call is priced."""
+    price = pricing.price("text-embedding-3-small", None)
+    assert price is not None and (price.input, price.output) == (per_token("0.02"), Decimal(0))

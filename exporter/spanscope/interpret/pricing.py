@@ -184,6 +184,24 @@ def database_model(snapshot: data_snapshot.DataSnapshot, model: str, provider: s
         except LookupError:
             continue
         return found.id, info
+    if provider is None and not qualifier:
+        return _anywhere(snapshot, name)
+    return None
+
+
+def _anywhere(snapshot: data_snapshot.DataSnapshot, name: str):
+    """A model named without its provider (litellm's embedding spans) that the database matches only
+    under providers: priced when every provider listing it charges the same now (so which one does
+    not matter, e.g. OpenAI and Azure for text-embedding-3-small); else left unpriced."""
+    found = []
+    for p in snapshot.providers:
+        try:
+            found.append(snapshot.find_provider_model(name, None, p.id, None))
+        except LookupError:
+            continue
+    now = datetime.now(UTC)
+    if found and len({repr(info.get_prices(now)) for _, info in found}) == 1:
+        return found[0][0].id, found[0][1]
     return None
 
 

@@ -10,6 +10,7 @@ from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
 from fake_providers import ANTHROPIC_USAGE, OPENAI_USAGE, FakeProviders
 from processes import start_exporter, wait_until
+from http_helpers import call
 from sdk import http_exporter, provider, scrape, value
 
 M = Decimal(1_000_000)
@@ -97,3 +98,40 @@ def test_openai_and_anthropic_tokens_and_cost_match_the_published_prices(exporte
                  le="256.0") == 0
     assert value(s, "gen_ai_client_token_usage_bucket", gen_ai_provider_name="openai", gen_ai_token_type="output",
                  le="1024.0") == 3
+
+
+def test_the_interaction_store_the_metrics_and_the_api_agree_on_cost(exporter):
+    """Cost per interaction comes from the same prices: on the same requests, the stored interactions'
+    costs, llm_cost_usd_total and the metrics API's costs view add up to the same amount, to the
+    cent and beyond (exact decimals where each side keeps them), and that amount is the published
+    prices' arithmetic."""
+    service = f"agree-{uuid.uuid4().hex[:6]}"
+    tp = provider(http_exporter(exporter.urls["http"]), service)
+    OpenAIInstrumentor().instrument(tracer_provider=tp)
+    try:
+        with FakeProviders() as llm:
+            oa = openai.OpenAI(base_url=llm.url + "/v1", api_key="test-key", max_retries=0)
+            for _ in range(5):
+                oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])
+    finally:
+        OpenAIInstrumentor().uninstrument()
+        tp.shutdown()
+    web = exporter.urls["web"]
+
+    def stored():
+        status, doc = call("GET", f"{web}/api/v1/interactions?service={service}&limit=500")
+        assert status == 200, doc
+        return doc["interactions"] if len(doc["interactions"]) == 5 else None
+
+    rows = wait_until(stored, what="five interactions stored")
+    u, p = OPENAI_USAGE, published_price("gpt-4o-mini")
+    cached = u["prompt_tokens_details"]["cached_tokens"]
+    one_call = ((u["prompt_tokens"] - cached) * p["input"] + cached * p["cache_read"]
+                + u["completion_tokens"] * p["output"])
+    assert [Decimal(r["cost_usd"]) for r in rows] == [one_call] * 5
+    s = scrape(web)
+    metric = sum(Decimal(str(v)) for k, v in s.get("llm_cost_usd_total", {}).items() if dict(k)["service"] == service)
+    assert metric == 5 * one_call
+    status, doc = call("GET", f"{web}/api/metrics/costs?service={service}&time_window_minutes=60")
+    assert status == 200, doc
+    assert Decimal(str(doc["data"]["total_usd"])) == 5 * one_call  # a float of the exact sum: same digits

@@ -327,8 +327,16 @@ class Config(Strict):
 
 
 # Every option's dotted path (bench/common.py asks whether one exists).
-SCHEMA = frozenset(f"{section}.{key}" for section, field in Config.model_fields.items()
-                   for key in field.annotation.model_fields)
+def _paths(model: type[BaseModel], prefix: str = ""):
+    for name, field in model.model_fields.items():
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            yield from _paths(nested, f"{prefix}{name}.")
+        else:
+            yield prefix + name
+
+
+SCHEMA = frozenset(_paths(Config))
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -354,16 +362,17 @@ def env_overrides(environ=os.environ) -> list[str]:
 
 
 def _merge(tree: dict, sections: Any, origin: str) -> None:
-    """Merge a file's sections over `tree` key by key (a value that is a mapping replaces the whole value)."""
+    """Merge a file's sections over `tree` key by key, into nested sections too (`pricing.refresh`): a
+    value that is not a mapping replaces the whole value."""
     if not isinstance(sections, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level")
-    for section, options in sections.items():
-        if options is None and isinstance(tree.get(section), dict):
+    for key, value in sections.items():
+        if value is None and isinstance(tree.get(key), dict):
             continue  # a section whose keys are all commented out
-        if isinstance(options, dict) and isinstance(tree.get(section), dict):
-            tree[section].update(options)
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value, origin)
         else:
-            tree[section] = options
+            tree[key] = value
 
 
 def load(path: str | None = None, overrides: list[str] = (), environ=os.environ) -> Config:
@@ -374,10 +383,13 @@ def load(path: str | None = None, overrides: list[str] = (), environ=os.environ)
         _merge(tree, read_yaml(path, "--config") or {}, f"config file {path}")
     for text in [*env_overrides(environ), *overrides]:
         key, value = _parse_override(text)
-        section, _, option = key.partition(".")
-        if not option or not isinstance(tree.get(section), dict):
+        *parents, option = key.split(".")
+        node = tree
+        for part in parents:  # `pricing.refresh.url`: into the nested section
+            node = node.get(part) if isinstance(node, dict) else None
+        if not parents or not isinstance(node, dict):
             raise ConfigError(f"{key}: unknown option (known: {', '.join(sorted(SCHEMA))})")
-        tree[section][option] = value
+        node[option] = value
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -11,8 +11,15 @@ from spanscope.config import SCHEMA, ConfigError, Limits, Traces, load, load_emb
 
 
 def test_every_embedded_default_is_a_known_option():
-    embedded = {f"{section}.{key}" for section, options in load_embedded("config.yaml").items() for key in options}
-    assert SCHEMA == embedded
+    def paths(options: dict, prefix: str = ""):
+        for key, value in options.items():
+            path = prefix + key
+            if isinstance(value, dict) and path not in SCHEMA:  # a section, possibly inside a section
+                yield from paths(value, path + ".")
+            else:
+                yield path
+
+    assert SCHEMA == set(paths(load_embedded("config.yaml")))
 
 
 def test_sections_are_typed_and_frozen():
@@ -90,3 +97,17 @@ def test_an_empty_token_file_is_an_error(tmp_path):
     config = load(overrides=[f"auth.bearer_token_file={tmp_path / 'token'}"], environ={})
     with pytest.raises(ConfigError, match="auth.bearer_token_file: .* is empty"):
         config.auth.token()
+
+
+def test_nested_sections_take_flags_environment_and_partial_files(tmp_path):
+    """`pricing.refresh` is a section inside a section: `--set`, `SPANSCOPE__…` and a file that names
+    only some of its keys reach it, and the keys not named keep their defaults."""
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"pricing": {"refresh": {"interval": "1h"}}}))
+    c = load(str(f), ["pricing.refresh.url=http://127.0.0.1:9/data.json"],
+             environ={"SPANSCOPE__PRICING__REFRESH__INTERVAL": "2h"})
+    assert (c.pricing.refresh.url, c.pricing.refresh.interval) == ("http://127.0.0.1:9/data.json", 7200)
+    assert load(str(f), environ={}).pricing.refresh.url is None  # the file named only the interval
+    with pytest.raises(ConfigError, match=r"pricing\.refresh\.nope: unknown option"):
+        load(None, ["pricing.refresh.nope=1"], environ={})
+    assert "pricing.refresh.url" in SCHEMA

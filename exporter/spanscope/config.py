@@ -47,6 +47,15 @@ def read_yaml(path: str, setting: str) -> Any:
         raise ConfigError(f"{setting}: {path} is not valid YAML: {exc}") from None
 
 
+def read_secret(path: str, setting: str) -> str:
+    """The stripped text of a secret's file (`setting` names the option); ConfigError saying which."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {exc.filename}: {exc.strerror}") from None
+
+
 # --- value types shared by the config and the API models -------------------------------------------
 
 def expect(what: str) -> WrapValidator:
@@ -276,11 +285,7 @@ class Auth(Strict):
         if self.bearer_token:
             return self.bearer_token
         if self.bearer_token_file:
-            try:
-                with open(self.bearer_token_file) as f:
-                    token = f.read().strip()
-            except OSError as exc:
-                raise ConfigError(f"auth.bearer_token_file: cannot read {exc.filename}: {exc.strerror}") from None
+            token = read_secret(self.bearer_token_file, "auth.bearer_token_file")
             if not token:
                 raise ConfigError(f"auth.bearer_token_file: {self.bearer_token_file} is empty (no token in it)")
             return token

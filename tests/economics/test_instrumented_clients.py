@@ -1,5 +1,6 @@
 """Real openai/anthropic clients, instrumented by OpenLLMetry, exporting to a running exporter."""
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 
 import anthropic
@@ -10,23 +11,9 @@ from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
 from fake_providers import ANTHROPIC_USAGE, OPENAI_USAGE, FakeProviders
 from processes import start_exporter, wait_until
+from published_prices import per_token
 from http_helpers import call
 from sdk import http_exporter, provider, scrape, value
-
-M = Decimal(1_000_000)
-
-
-# The providers' published list prices, USD per million tokens (as genai-prices 0.2.3 carries them),
-# written out here so that the expectation does not come from the code under test.
-PUBLISHED = {
-    "gpt-4o-mini": {"input": "0.15", "output": "0.60", "cache_read": "0.075"},
-    "claude-haiku-4-5": {"input": "1.00", "output": "5.00", "cache_read": "0.10", "cache_write": "1.25"},
-}
-
-
-def published_price(model: str) -> dict:
-    return {k: Decimal(v) / M for k, v in PUBLISHED[model].items()}
-
 
 @pytest.fixture(scope="module")
 def exporter(tmp_path_factory):
@@ -35,23 +22,35 @@ def exporter(tmp_path_factory):
     proc.stop()
 
 
-def test_openai_and_anthropic_tokens_and_cost_match_the_published_prices(exporter):
-    service = f"llm-{uuid.uuid4().hex[:6]}"
+@contextmanager
+def instrumented(exporter, service: str):
+    """The real SDK, OpenLLMetry's openai and anthropic instrumentations exporting to `exporter` as
+    `service`, and the fake providers' URL; everything exported and uninstrumented on leaving."""
     tp = provider(http_exporter(exporter.urls["http"]), service)
     OpenAIInstrumentor().instrument(tracer_provider=tp)
     AnthropicInstrumentor().instrument(tracer_provider=tp)
     try:
         with FakeProviders() as llm:
-            oa = openai.OpenAI(base_url=llm.url + "/v1", api_key="test-key", max_retries=0)
-            for _ in range(3):
-                oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])
-            an = anthropic.Anthropic(base_url=llm.url, api_key="test-key", max_retries=0)
-            an.messages.create(model="claude-haiku-4-5-20251001", max_tokens=100,
-                               messages=[{"role": "user", "content": "hi"}])
+            yield llm.url
     finally:
         OpenAIInstrumentor().uninstrument()
         AnthropicInstrumentor().uninstrument()
         tp.shutdown()
+
+
+def ask_openai(url: str, times: int) -> None:
+    oa = openai.OpenAI(base_url=url + "/v1", api_key="test-key", max_retries=0)
+    for _ in range(times):
+        oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])
+
+
+def test_openai_and_anthropic_tokens_and_cost_match_the_published_prices(exporter):
+    service = f"llm-{uuid.uuid4().hex[:6]}"
+    with instrumented(exporter, service) as url:
+        ask_openai(url, 3)
+        an = anthropic.Anthropic(base_url=url, api_key="test-key", max_retries=0)
+        an.messages.create(model="claude-haiku-4-5-20251001", max_tokens=100,
+                           messages=[{"role": "user", "content": "hi"}])
 
     def ready():
         s = scrape(exporter.urls["web"])
@@ -68,7 +67,7 @@ def test_openai_and_anthropic_tokens_and_cost_match_the_published_prices(exporte
     assert value(s, "llm_tokens_total", token_type="input", **oa_model) == 3 * u["prompt_tokens"]
     assert value(s, "llm_tokens_total", token_type="cache_read", **oa_model) == 3 * cached
     assert value(s, "llm_tokens_total", token_type="output", **oa_model) == 3 * u["completion_tokens"]
-    p = published_price("gpt-4o-mini")
+    p = per_token("gpt-4o-mini")
     expected = {
         "input": 3 * (u["prompt_tokens"] - cached) * p["input"],
         "cache_read": 3 * cached * p["cache_read"],
@@ -81,7 +80,7 @@ def test_openai_and_anthropic_tokens_and_cost_match_the_published_prices(exporte
 
     an_model = dict(service=service, provider="anthropic", model="claude-haiku-4-5-20251001")
     a = ANTHROPIC_USAGE
-    p = published_price("claude-haiku-4-5")
+    p = per_token("claude-haiku-4-5")
     assert value(s, "llm_tokens_total", token_type="cache_creation", **an_model) == a["cache_creation_input_tokens"]
     expected = {
         "input": a["input_tokens"] * p["input"],  # the uncached part only
@@ -106,16 +105,8 @@ def test_the_interaction_store_the_metrics_and_the_api_agree_on_cost(exporter):
     cent and beyond (exact decimals where each side keeps them), and that amount is the published
     prices' arithmetic."""
     service = f"agree-{uuid.uuid4().hex[:6]}"
-    tp = provider(http_exporter(exporter.urls["http"]), service)
-    OpenAIInstrumentor().instrument(tracer_provider=tp)
-    try:
-        with FakeProviders() as llm:
-            oa = openai.OpenAI(base_url=llm.url + "/v1", api_key="test-key", max_retries=0)
-            for _ in range(5):
-                oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])
-    finally:
-        OpenAIInstrumentor().uninstrument()
-        tp.shutdown()
+    with instrumented(exporter, service) as url:
+        ask_openai(url, 5)
     web = exporter.urls["web"]
 
     def stored():
@@ -124,7 +115,7 @@ def test_the_interaction_store_the_metrics_and_the_api_agree_on_cost(exporter):
         return doc["interactions"] if len(doc["interactions"]) == 5 else None
 
     rows = wait_until(stored, what="five interactions stored")
-    u, p = OPENAI_USAGE, published_price("gpt-4o-mini")
+    u, p = OPENAI_USAGE, per_token("gpt-4o-mini")
     cached = u["prompt_tokens_details"]["cached_tokens"]
     one_call = ((u["prompt_tokens"] - cached) * p["input"] + cached * p["cache_read"]
                 + u["completion_tokens"] * p["output"])

@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import config
-from ..config import ConfigError
+from ..config import ConfigError, read_secret
 from ..interpret.summary import RequestSummary
 from . import queries as q
 from .db import (
@@ -85,11 +85,7 @@ def read_salt(store: config.Store) -> str | None:
         return None
     salt = store.user_id_salt
     if store.user_id_salt_file:
-        try:
-            with open(store.user_id_salt_file) as f:
-                salt = f.read().strip()
-        except OSError as exc:
-            raise ConfigError(f"store.user_id_salt_file: cannot read {exc.filename}: {exc.strerror}") from None
+        salt = read_secret(store.user_id_salt_file, "store.user_id_salt_file")
     if not salt:
         raise ConfigError("store.user_id_salt: a salt (or store.user_id_salt_file) is required when "
                           "store.user_id_hash is true")

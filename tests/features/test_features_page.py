@@ -13,7 +13,7 @@ import urllib.parse
 import uuid
 
 import pytest
-from browser_pages import ARTIFACTS, CHROMIUM, chromium
+from browser_pages import ARTIFACTS, CHROMIUM, chromium, closed_without_problems
 from browser_pages import open_page as open_url
 from http_helpers import call
 from known_traces import HIT, MISS
@@ -81,11 +81,7 @@ def open_page(browser, proc, width=1280, height=900):
 
 @pytest.fixture
 def page(browser, fed):
-    page = open_page(browser, fed)
-    yield page
-    problems = page.problems
-    page.context.close()
-    assert not problems, problems
+    yield from closed_without_problems(open_page(browser, fed))
 
 
 def refreshes(page) -> int:

@@ -33,3 +33,11 @@ def open_page(browser, url: str, width=1280, height=900, console_errors=False):
     page.goto(url)
     expect(page.locator("body")).to_have_attribute("data-loaded", "true")
     return page
+
+
+def closed_without_problems(page):
+    """For a page fixture: yields the page, then closes its context and fails on what it recorded."""
+    yield page
+    problems = page.problems
+    page.context.close()
+    assert not problems, problems

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import re
 import urllib.parse
-import uuid
 
 import pytest
 from browser_pages import ARTIFACTS, CHROMIUM, chromium, closed_without_problems
@@ -18,8 +17,8 @@ from browser_pages import open_page as open_url
 from http_helpers import call
 from known_traces import HIT, MISS
 from playwright.sync_api import expect
-from processes import start_exporter, wait_until
-from sdk import emit, http_exporter, provider, scrape, value
+from processes import start_exporter
+from sdk import send_traces
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +32,6 @@ CATEGORIES = {"processing", "rag", "optimization", "integration"}
 
 def start(tmp_path, **extra):
     return start_exporter(tmp_path, {"traces": {"finish_delay": 0.05}, **extra})
-
-
-def feed(proc, traces) -> None:
-    """Send `traces` through the real SDK and wait until the exporter has finished all of them."""
-    service = f"page-{uuid.uuid4().hex[:6]}"
-    tp = provider(http_exporter(proc.urls["http"]), service)
-    tracer = tp.get_tracer("features-page-test")
-    for tree in traces:
-        emit(tracer, tree)
-    tp.shutdown()
-    wait_until(lambda: value(scrape(proc.urls["web"]), "pipeline_requests_total", service=service) == len(traces),
-               what=f"{len(traces)} requests counted")
 
 
 def api(proc, path, method="GET", body=None, **kw):
@@ -68,7 +55,7 @@ def fed(tmp_path_factory):
     """One exporter for the read-mostly tests; tests that toggle put the state back."""
     proc = start(tmp_path_factory.mktemp("features-page"))
     try:
-        feed(proc, [MISS, HIT] * 4)
+        send_traces(proc, "page", [MISS, HIT] * 4)
         yield proc
     finally:
         proc.stop()
@@ -346,11 +333,11 @@ def test_live_numbers_update_in_place(browser, tmp_path):
             scenario: document.getElementById('scenario-no_caching'),
             switch: document.getElementById('sw-conversation_context') }; }""")
 
-        feed(proc, [MISS, MISS])
+        send_traces(proc, "page", [MISS, MISS])
         expect(page.locator("#current-latency")).to_have_text("1000.0 ms")
         expect(page.locator("#feature-conversation_context .facts")).to_contain_text("Avg latency200.0 ms")
         expect(page.locator("#waterfall-total")).to_have_text("1000.0 ms")
-        feed(proc, [HIT, HIT])
+        send_traces(proc, "page", [HIT, HIT])
         expect(page.locator("#current-latency")).to_have_text("550.0 ms")
         expect(page.locator("#scenario-no_caching td").nth(1)).to_have_text("990.0 ms")
         expect(page.locator("#waterfall-total")).to_have_text("550.0 ms")

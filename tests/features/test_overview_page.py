@@ -9,7 +9,6 @@ and phone width land in artifacts/.
 from __future__ import annotations
 
 import copy
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -19,7 +18,7 @@ from http_helpers import call
 from known_traces import HIT, MISS
 from playwright.sync_api import expect
 from processes import start_exporter, wait_until
-from sdk import emit, http_exporter, provider, scrape, value
+from sdk import send_traces
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +49,7 @@ TRAFFIC = [priced_miss(), HIT] * 4 + [FAILED]
 def fed(tmp_path_factory):
     proc = start_exporter(tmp_path_factory.mktemp("overview-page"), {"traces": {"finish_delay": 0.05}})
     try:
-        service = f"overview-{uuid.uuid4().hex[:6]}"
-        tp = provider(http_exporter(proc.urls["http"]), service)
-        tracer = tp.get_tracer("overview-page-test")
-        for tree in TRAFFIC:
-            emit(tracer, tree)
-        tp.shutdown()
-        wait_until(lambda: value(scrape(proc.urls["web"]), "pipeline_requests_total", service=service)
-                   == len(TRAFFIC), what=f"{len(TRAFFIC)} requests counted")
+        send_traces(proc, "overview", TRAFFIC)
         wait_until(lambda: len(api(proc, "/api/v1/interactions")["interactions"]) == len(TRAFFIC),
                    what="every interaction in the store")
         yield proc

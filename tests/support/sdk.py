@@ -11,6 +11,7 @@ times in milliseconds from a base; attributes and children optional.
 from __future__ import annotations
 
 import time
+import uuid
 import urllib.request
 
 from opentelemetry import trace
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
+from processes import wait_until
 
 MS = 1_000_000
 
@@ -104,3 +106,17 @@ def value(samples: dict, name: str, **labels) -> float:
     """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
     want = set(labels.items())
     return sum(v for k, v in samples.get(name, {}).items() if want <= k)
+
+
+def send_traces(proc, service_prefix: str, traces) -> str:
+    """Send the span trees `traces` through the real SDK to the exporter `proc` as a new service, and
+    wait until it has counted each as a request; returns the service name."""
+    service = f"{service_prefix}-{uuid.uuid4().hex[:6]}"
+    tp = provider(http_exporter(proc.urls["http"]), service)
+    tracer = tp.get_tracer(f"{service_prefix}-test")
+    for tree in traces:
+        emit(tracer, tree)
+    tp.shutdown()
+    wait_until(lambda: value(scrape(proc.urls["web"]), "pipeline_requests_total", service=service) == len(traces),
+               what=f"{len(traces)} requests counted")
+    return service

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .analysis.experiments import Experiments
 from .analysis.feature_states import FileStates, MemoryStates
-from .analysis.features import Features, load_catalogue
+from .analysis.features import DECISIONS, Features, load_catalogue
 from .analysis.rollout_guard import RolloutGuard, decision_logger
 from .analysis.impact import Impact
 from .analysis.insights import Insights
@@ -90,6 +90,9 @@ class Exporter:
                                  FileStates(c.features.state_file) if c.features.state_file else MemoryStates(),
                                  c.features.max_rollout_stages,
                                  on_decision=decision_logger(self.metrics.rollout_decisions))
+        for name in self.features.catalogue:  # at 0, so that increase() sees a feature's first decision
+            for decision in DECISIONS:
+                self.metrics.rollout_decisions.touch((name, decision))
         self.facts = SpanFacts(self.pricing, self.features.component_features())
         self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, c.limits, c.components.span_names,
                              reading(c.dialects))

@@ -19,6 +19,8 @@ from .feature_states import MemoryStates
 log = logging.getLogger("spanscope.features")
 CATEGORIES = ("processing", "rag", "optimization", "integration")
 STRATEGIES = ("linear", "exponential", "canary")
+# feature_rollout_decisions_total{decision}: "advance"/"rollback" are the guards', the others a person's.
+DECISIONS = ("start", "advance", "rollback", "manual_advance", "manual_rollback", "emergency_rollback")
 
 
 class FeatureError(Exception):

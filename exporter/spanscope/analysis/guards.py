@@ -26,6 +26,12 @@ from . import sequential
 from .stats import Moments
 
 P95_SHARE = 0.05
+# τ of each test (analysis.sequential): the size of harm past the limit it finds quickest. Harm
+# worth a rollback is several points of error ratio, of the share of slow requests, or of quality
+# (scores 0-1); for tens to thousands of requests the confidence sequence varies little around these.
+ERROR_TAU = 0.05
+SHARE_TAU = 0.1
+QUALITY_TAU = 0.1
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ def _breaches(guard: Guard, s: StageSample) -> tuple[list[str], dict]:
     if guard.max_error_ratio_increase is not None:
         e = sequential.difference_of_proportions(c.errors, c.requests, t.errors, t.requests,
                                                  null=guard.max_error_ratio_increase,
-                                                 tau=max(guard.max_error_ratio_increase, 0.01), alpha=alpha)
+                                                 tau=max(2 * guard.max_error_ratio_increase, ERROR_TAU), alpha=alpha)
         if e is not None:
             evidence["error_ratio_increase"] = {**e.as_json(), "limit": guard.max_error_ratio_increase}
             if e.lower > guard.max_error_ratio_increase:
@@ -112,7 +118,7 @@ def _breaches(guard: Guard, s: StageSample) -> tuple[list[str], dict]:
                                 f"exceeds the allowed {guard.max_error_ratio_increase:+.3f}")
     if guard.max_p95_latency_increase is not None and s.control_p95 is not None:
         limit = s.control_p95 * (1 + guard.max_p95_latency_increase)
-        e = sequential.proportion(s.treatment_slower, t.requests, null=P95_SHARE, tau=P95_SHARE, alpha=alpha)
+        e = sequential.proportion(s.treatment_slower, t.requests, null=P95_SHARE, tau=SHARE_TAU, alpha=alpha)
         if e is not None:
             evidence["p95_latency"] = {**e.as_json(), "control_p95_seconds": s.control_p95,
                                        "limit_seconds": limit, "share_slower_than_limit": e.estimate}
@@ -121,7 +127,7 @@ def _breaches(guard: Guard, s: StageSample) -> tuple[list[str], dict]:
                                 f"slower than {limit:.3f} s, the control's p95 "
                                 f"+{guard.max_p95_latency_increase:.0%}: its p95 rose more than allowed")
     if guard.min_quality_score is not None:
-        e = sequential.mean(t.quality, null=guard.min_quality_score, tau=0.1, alpha=alpha)
+        e = sequential.mean(t.quality, null=guard.min_quality_score, tau=QUALITY_TAU, alpha=alpha)
         if e is not None:
             evidence["quality"] = {**e.as_json(), "limit": guard.min_quality_score}
             if e.upper < guard.min_quality_score:

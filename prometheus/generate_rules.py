@@ -775,6 +775,18 @@ ALERTS: dict[str, list[AlertSpec]] = {
                         "{{ $value | humanizePercentage }} of requests over the last 5m "
                         "(threshold {threshold:pct} of requests).",
             condition="variant error ratio - control error ratio (5m) > {threshold:pct}"),
+        AlertSpec(
+            "FeatureRolloutRolledBack",
+            # The flag label links the alert to the Experiments dashboard of the feature's flag.
+            expr='label_replace(\n  sum by (feature) (increase(feature_rollout_decisions_total{decision="rollback"}'
+                 '[{lookback_offset}])) > 0,\n  "flag", "$1", "feature", "(.*)"\n)',
+            dashboard_var="flag",
+            summary="A guarded rollout rolled itself back",
+            description="Feature {{ $labels.feature }}: a guard of its rollout was breached with statistical "
+                        "evidence and the rollout went back to 0 % by itself ({{ $value }} rollback(s) within the "
+                        "last {lookback_offset}; the decision and its evidence: "
+                        "GET /api/features/{{ $labels.feature }}).",
+            condition="a guarded rollout rolled back within {lookback_offset}"),
     ],
     "exporter": [
         AlertSpec(

@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="drive: self-driven traffic; serve: the HTTP chat API; both (env SPANSCOPE_DEMO_MODE)")
     p.add_argument("--listen", default=env("SPANSCOPE_DEMO_LISTEN", "127.0.0.1:8000"),
                    help="host:port of the chat API in serve and both modes (env SPANSCOPE_DEMO_LISTEN)")
+    p.add_argument("--feature-refresh", type=float, default=float(env("SPANSCOPE_DEMO_FEATURE_REFRESH", "2")),
+                   help="seconds between reads of the exporter's feature table")
     p.add_argument("--max-batch", type=int, default=50, help="most items in one /api/v1/chat/batch request")
     p.add_argument("--wait-features", type=float, default=10.0,
                    help="seconds to wait for the exporter's feature table before starting")
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    provider = SpanscopeProvider(args.api, token=args.token)
+    provider = SpanscopeProvider(args.api, refresh_seconds=args.feature_refresh, token=args.token)
     client = traced_client(provider)
     flags = FeatureFlags(client)
     if not wait_until_ready(client, args.wait_features):

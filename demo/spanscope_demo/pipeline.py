@@ -193,7 +193,7 @@ class RagService:
         hit = self._cache_lookup(r)
         if not hit:
             self._understand(r)
-            if not r.clarify:
+            if not r.clarify and r.error is None:
                 self._retrieve(r)
                 self._generate(r)
         if r.error is None:
@@ -271,7 +271,9 @@ class RagService:
         if r.on.get("intent_classification", True):
             start = r.t
             mlx = bool(r.on.get("mlx_backend"))
-            r.t += self._latency(12.0 if mlx else 35.0, scaled=False)
+            degraded = bool(self.scenario.degraded_feature and r.on.get(self.scenario.degraded_feature))
+            r.t += int(self._latency(12.0 if mlx else 35.0, scaled=False)
+                       * (self.scenario.degraded_latency_factor if degraded else 1.0))
             span = self._span("intent_classification", r.root, start, {
                 "pipeline.component": "intent_classification",
                 "pipeline.feature": "intent_classification",
@@ -279,6 +281,9 @@ class RagService:
                 "pipeline.intent.name": r.intents[0],
                 "pipeline.intent.count": len(r.intents),
             })
+            if degraded and self.rng.random() < self.scenario.degraded_failure_rate:
+                self._fail(span, "classifier_error", f"{self.scenario.degraded_feature}: classification failed")
+                r.error = "classifier_error"
             if r.on.get("multi_intent_detection"):
                 child_start = r.t
                 r.t += self._latency(15.0, scaled=False)

@@ -21,6 +21,11 @@ class Scenario:
     token_factor: float = 1.0           # multiplies prompt size (context stuffing)
     forced_route: str | None = None     # every request to this route (pipeline.route.name)
     flush_cache: bool = False           # the response cache is flushed before every lookup
+    # A feature whose new code path is broken: requests that evaluate it on fail at intent
+    # classification at this rate and classify this many times slower (a rollout to roll back).
+    degraded_feature: str | None = None
+    degraded_failure_rate: float = 0.0
+    degraded_latency_factor: float = 1.0
 
 
 SCENARIOS = {s.name: s for s in (
@@ -34,6 +39,9 @@ SCENARIOS = {s.name: s for s in (
              token_factor=5.0, forced_route="quality"),
     Scenario("cache_flush", "the response cache is flushed continuously: hit ratio drops to zero",
              flush_cache=True),
+    Scenario("bad_rollout", "the MLX backend (feature mlx_backend) is broken: requests it serves fail often and "
+                            "classify slowly — a guarded rollout of it rolls back by itself",
+             degraded_feature="mlx_backend", degraded_failure_rate=0.4, degraded_latency_factor=8.0),
     Scenario("breaker_trip", "the primary LLM provider is down: its circuit breaker opens, fallbacks take over",
              llm_failure_rate=0.97),
 )}

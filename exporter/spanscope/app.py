@@ -10,7 +10,9 @@ import time
 from aiohttp import web
 
 from .analysis.experiments import Experiments
-from .analysis.features import Features, load_catalogue
+from .analysis.feature_states import FileStates, MemoryStates
+from .analysis.features import DECISIONS, Features, load_catalogue
+from .analysis.rollout_guard import RolloutGuard, decision_logger
 from .analysis.impact import Impact
 from .analysis.insights import Insights
 from .analysis.rollups import Rollups
@@ -30,6 +32,7 @@ from .metrics.catalogue import Metrics
 from .metrics.recorder import Recorder
 from .metrics.series import Store
 from .store.db import check_url
+from .store.feature_states import DatabaseStates
 from .store.feedback import Feedback, RecentRequests
 from .store.interactions import InteractionStore, read_salt
 from .web import endpoints as web_endpoint
@@ -83,7 +86,13 @@ class Exporter:
         # A budgeted tenant keeps its own label value whatever the tenant cap: its spend is compared.
         self.recorder.label.pin("tenant", {b.name for b in self.budgets if b.scope == "tenant"})
         self.assembler = Assembler(c.traces)
-        self.features = Features(load_catalogue(c.features.file), c.features.state_file, c.features.max_rollout_stages)
+        self.features = Features(load_catalogue(c.features.file),
+                                 FileStates(c.features.state_file) if c.features.state_file else MemoryStates(),
+                                 c.features.max_rollout_stages,
+                                 on_decision=decision_logger(self.metrics.rollout_decisions))
+        for name in self.features.catalogue:  # at 0, so that increase() sees a feature's first decision
+            for decision in DECISIONS:
+                self.metrics.rollout_decisions.touch((name, decision))
         self.facts = SpanFacts(self.pricing, self.features.component_features())
         self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, c.limits, c.components.span_names,
                              reading(c.dialects))
@@ -111,7 +120,11 @@ class Exporter:
             basic_auth_middleware(self.security), api_errors, web_endpoint.body_within(c.limits.body_timeout),
             auth_middleware(lambda: token),
             web_endpoint.locked(self.ingest.lock)])
-        add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios))
+        no_evidence = None if c.store.enabled else (
+            "guarded rollouts judge each stage on the stored interactions: enable the interaction store "
+            "(store.enabled: true)")
+        add_routes(self.web_app, Api(self.features, self.impact, self.experiments, self.feedback, scenarios,
+                                     c.features.guards, self.ingest.lock, no_evidence))
         add_interaction_routes(self.web_app, InteractionsApi(self.interactions))
         add_alert_routes(self.web_app, AlertsApi(c.overview.prometheus_url))
         metrics_api = MetricsApi(self.rollups, self.metrics, started_at=time.time(), budgets=self.budgets)
@@ -125,6 +138,7 @@ class Exporter:
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._grpc = None
+        self.feature_db: DatabaseStates | None = None
         self.stopping = asyncio.Event()
 
     def _show_pricing(self) -> None:
@@ -148,6 +162,28 @@ class Exporter:
         check_url(config.store.url)
         read_salt(config.store)
 
+    def _start_feature_state(self) -> None:
+        """Feature state in the store's database (shared by replicas; kept across restarts when the
+        database is), unless a state file is set and the store is temporary; guarded rollouts judged
+        on the stored interactions."""
+        if not self.interactions.enabled:
+            return
+        self.feature_db = DatabaseStates(self.interactions.location)
+        if self.interactions.location.temporary and self.config.features.state_file:
+            log.info("feature state: %s (store.url is not set)", self.config.features.state_file)
+        else:
+            if self.config.features.state_file:
+                log.warning("features.state_file is not used: feature state is kept in the interaction store "
+                            "(%s)", self.interactions.location.describe())
+            self.features.use(self.feature_db)
+        guard = RolloutGuard(self.features, self.feature_db, self.config.features.guards.interval)
+        self._tasks.append(asyncio.create_task(guard.run(), name="guarded rollouts"))
+
+    def _close_stores(self) -> None:
+        if self.feature_db is not None:
+            self.feature_db.close()
+        self.interactions.close()
+
     async def _serve(self, app: web.Application, address: str, what: str, listener: str) -> None:
         # keepalive_timeout also runs while a connection has not sent a whole request head yet
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -164,6 +200,7 @@ class Exporter:
     async def start(self) -> None:
         c = self.config.listen
         self.interactions.start()
+        self._start_feature_state()
         self._tasks.append(asyncio.create_task(self.ingest.consume(), name="ingest"))
         interval = min(max(self.config.traces.finish_delay / 2, 0.01), 0.5)
         self._tasks.append(asyncio.create_task(self.ingest.housekeeping(interval), name="housekeeping"))
@@ -211,7 +248,7 @@ class Exporter:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(scraped.wait(), timeout=self.config.shutdown.grace)
         await self._runners[0].cleanup()
-        self.interactions.close()
+        self._close_stores()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -224,7 +261,7 @@ class Exporter:
         try:
             await self.start()
         except BaseException:
-            self.interactions.close()
+            self._close_stores()
             raise
         try:
             await self.stopping.wait()

@@ -244,11 +244,18 @@ class Scenario(Strict):
     disable_caching: bool = False
 
 
+class Guards(Strict):
+    interval: Annotated[float, BeforeValidator(to_seconds), Field(gt=0), expect("seconds or a duration like 10s")]
+    stage_seconds: Seconds
+    min_requests_per_stage: PositiveInt
+
+
 class Features(Strict):
     file: OptionalText
     state_file: OptionalText
     window: Seconds
     max_rollout_stages: PositiveInt
+    guards: Guards
     scenarios: dict[str, Annotated[Scenario, BeforeValidator(lambda v: {} if v is None else v)]]
 
     def scenario_specs(self) -> dict[str, dict]:

@@ -1,6 +1,7 @@
 """Experiments: for one feature flag, how do its variants compare on latency, errors and cost?"""
 from .common import (
     FLAG,
+    RATE_INTERVAL,
     SERVICE,
     Q,
     Row,
@@ -9,6 +10,7 @@ from .common import (
     mean,
     quantile,
     ratio,
+    sel,
     sum_rate,
     table,
     timeseries,
@@ -58,8 +60,20 @@ def build():
               units={"Requests/s": "reqps", "p95 latency": "s", "Error ratio": "percentunit",
                      "Cost per request": "currencyUSD"}),
     ])
+    feature = 'feature="$flag"'  # a catalogue feature's flag has the feature's name
+    rollout = Row("Guarded rollout", [
+        timeseries("Rollout share", "Share of users the feature $flag is rolled out to; a drop to 0 is a "
+                   "rollback.", "percentunit", Q(f"max({sel('feature_rollout_ratio', feature)})", "share"),
+                   w=8, min_val=0, max_val=1),
+        timeseries("Rollout stage", "Stage of the running rollout of $flag (0 when none runs).", "short",
+                   Q(f"max({sel('feature_rollout_stage', feature)})", "stage"), w=8, min_val=0),
+        timeseries("Rollout decisions", "Decisions on the rollout of $flag: start, advance and rollback by the "
+                   "guards, manual ones through the API (GET /api/features/$flag has their evidence).", "short",
+                   Q(f"sum by (decision) (increase({sel('feature_rollout_decisions_total', feature)}"
+                     f"[{RATE_INTERVAL}]))", "{{decision}}"), w=8, bars=True),
+    ])
     return dashboard(
         UID, "spanscope · Experiments",
         "A/B comparison of the variants of one feature flag (choose it in Feature flag): latency, errors, "
         "cost per request.",
-        tags=["experiments", "features"], variables=["service", "flag"], rows=[traffic, compare])
+        tags=["experiments", "features"], variables=["service", "flag"], rows=[traffic, compare, rollout])

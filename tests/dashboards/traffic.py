@@ -73,7 +73,8 @@ MODELS = (
     ("acme_ai", "house-llm-1", "house-llm-1"),
 )
 FALLBACK_MODEL = ("mistral_ai", "mistral-small", "mistral-small")
-FLAGS = {"rerank": ("on", "off"), "prompt_version": ("v1", "v2", "v3")}
+# mlx_backend: a catalogue feature, so the Experiments dashboard's rollout panels (by feature) have data too.
+FLAGS = {"mlx_backend": ("on", "off"), "prompt_version": ("v1", "v2", "v3")}
 RAG_SOURCES = (("weather", "weather_rag"), ("sports", "sports_rag"), ("airport", "airport_rag"))
 TOOLS = ("calculator", "home_assistant")
 WARNINGS = ("low_confidence", "stale_data", "truncated_context")

@@ -1,24 +1,26 @@
-"""The feature catalogue and its state: enabled, rollout percentage, rollout schedules.
+"""The feature catalogue and its state: enabled, rollout percentage, rollout schedules and their guards.
 
-State changes are persisted atomically (write, fsync, rename) to the state file and survive a
-restart. A state file that cannot be read is logged with its path and the catalogue defaults are
-used: a bad file never stops the exporter.
+State lives in a backend (analysis.feature_states: memory or `features.state_file`; the interaction
+store's database when it is persistent, shared by replicas). A store of state that cannot be read is
+logged, naming it, and the catalogue defaults are used: bad state never stops the exporter.
 """
 from __future__ import annotations
 
-import json
+import copy
+import functools
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 from ..config import ConfigError, load_embedded, read_yaml
+from .feature_states import MemoryStates
 
 log = logging.getLogger("spanscope.features")
 CATEGORIES = ("processing", "rag", "optimization", "integration")
 STRATEGIES = ("linear", "exponential", "canary")
+# feature_rollout_decisions_total{decision}: "advance"/"rollback" are the guards', the others a person's.
+DECISIONS = ("start", "advance", "rollback", "manual_advance", "manual_rollback", "emergency_rollback")
 
 
 class FeatureError(Exception):
@@ -44,11 +46,66 @@ class Feature:
 
 @dataclass
 class FeatureState:
+    """What can change about a feature at run time. A running rollout walks `schedule` (percentages);
+    a guarded one (`guard`) is judged on each stage's requests and may advance or roll back by itself."""
+
     enabled: bool
     rollout_percentage: float = 100.0
     schedule: list = field(default_factory=list)   # percentages of a running rollout
     step: int = -1                                 # index into schedule, -1 when none runs
     updated_at: float = 0.0
+    strategy: str | None = None
+    stage_started_at: float = 0.0                  # the running stage's requests are those started since
+    auto_advance: bool = False
+    stage_seconds: float = 0.0                     # a stage lasts at least this long before it advances
+    guard: dict | None = None                      # analysis.guards.Guard as JSON
+    evaluation: dict | None = None                 # the guard's last look at the stage (its evidence)
+
+    @property
+    def running(self) -> bool:
+        return self.step >= 0
+
+    def end_rollout(self, percentage: float) -> None:
+        self.rollout_percentage, self.schedule, self.step = percentage, [], -1
+        self.strategy, self.guard, self.evaluation, self.auto_advance = None, None, None, False
+
+    def as_json(self) -> dict:
+        return {name: getattr(self, name) for name in STATE_FIELDS}
+
+
+STATE_FIELDS = tuple(FeatureState.__dataclass_fields__)
+
+
+def _number(value, what: str, low: float = 0.0, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{what}: expected a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def state_from_json(doc, feature: Feature, where: str) -> FeatureState:
+    """A FeatureState from its stored JSON (ValueError naming the field); a required feature stays at 100 %."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("enabled"), bool):
+        raise ValueError(f"{where}: expected an object with a boolean `enabled`")
+    pct = _number(doc.get("rollout_percentage", 100.0), f"{where}.rollout_percentage", 0, 100)
+    schedule = doc.get("schedule", [])
+    if not isinstance(schedule, list) or not all(isinstance(p, (int, float)) for p in schedule):
+        raise ValueError(f"{where}.schedule: expected a list of percentages")
+    step = doc.get("step", -1)
+    if not isinstance(step, int) or not -1 <= step < max(len(schedule), 1):
+        raise ValueError(f"{where}.step: out of range")
+    for key in ("guard", "evaluation"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise ValueError(f"{where}.{key}: expected an object")
+    if feature.required:
+        return FeatureState(enabled=True, updated_at=_number(doc.get("updated_at", 0), f"{where}.updated_at"))
+    return FeatureState(
+        enabled=doc["enabled"], rollout_percentage=pct, schedule=[float(p) for p in schedule], step=step,
+        updated_at=_number(doc.get("updated_at", 0), f"{where}.updated_at"),
+        strategy=doc.get("strategy") if doc.get("strategy") in STRATEGIES else None,
+        stage_started_at=_number(doc.get("stage_started_at", 0), f"{where}.stage_started_at"),
+        auto_advance=doc.get("auto_advance") is True,
+        stage_seconds=_number(doc.get("stage_seconds", 0), f"{where}.stage_seconds"),
+        guard=doc.get("guard"), evaluation=doc.get("evaluation"))
 
 
 def parse_catalogue(doc, source: str) -> dict[str, Feature]:
@@ -123,17 +180,55 @@ def schedule_for(strategy: str, step: float | None = None, max_stages: int = 100
     raise FeatureError(400, f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
 
 
-class Features:
-    """Catalogue + state, with persistence. All mutation goes through `update` and the rollout calls."""
+def decision_record(name: str, decision: str, by: str, before: FeatureState, after: FeatureState, at: float,
+                    reason: str = "", evidence: dict | None = None) -> dict:
+    """One rollout decision as it is stored, logged and shown (`GET /api/features/{name}`)."""
+    return {"feature": name, "decision": decision, "by": by, "at": at,
+            "stage": before.step + 1 if before.running else None, "from_percentage": before.rollout_percentage,
+            "to_percentage": after.rollout_percentage, "reason": reason, "evidence": evidence}
 
-    def __init__(self, catalogue: dict[str, Feature], state_file: str | None = None, max_rollout_stages: int = 100):
+
+class Features:
+    """Catalogue + state. All change goes through `_change`: a read-modify-write of one feature in the
+    state backend (analysis.feature_states; the store's database when replicas share one), then the
+    in-memory copy that evaluations and the API read. `sync` takes other replicas' changes."""
+
+    def __init__(self, catalogue: dict[str, Feature], states=None, max_rollout_stages: int = 100,
+                 clock=time.time, on_decision=None):
         self.catalogue = catalogue
-        self.state_file = state_file
+        self.states = states or MemoryStates()
         self.max_rollout_stages = max_rollout_stages
+        self.clock = clock
+        self.on_decision = on_decision  # called with each decision record this replica makes
         self.state = {name: FeatureState(enabled=f.default) for name, f in catalogue.items()}
         self.load_error: str | None = None
-        if state_file:
-            self._load()
+        self.reload()
+
+    def use(self, states) -> None:
+        """Keep state in `states` from now on (the store's database, once it is open)."""
+        self.states = states
+        self.reload()
+
+    def reload(self) -> None:
+        """Take the stored state; an unusable store of state is logged and the catalogue defaults kept."""
+        try:
+            docs = self.states.load()
+            loaded = {name: state_from_json(doc, self.catalogue[name], f"features.{name}")
+                      for name, doc in docs.items() if name in self.catalogue}  # unknown: removed from it
+        except (OSError, ValueError, TypeError) as exc:
+            self.load_error = f"{self.states.describe()} is unusable ({exc}); using the catalogue defaults"
+            log.error(self.load_error)
+            return
+        self.state.update(loaded)
+
+    async def sync(self) -> None:
+        """Take the changes other replicas stored (shared backends only)."""
+        if self.states.shared:
+            await self.states.run(self.reload)
+
+    async def run(self, method, *args):
+        """Run a change method where the backend may block (the store's thread), not on the event loop."""
+        return await self.states.run(functools.partial(method, *args))
 
     def get(self, name: str) -> Feature:
         try:
@@ -154,114 +249,115 @@ class Features:
         s = self.state[name]
         return s.enabled and s.rollout_percentage > 0
 
+    def decisions(self, name: str, limit: int = 20) -> list[dict]:
+        """The feature's latest rollout decisions, newest first."""
+        return self.states.decisions(name, limit)
+
     # --- changes -----------------------------------------------------------------------------
 
+    def _change(self, name: str, mutate, decision: str | None = None, by: str = "api", reason: str = "",
+                evidence: dict | None = None) -> FeatureState:
+        """Apply `mutate(feature, state)` to the stored state (it raises FeatureError to refuse);
+        record `decision` with it when given."""
+        feature = self.get(name)
+        made: dict = {}
+
+        def change(doc):
+            before = state_from_json(doc, feature, name) if doc is not None else FeatureState(enabled=feature.default)
+            after = copy.deepcopy(before)
+            mutate(feature, after)
+            after.updated_at = self.clock()
+            made["before"], made["after"] = before, after
+            return after.as_json()
+
+        def decision_of(_doc):
+            if decision is None:
+                return None
+            made["decision"] = decision_record(name, decision, by, made["before"], made["after"], self.clock(),
+                                               reason, evidence)
+            return made["decision"]
+
+        doc = self.states.apply(name, change, decision_of)
+        self.state[name] = state_from_json(doc, feature, name)
+        if made.get("decision") and self.on_decision:
+            self.on_decision(made["decision"])
+        return self.state[name]
+
     def update(self, name: str, enabled: bool | None = None, rollout_percentage: float | None = None) -> FeatureState:
-        feature = self.get(name)
-        if enabled is False and feature.required:
-            raise FeatureError(409, f"{name} is a required feature and cannot be disabled")
-        if rollout_percentage is not None:
-            if isinstance(rollout_percentage, bool) or not isinstance(rollout_percentage, (int, float)) \
-                    or not 0 <= rollout_percentage <= 100:
-                raise FeatureError(400, "rollout_percentage: expected a number from 0 to 100")
-            if feature.required and rollout_percentage < 100:
-                raise FeatureError(409, f"{name} is a required feature and must stay at 100%")
-        state = self.state[name]
-        if enabled is not None:
-            state.enabled = enabled
-        if rollout_percentage is not None:
-            state.rollout_percentage = float(rollout_percentage)
-            state.schedule, state.step = [], -1  # a manual percentage ends a running schedule
-        state.updated_at = time.time()
-        self._save()
-        return state
+        def mutate(feature: Feature, state: FeatureState) -> None:
+            if enabled is False and feature.required:
+                raise FeatureError(409, f"{name} is a required feature and cannot be disabled")
+            if rollout_percentage is not None:
+                if isinstance(rollout_percentage, bool) or not isinstance(rollout_percentage, (int, float)) \
+                        or not 0 <= rollout_percentage <= 100:
+                    raise FeatureError(400, "rollout_percentage: expected a number from 0 to 100")
+                if feature.required and rollout_percentage < 100:
+                    raise FeatureError(409, f"{name} is a required feature and must stay at 100%")
+            if enabled is not None:
+                state.enabled = enabled
+            if rollout_percentage is not None:
+                state.end_rollout(float(rollout_percentage))  # a manual percentage ends a running schedule
 
-    def start_rollout(self, name: str, strategy: str, step: float | None = None) -> FeatureState:
-        feature = self.get(name)
-        if feature.required:
-            raise FeatureError(409, f"{name} is a required feature: it is always at 100%")
-        state = self.state[name]
-        state.schedule, state.step = schedule_for(strategy, step, self.max_rollout_stages), 0
-        state.enabled, state.rollout_percentage = True, state.schedule[0]
-        state.updated_at = time.time()
-        self._save()
-        return state
+        return self._change(name, mutate)
 
-    def advance(self, name: str, delta: int) -> FeatureState:
-        """Move a running rollout `delta` steps (1 forward, -1 back); back from the first step is 0%."""
-        self.get(name)
-        state = self.state[name]
-        if state.step < 0:
-            raise FeatureError(409, f"no rollout is running for {name}: start one first")
-        step = min(state.step + delta, len(state.schedule) - 1)
-        state.step = step
-        state.rollout_percentage = state.schedule[step] if step >= 0 else 0.0
-        if step < 0:
-            state.schedule = []
-        state.updated_at = time.time()
-        self._save()
-        return state
+    def start_rollout(self, name: str, strategy: str, step: float | None = None, guard: dict | None = None,
+                      auto_advance: bool = False, stage_seconds: float = 0.0) -> FeatureState:
+        schedule = schedule_for(strategy, step, self.max_rollout_stages)
+
+        def mutate(feature: Feature, state: FeatureState) -> None:
+            if feature.required:
+                raise FeatureError(409, f"{name} is a required feature: it is always at 100%")
+            state.end_rollout(schedule[0])
+            state.enabled, state.schedule, state.step, state.strategy = True, schedule, 0, strategy
+            state.guard, state.auto_advance, state.stage_seconds = guard, auto_advance, stage_seconds
+            state.stage_started_at = self.clock()
+
+        return self._change(name, mutate, "start", reason=f"{strategy} rollout through {schedule}")
+
+    def advance(self, name: str, delta: int, by: str = "api", reason: str = "", evidence: dict | None = None,
+                stage: tuple | None = None) -> FeatureState:
+        """Move a running rollout `delta` steps (1 forward, -1 back); back from the first step is 0%.
+        `stage`: (step, stage_started_at) the caller judged; refused (409) when the rollout moved since."""
+        def mutate(feature: Feature, state: FeatureState) -> None:
+            if not state.running:
+                raise FeatureError(409, f"no rollout is running for {name}: start one first")
+            if stage is not None and stage != (state.step, state.stage_started_at):
+                raise FeatureError(409, f"the rollout of {name} moved since it was judged")
+            step = min(state.step + delta, len(state.schedule) - 1)
+            if step < 0:
+                state.end_rollout(0.0)
+                return
+            state.step, state.rollout_percentage = step, state.schedule[step]
+            state.stage_started_at, state.evaluation = self.clock(), None
+            if by == "guard" and step == len(state.schedule) - 1:
+                state.end_rollout(100.0)  # the last stage has no control group left to judge against
+
+        if by == "guard":
+            decision = "rollback" if delta < 0 else "advance"
+        else:
+            decision = "manual_rollback" if delta < 0 else "manual_advance"
+        return self._change(name, mutate, decision, by, reason, evidence)
+
+    def roll_back(self, name: str, by: str, reason: str, evidence: dict | None = None,
+                  stage: tuple | None = None) -> FeatureState:
+        """To 0 % at once, ending the rollout (a breached guard, or an emergency)."""
+        def mutate(feature: Feature, state: FeatureState) -> None:
+            if feature.required:
+                raise FeatureError(409, f"{name} is a required feature and cannot be rolled back")
+            if stage is not None and stage != (state.step, state.stage_started_at):
+                raise FeatureError(409, f"the rollout of {name} moved since it was judged")
+            state.end_rollout(0.0)
+
+        return self._change(name, mutate, "rollback" if by == "guard" else "emergency_rollback", by, reason, evidence)
 
     def emergency_rollback(self, name: str) -> FeatureState:
-        if self.get(name).required:
-            raise FeatureError(409, f"{name} is a required feature and cannot be rolled back")
-        state = self.state[name]
-        state.rollout_percentage, state.schedule, state.step = 0.0, [], -1
-        state.updated_at = time.time()
-        self._save()
-        return state
+        return self.roll_back(name, "api", "emergency rollback")
 
-    # --- persistence -------------------------------------------------------------------------
+    def record_evaluation(self, name: str, evaluation: dict, stage: tuple) -> None:
+        """Keep the guard's last look at a stage (shown by the API on every replica)."""
+        def mutate(feature: Feature, state: FeatureState) -> None:
+            if stage != (state.step, state.stage_started_at):
+                raise FeatureError(409, f"the rollout of {name} moved since it was judged")
+            state.evaluation = evaluation
 
-    def _load(self) -> None:
-        path = self.state_file
-        if not os.path.exists(path):
-            return
-        try:
-            with open(path) as f:
-                doc = json.load(f)
-            if not isinstance(doc, dict) or not isinstance(doc.get("features"), dict):
-                raise ValueError("expected {\"features\": {...}}")
-            loaded = {}
-            for name, s in doc["features"].items():
-                if name not in self.catalogue:
-                    continue  # a feature removed from the catalogue
-                if not isinstance(s, dict) or not isinstance(s.get("enabled"), bool):
-                    raise ValueError(f"features.{name}: expected an object with a boolean `enabled`")
-                pct = s.get("rollout_percentage", 100.0)
-                if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct <= 100:
-                    raise ValueError(f"features.{name}.rollout_percentage: expected 0-100")
-                schedule = s.get("schedule", [])
-                if not isinstance(schedule, list) or not all(isinstance(p, (int, float)) for p in schedule):
-                    raise ValueError(f"features.{name}.schedule: expected a list of percentages")
-                step = s.get("step", -1)
-                if not isinstance(step, int) or not -1 <= step < max(len(schedule), 1):
-                    raise ValueError(f"features.{name}.step: out of range")
-                required = self.catalogue[name].required
-                loaded[name] = FeatureState(enabled=s["enabled"] or required,
-                                            rollout_percentage=100.0 if required else float(pct),
-                                            schedule=[float(p) for p in schedule], step=step,
-                                            updated_at=float(s.get("updated_at", 0)))
-        except (OSError, ValueError, TypeError) as exc:
-            self.load_error = f"feature state file {path} is unusable ({exc}); using the catalogue defaults"
-            log.error(self.load_error)
-            return
-        self.state.update(loaded)
-
-    def _save(self) -> None:
-        if not self.state_file:
-            return
-        doc = {"version": 1, "features": {
-            name: {"enabled": s.enabled, "rollout_percentage": s.rollout_percentage, "schedule": s.schedule,
-                   "step": s.step, "updated_at": s.updated_at} for name, s in self.state.items()}}
-        directory = os.path.dirname(os.path.abspath(self.state_file))
-        fd, tmp = tempfile.mkstemp(prefix=".features-", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        self._change(name, mutate)

@@ -148,17 +148,19 @@ class Impact:
         def collect():
             t = self.totals()
             contrib = self.contributions(t)
-            enabled, rollout, contribution, hit = {}, {}, {}, {}
+            enabled, rollout, stage, contribution, hit = {}, {}, {}, {}, {}
             for f in self.features.catalogue.values():
                 s = self.features.state[f.name]
                 enabled[(f.name, f.category, str(f.required).lower())] = 1.0 if self.features.enabled(f.name) else 0.0
                 rollout[(f.name,)] = (s.rollout_percentage / 100) if s.enabled else 0.0
+                stage[(f.name,)] = s.step + 1.0
                 contribution[(f.name,)] = contrib[f.name]
                 ratio = self.hit_ratio(t, f.name) if f.caching else None
                 if ratio is not None:
                     hit[(f.name,)] = ratio
             yield metrics.feature_enabled, enabled
             yield metrics.feature_rollout, rollout
+            yield metrics.rollout_stage, stage
             yield metrics.feature_contribution, contribution
             yield metrics.feature_hit_ratio, hit
             if t.requests:  # without traffic the last projections stay

@@ -117,6 +117,11 @@ class Metrics:
         self.feature_enabled = sg("feature_enabled", "1 when the feature is enabled.",
                                   ("feature", "category", "required"))
         self.feature_rollout = sg("feature_rollout_ratio", "Rollout share of the feature (0-1).", ("feature",))
+        self.rollout_stage = sg("feature_rollout_stage",
+                                "Stage (1-based) of the feature's running rollout; 0 when none runs.", ("feature",))
+        self.rollout_decisions = sc("feature_rollout_decisions_total",
+                                    "Rollout decisions made by this replica: start, advance, rollback (guard), "
+                                    "manual_advance, manual_rollback, emergency_rollback.", ("feature", "decision"))
         self.feature_contribution = sg("feature_latency_contribution_seconds",
                                        "Mean critical-path seconds per request spent in the feature's work.",
                                        ("feature",))

@@ -66,6 +66,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (2, "drop the confidence index", [
         "DROP INDEX IF EXISTS interactions_by_confidence",
     ]),
+    # Feature state and rollout decisions, shared by the replicas of one database (store/feature_states.py).
+    (3, "feature state and rollout decisions", [
+        """CREATE TABLE feature_state (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            version {bigint} NOT NULL,
+            updated_at {float} NOT NULL
+        )""",
+        """CREATE TABLE rollout_decisions (
+            id {id},
+            feature TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            at {float} NOT NULL,
+            record TEXT NOT NULL
+        )""",
+        "CREATE INDEX rollout_decisions_by_feature ON rollout_decisions (feature, id)",
+    ]),
 ]
 
 

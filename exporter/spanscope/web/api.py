@@ -12,12 +12,13 @@ from aiohttp import web
 
 from ..analysis.experiments import Experiments
 from ..analysis.features import Feature, Features
+from ..analysis.guards import Guard
 from ..analysis.impact import Impact
 from ..analysis.window import MinuteStats
 from ..store.feedback import Feedback, Rating
 from .endpoints import lock_free
 from .errors import ApiError
-from .requests import ExperimentParams, FeatureUpdate, RolloutStart, parse_body, parse_query
+from .requests import ExperimentParams, FeatureUpdate, RolloutGuardSpec, RolloutStart, parse_body, parse_query
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -51,12 +52,18 @@ def names_param(request: web.Request, key: str) -> list[str]:
 
 class Api:
     def __init__(self, features: Features, impact: Impact, experiments: Experiments, feedback: Feedback,
-                 scenarios: dict):
+                 scenarios: dict, guard_defaults, lock, no_evidence: str | None = None):
+        """`guard_defaults`: config.Guards; `lock`: the ingest lock (the feature handlers wait on the state
+        backend's thread, so they take it themselves, only while reading aggregates); `no_evidence`: why
+        guarded rollouts cannot run here (no interaction store)."""
+        self.lock = lock
         self.features = features
         self.impact = impact
         self.experiments = experiments
         self.feedback = feedback
         self.scenarios = scenarios
+        self.guard_defaults = guard_defaults
+        self.no_evidence = no_evidence
 
     def feature_json(self, f: Feature, totals: MinuteStats, contributions: dict) -> dict:
         s = self.features.state[f.name]
@@ -67,8 +74,10 @@ class Api:
             "avg_latency_ms": contributions.get(f.name, 0.0) * 1000,
             "hit_rate": self.impact.hit_ratio(totals, f.name) if f.caching else None,
         }
-        if s.step >= 0:
-            out["rollout"] = {"schedule": s.schedule, "step": s.step}
+        if s.running:
+            out["rollout"] = {"strategy": s.strategy, "schedule": s.schedule, "step": s.step, "stage": s.step + 1,
+                              "stage_started_at": s.stage_started_at, "auto_advance": s.auto_advance,
+                              "stage_seconds": s.stage_seconds, "guard": s.guard, "evaluation": s.evaluation}
         return out
 
     # --- handlers ----------------------------------------------------------------------------------
@@ -85,35 +94,55 @@ class Api:
                                   "requests_in_window": t.requests, "window_seconds": self.impact.window,
                                   "state_file_error": self.features.load_error})
 
+    @lock_free
     async def get_feature(self, request):
         f = self.features.get(request.match_info["name"])
-        t = self.impact.totals()
-        return web.json_response(self.feature_json(f, t, self.impact.contributions(t)))
+        decisions = await self.features.run(self.features.decisions, f.name)
+        with self.lock:
+            t = self.impact.totals()
+            out = self.feature_json(f, t, self.impact.contributions(t))
+        return web.json_response({**out, "decisions": decisions})
 
+    @lock_free
     async def put_feature(self, request):
         name = request.match_info["name"]
         self.features.get(name)
         change = await parse_body(request, FeatureUpdate)
-        self.features.update(name, change.enabled, change.rollout_percentage)
+        await self.features.run(self.features.update, name, change.enabled, change.rollout_percentage)
         return await self.get_feature(request)
 
+    def guard(self, spec: RolloutGuardSpec) -> dict:
+        d = self.guard_defaults
+        return Guard(spec.max_error_ratio_increase, spec.max_p95_latency_increase, spec.min_quality_score,
+                     spec.min_requests_per_stage or d.min_requests_per_stage, spec.alpha).as_json()
+
+    @lock_free
     async def start_rollout(self, request):
         name = request.match_info["name"]
         self.features.get(name)
-        rollout = await parse_body(request, RolloutStart)
-        self.features.start_rollout(name, rollout.strategy, rollout.step)
+        r = await parse_body(request, RolloutStart)
+        guarded = r.guard is not None or r.auto_advance
+        if guarded and self.no_evidence:
+            raise ApiError(409, self.no_evidence)
+        stage_seconds = self.guard_defaults.stage_seconds if r.stage_seconds is None else r.stage_seconds
+        await self.features.run(self.features.start_rollout, name, r.strategy, r.step,
+                                self.guard(r.guard or RolloutGuardSpec()) if guarded else None, r.auto_advance,
+                                stage_seconds)
         return await self.get_feature(request)
 
+    @lock_free
     async def advance_rollout(self, request):
-        self.features.advance(request.match_info["name"], +1)
+        await self.features.run(self.features.advance, request.match_info["name"], +1)
         return await self.get_feature(request)
 
+    @lock_free
     async def rollback_rollout(self, request):
-        self.features.advance(request.match_info["name"], -1)
+        await self.features.run(self.features.advance, request.match_info["name"], -1)
         return await self.get_feature(request)
 
+    @lock_free
     async def emergency_rollback(self, request):
-        self.features.emergency_rollback(request.match_info["name"])
+        await self.features.run(self.features.emergency_rollback, request.match_info["name"])
         return await self.get_feature(request)
 
     async def impact_table(self, request):

@@ -69,11 +69,28 @@ class FeatureUpdate(Strict):
         return self
 
 
+Share = Annotated[float | None, Field(ge=0, le=1), expect("a number from 0 to 1")]
+
+
+class RolloutGuardSpec(Strict):
+    """The "guard" of POST /api/features/{name}/rollout (analysis.guards.Guard; defaults from features.guards)."""
+
+    max_error_ratio_increase: Share = None
+    max_p95_latency_increase: Annotated[float | None, Field(ge=0, le=100),
+                                        expect("a relative increase, e.g. 0.25 for 25 %")] = None
+    min_quality_score: Annotated[float | None, Field(allow_inf_nan=False), expect("a number")] = None
+    min_requests_per_stage: Annotated[int | None, Field(ge=2, le=10_000_000), expect("a count of at least 2")] = None
+    alpha: Annotated[float, Field(gt=0, lt=0.5), expect("a probability below 0.5, e.g. 0.05")] = 0.05
+
+
 class RolloutStart(Strict):
     """POST /api/features/{name}/rollout"""
 
     strategy: Annotated[str, expect("linear, exponential or canary")]
     step: Annotated[float | None, expect("a percentage")] = None
+    guard: RolloutGuardSpec | None = None
+    auto_advance: Annotated[bool, expect("true or false")] = False
+    stage_seconds: Annotated[float | None, Field(ge=0, le=30 * 86400), expect("seconds, up to 30 days")] = None
 
 
 # --- query strings (their values arrive as text: converted, not strict) -------------------------------

@@ -1,0 +1,159 @@
+"""Feature state, rollout decisions and stage evidence in the interaction store's database.
+
+With PostgreSQL every replica reads and writes the same rows, so all serve the same feature state
+and a restarted replica resumes a rollout where it was. One replica decides guarded rollouts: the
+one holding a session-level advisory lock (released by PostgreSQL when that replica's connection
+ends, so another takes over within a sync interval). With SQLite the state persists in the store's
+file across restarts.
+
+A change is one transaction that reads the feature's row with a lock (SELECT … FOR UPDATE on
+PostgreSQL, BEGIN IMMEDIATE on SQLite), applies the change and writes it back with its decision,
+so concurrent changes from two replicas are applied one after the other, never lost.
+Calls block: they run on this backend's own thread (`run`), never on the event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .db import Database, Location, connect, connection_lost, is_unique_violation
+
+log = logging.getLogger("spanscope.features")
+
+LEADER_LOCK_KEY = 0x5370616F  # one more than the migrations' key: "Spao"
+# The variant a request's flag evaluated to, from the interactions' `variants` JSON column.
+VARIANT_OF = {
+    "sqlite": "json_extract(variants, '$.\"' || ? || '\"')",
+    "postgres": "(variants::jsonb ->> ?)",
+}
+
+
+class DatabaseStates:
+    shared = True
+
+    def __init__(self, location: Location):
+        self.location = location
+        self._db: Database | None = None
+        self._leader_db: Database | None = None
+        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="feature-state")
+        self.postgres = location.dialect.name == "postgres"
+
+    def describe(self) -> str:
+        return f"feature state in {self.location.describe()}"
+
+    async def run(self, fn):
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    def _call(self, fn, *args):
+        """`fn(db, *args)` on a live connection: one that the server dropped is replaced, the call run once more."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self._db is None or connection_lost(self._db):
+                    self._db = connect(self.location, "api")
+                try:
+                    return fn(self._db, *args)
+                except Exception:
+                    if attempt == 2 or not connection_lost(self._db):
+                        raise
+            raise AssertionError("unreachable")
+
+    # --- state and decisions -----------------------------------------------------------------
+
+    def load(self) -> dict[str, dict]:
+        return self._call(lambda db: {name: json.loads(state)
+                                      for name, state in db.query("SELECT name, state FROM feature_state")})
+
+    def apply(self, name: str, change, decision_of=None) -> dict:
+        try:
+            return self._call(self._apply, name, change, decision_of)
+        except Exception as exc:
+            if not is_unique_violation(exc):
+                raise
+            # Another replica stored the feature's first row at the same moment: now there is a row to lock.
+            return self._call(self._apply, name, change, decision_of)
+
+    def _apply(self, db: Database, name: str, change, decision_of) -> dict:
+        lock = " FOR UPDATE" if self.postgres else ""
+        with db.transaction():
+            rows = db.query(f"SELECT state, version FROM feature_state WHERE name = ?{lock}", (name,))
+            doc = change(json.loads(rows[0][0]) if rows else None)
+            text, now = json.dumps(doc, sort_keys=True), doc.get("updated_at", 0.0)
+            if rows:
+                db.execute("UPDATE feature_state SET state = ?, version = ?, updated_at = ? WHERE name = ?",
+                           (text, rows[0][1] + 1, now, name))
+            else:
+                db.execute("INSERT INTO feature_state (name, state, version, updated_at) VALUES (?, ?, 1, ?)",
+                           (name, text, now))
+            decision = decision_of(doc) if decision_of else None
+            if decision:
+                db.execute("INSERT INTO rollout_decisions (feature, decision, at, record) VALUES (?, ?, ?, ?)",
+                           (name, decision["decision"], decision["at"], json.dumps(decision, sort_keys=True)))
+        return doc
+
+    def decisions(self, name: str, limit: int) -> list[dict]:
+        rows = self._call(lambda db: db.query(
+            "SELECT record FROM rollout_decisions WHERE feature = ? ORDER BY id DESC LIMIT ?", (name, limit)))
+        return [json.loads(r) for (r,) in rows]
+
+    # --- who decides -------------------------------------------------------------------------
+
+    async def leader(self) -> bool:
+        return await self.run(self._hold_leader_lock) if self.postgres else True
+
+    def _hold_leader_lock(self) -> bool:
+        """Take (or keep) the session-level advisory lock on a connection of its own."""
+        try:
+            if self._leader_db is not None and not connection_lost(self._leader_db):
+                return True  # a session-level lock lasts as long as its connection
+            self._leader_db = connect(self.location, "api")
+            (held,), = self._leader_db.query("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK_KEY,))
+            if held:
+                log.info("this replica now decides guarded rollouts (advisory lock %#x)", LEADER_LOCK_KEY)
+                return True
+            self._leader_db.close()
+            self._leader_db = None
+            return False
+        except Exception as exc:  # the database is away: nobody decides until it is back
+            log.warning("cannot take the rollout leader lock: %s", " ".join(str(exc).split()))
+            self._leader_db = None
+            return False
+
+    # --- stage evidence ----------------------------------------------------------------------
+
+    def stage_sample(self, flag: str, since: float, control: str, treatment: str, p95_factor: float | None):
+        """Per variant (count, errors, Σ latency, Σ latency², quality count, Σ quality, Σ quality²) of the
+        requests started since `since`, the control's p95 and the treatment's requests slower than
+        p95 × `p95_factor` (analysis.guards builds its StageSample from these)."""
+        return self._call(self._stage_sample, flag, since, control, treatment, p95_factor)
+
+    def _stage_sample(self, db: Database, flag, since, control, treatment, p95_factor):
+        stage = (f"(SELECT {VARIANT_OF[db.dialect.name]} AS variant, error, duration_seconds, quality "
+                 f"FROM interactions WHERE started_at >= ?) stage")
+        base = (flag, since)
+        arms = {row[0]: row[1:] for row in db.query(
+            f"SELECT variant, COUNT(*), SUM(error), SUM(duration_seconds), SUM(duration_seconds * duration_seconds), "
+            f"COUNT(quality), SUM(quality), SUM(quality * quality) FROM {stage} "
+            f"WHERE variant IN (?, ?) GROUP BY variant", (*base, control, treatment))}
+        p95 = slower = None
+        n_control = arms.get(control, (0,))[0]
+        if p95_factor is not None and n_control:
+            offset = max(-(-95 * n_control // 100) - 1, 0)  # nearest rank: ceil(0.95 n) - 1
+            (p95,), = db.query(f"SELECT duration_seconds FROM {stage} WHERE variant = ? "
+                               f"ORDER BY duration_seconds LIMIT 1 OFFSET ?", (*base, control, offset))
+            (slower,), = db.query(f"SELECT COUNT(*) FROM {stage} WHERE variant = ? AND duration_seconds > ?",
+                                  (*base, treatment, p95 * p95_factor))
+        return arms, p95, slower
+
+    def close(self) -> None:
+        for db in (self._db, self._leader_db):
+            try:
+                if db is not None:
+                    db.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                pass
+        self._db = self._leader_db = None
+        self._thread.shutdown(wait=False, cancel_futures=True)

@@ -100,7 +100,7 @@ class Exporter:
         # experiments and the metrics API read; feedback looks up recent requests (sinks of the ingest).
         self.rollups = Rollups(c.histograms.duration_buckets, cache_owners=self.features.cache_owners())
         self.impact = Impact(self.features, self.rollups, c.features.window)
-        self.experiments = Experiments(self.metrics, self.rollups)
+        self.experiments = Experiments(self.rollups)
         self.recent = RecentRequests()
         # Interactions and feedback in SQLite/PostgreSQL (ConfigError naming the path when unusable).
         self.interactions = InteractionStore.from_config(c.store, c.feedback)

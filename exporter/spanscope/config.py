@@ -110,7 +110,7 @@ def explain(exc: ValidationError, model: type[BaseModel], unknown: str, root: st
     return f"{path}: {err['msg'][0].lower()}{err['msg'][1:]}"
 
 
-def _seconds(v):
+def to_seconds(v):
     """Seconds as a number or a Prometheus-style duration string (`500ms`, `30s`, `5m`, `1h`, `30d`)."""
     if isinstance(v, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", v)
@@ -140,7 +140,7 @@ def _regex(v):
 
 HTTP_URL = r"^https?://[^\s/]+(/\S*)?$"
 PositiveInt = Annotated[int, Field(gt=0), expect("a positive integer")]
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0), expect("seconds or a duration like 30s")]
+Seconds = Annotated[float, BeforeValidator(to_seconds), Field(ge=0), expect("seconds or a duration like 30s")]
 Address = Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$"), AfterValidator(_port_in_range),
                     expect("HOST:PORT")]
 OptionalText = Annotated[str | None, AfterValidator(lambda v: v or None), expect("a string or null")]
@@ -245,7 +245,7 @@ class Scenario(Strict):
 
 
 class Guards(Strict):
-    interval: Annotated[float, BeforeValidator(_seconds), Field(gt=0), expect("seconds or a duration like 10s")]
+    interval: Annotated[float, BeforeValidator(to_seconds), Field(gt=0), expect("seconds or a duration like 10s")]
     stage_seconds: Seconds
     min_requests_per_stage: PositiveInt
 
@@ -265,7 +265,7 @@ class Features(Strict):
 
 class PriceRefresh(Strict):
     url: Annotated[str | None, Field(pattern=HTTP_URL), expect("an http:// or https:// URL, or null (no refresh)")]
-    interval: Annotated[float, BeforeValidator(_seconds), Field(ge=1), expect("a duration of 1s or more, like 24h")]
+    interval: Annotated[float, BeforeValidator(to_seconds), Field(ge=1), expect("a duration of 1s or more, like 24h")]
 
 
 class Pricing(Strict):

@@ -1,4 +1,6 @@
 """OpenFeature evaluations (real SDK + OpenTelemetry TracingHook) become per-variant metrics."""
+import statistics
+import time
 import uuid
 
 import pytest
@@ -8,6 +10,7 @@ from openfeature.contrib.hook.opentelemetry import TracingHook
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
+from opentelemetry.trace import Status, StatusCode
 from processes import start_exporter, wait_until
 from sdk import MS, http_exporter, provider, scrape, value
 
@@ -71,3 +74,78 @@ def test_evaluations_and_per_variant_latency_reach_metrics_and_experiments(expor
     assert lat["test"] == "welch_t" and lat["significant"] and lat["p_value"] < 1e-6
     assert lat["delta_ms"] == pytest.approx(200, abs=2)
     assert call("GET", exporter.urls["web"] + "/api/experiments/unknown_flag")[0] == 404
+
+
+def send_split(exporter, service: str, users: range, end_ns: int, treated_ms, control_ms, failing=()):
+    """One request per user through the real SDK and TracingHook, ending at `end_ns` (even users get
+    the treatment); `failing`: the users whose request fails."""
+    tp = provider(http_exporter(exporter.urls["http"]), service)
+    tracer = tp.get_tracer("t")
+    openfeature.set_provider(InMemoryProvider({"new_ranker": InMemoryFlag(
+        "control", {"control": False, "treatment": True}, context_evaluator=by_user)}))
+    client = openfeature.get_client()
+    client.add_hooks([TracingHook()])
+    for user in users:
+        duration = treated_ms(user) if user % 2 == 0 else control_ms(user)
+        with tracer.start_as_current_span("gateway", start_time=end_ns - duration * MS, end_on_exit=False,
+                                          attributes={"pipeline.component": "gateway"}) as span:
+            client.get_boolean_value("new_ranker", False, EvaluationContext(targeting_key=str(user)))
+            if user in failing:
+                span.set_status(Status(StatusCode.ERROR, "failed"))
+        span.end(end_time=end_ns)
+    tp.shutdown()
+    openfeature.clear_hooks()
+    client.hooks.clear()
+
+
+def test_experiment_window_and_sequential_evidence(exporter):
+    """Requests of two hours ago count since the start but not in `?window=1h`; each variant carries the
+    mSPRT evidence (always-valid) beside the fixed-horizon tests."""
+    service, web = f"flags-{uuid.uuid4().hex[:6]}", exporter.urls["web"]
+    now = time.time_ns()
+    send_split(exporter, service, range(20), now - 2 * 3600 * 10 ** 9, lambda u: 300, lambda u: 100)
+    failing = {20, 24, 28, 32, 36}  # 5 of the 20 recent treated requests
+    send_split(exporter, service, range(20, 60), now - 2 * 10 ** 9, lambda u: 300 + u % 7, lambda u: 100 + u % 5,
+               failing)
+
+    def ready():
+        s = scrape(web)
+        return s if value(s, "pipeline_requests_total", service=service) == 60 else None
+
+    wait_until(ready, what="60 requests")
+    status, recent = call("GET", web + "/api/experiments/new_ranker?window=1h")
+    assert status == 200, recent
+    assert recent["window_seconds"] == 3600 and "last 60 minutes" in recent["method"]
+    assert "may be watched continuously" in recent["method"] and "fixed-horizon" in recent["method"]
+    rows = {r["variant"]: r for r in recent["variants"]}
+    assert rows["treatment"]["requests"] == 20 and rows["control"]["requests"] == 20
+    assert rows["treatment"]["error_rate"] == 0.25 and "sequential" not in rows["control"]
+
+    treated = [300 + u % 7 for u in range(20, 60, 2)]
+    control = [100 + u % 5 for u in range(21, 60, 2)]
+    seq = rows["treatment"]["sequential"]
+    lat, err = seq["latency_ms"], seq["error_rate"]
+    assert lat["estimate"] == pytest.approx(statistics.mean(treated) - statistics.mean(control))
+    assert lat["n"] == [20, 20] and lat["null"] == 0 and lat["alpha"] == 0.05 and "mSPRT" in lat["method"]
+    # 200 ms apart with a spread of a few ms: overwhelming evidence, and a sequence around the difference
+    assert lat["significant"] and lat["p_value"] < 1e-6 and 150 < lat["lower"] < lat["estimate"] < lat["upper"] < 250
+    assert err["estimate"] == pytest.approx(0.25) and err["n"] == [20, 20]
+    assert err["lower"] < 0.25 < err["upper"]
+    assert err["significant"] == (err["p_value"] < 0.05) == (err["lower"] > 0)
+    assert rows["treatment"]["latency_vs_control"]["test"] == "welch_t"  # the fixed-horizon tests stay
+
+    status, everything = call("GET", web + "/api/experiments/new_ranker")
+    assert status == 200 and everything["window_seconds"] is None and "since the exporter started" in \
+        everything["method"]
+    rows = {r["variant"]: r for r in everything["variants"]}
+    assert rows["treatment"]["requests"] == 30 and rows["control"]["requests"] == 30
+    assert rows["treatment"]["sequential"]["latency_ms"]["n"] == [30, 30]
+    assert call("GET", web + "/api/experiments/new_ranker?window=3h")[1]["variants"] == everything["variants"]
+    assert call("GET", web + "/api/experiments/new_ranker?window=10800")[1]["window_seconds"] == 10800
+
+
+def test_experiment_window_bad_values_are_400_naming_the_parameter(exporter):
+    for query in ("window=abc", "window=0", "window=30s", "window=25h", "window=nan", "window=", "window=-1h",
+                  "since=1h"):
+        status, doc = call("GET", exporter.urls["web"] + "/api/experiments/new_ranker?" + query)
+        assert status == 400 and doc["error"].startswith(query.split("=")[0]), (query, doc)

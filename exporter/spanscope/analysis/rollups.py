@@ -3,8 +3,8 @@
 Each finished request is folded once into the MinuteStats of the minute it ended (its root span's
 end time, or the arrival time when that is more than 24 h old or in the future), keyed by (service,
 mode). Every windowed reader merges minutes: the metrics API and the insights (analysis.windows),
-feature impact (its window's last minutes) and experiments (every minute since the start: minutes
-leaving the 24 hours keep their variants in `earlier_variants`). Memory: one MinuteStats per
+feature impact (its window's last minutes) and experiments (a window's minutes, or every minute since
+the start: minutes leaving the 24 hours keep their variants in `earlier_variants`). Memory: one MinuteStats per
 (minute, service, mode) that saw traffic, about 1.5 KB with the latency histogram, a few
 components, tokens and one cache layer, so 24 h of one service × mode is about 2 MB; keys per
 minute are capped (`max_keys`), and so is what one MinuteStats holds (analysis.window.PER_MINUTE).
@@ -104,5 +104,5 @@ def _merge_variants(into: dict, variants: dict) -> None:
     for key, v in variants.items():
         mine = into.get(key)
         if mine is None:
-            mine = into[key] = Variant()
+            mine = into[key] = Variant(len(v.buckets) - 1)
         mine.merge(v)

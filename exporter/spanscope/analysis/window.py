@@ -36,17 +36,20 @@ def _add_lists(a: list, b: list) -> list:
 
 
 class Variant:
-    """The requests of one flag variant: latency, errors and cost (what an experiment compares)."""
+    """The requests of one flag variant: latency (moments and histogram), errors and cost (what an
+    experiment compares; the histogram gives its p95 over any window)."""
 
-    __slots__ = ("latency", "errors", "cost")
+    __slots__ = ("latency", "errors", "cost", "buckets")
 
-    def __init__(self):
+    def __init__(self, n_buckets: int):
         self.latency, self.errors, self.cost = Moments(), 0, ZERO
+        self.buckets = [0] * (n_buckets + 1)  # as MinuteStats.buckets
 
     def merge(self, other: Variant) -> None:
         self.latency.merge(other.latency)
         self.errors += other.errors
         self.cost += other.cost
+        self.buckets = _add_lists(self.buckets, other.buckets)
 
 
 class Model:
@@ -112,7 +115,8 @@ class MinuteStats:
         self.errors += r.error
         self.degraded += r.degraded
         self.latency.add(duration)
-        self.buckets[bisect_left(bounds, duration)] += 1  # the first bound >= duration, as Prometheus' le
+        bucket = bisect_left(bounds, duration)  # the first bound >= duration, as Prometheus' le
+        self.buckets[bucket] += 1
         cost = r.cost
         self.cost += cost
         tokens = self.tokens
@@ -167,8 +171,9 @@ class MinuteStats:
                 key = slot(variants, key, (OTHER, OTHER))
                 v = variants.get(key)
                 if v is None:
-                    v = variants[key] = Variant()
+                    v = variants[key] = Variant(self.n_buckets)
                 v.latency.add(duration)
+                v.buckets[bucket] += 1
                 v.errors += r.error
                 v.cost += cost
 
@@ -196,7 +201,7 @@ class MinuteStats:
                              (self.feature_hits, m.feature_hits), (self.feature_misses, m.feature_misses)):
             _add_counts(into, counts)
         for into, parts, new in ((self.models, m.models, Model), (self.cache_latency, m.cache_latency, Moments),
-                                 (self.variants, m.variants, Variant),
+                                 (self.variants, m.variants, lambda: Variant(self.n_buckets)),
                                  (self.components, m.components, lambda: Component(self.n_buckets))):
             for k, part in parts.items():
                 mine = into.get(k)

@@ -18,7 +18,7 @@ from ..analysis.window import MinuteStats
 from ..store.feedback import Feedback, Rating
 from .endpoints import lock_free
 from .errors import ApiError
-from .requests import FeatureUpdate, RolloutGuardSpec, RolloutStart, parse_body
+from .requests import ExperimentParams, FeatureUpdate, RolloutGuardSpec, RolloutStart, parse_body, parse_query
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -169,9 +169,11 @@ class Api:
 
     async def experiment(self, request):
         flag = request.match_info["flag"]
-        result = self.experiments.compare(flag)
+        minutes = parse_query(request, ExperimentParams).minutes()
+        result = self.experiments.compare(flag, minutes=minutes)
         if result is None:
-            raise ApiError(404, f"no requests have evaluated flag {flag!r} yet")
+            raise ApiError(404, f"no requests have evaluated flag {flag!r} yet" if minutes is None else
+                           f"no requests have evaluated flag {flag!r} in the last {minutes} minutes")
         return web.json_response(result)
 
     @lock_free  # waits for the database commit; Feedback takes the ingest lock for the metrics only

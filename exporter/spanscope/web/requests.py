@@ -17,13 +17,14 @@ from pydantic import (
 )
 
 from ..analysis.windows import Query as Window
-from ..config import Strict, expect, explain
+from ..config import Strict, expect, explain, to_seconds
 from ..store.queries import InteractionFilters
 from .errors import ApiError
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 MAX_HOURS = 24 * 366
+DAY_SECONDS = 86400  # what the per-minute rollups keep
 LAST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()  # the last one ISO 8601 can write
 M = TypeVar("M", bound=Strict)
 
@@ -137,6 +138,17 @@ class WindowParams(Params):
 
     def window(self) -> Window:
         return Window(self.time_window_minutes, self.service, self.mode, self.operation)
+
+
+class ExperimentParams(Params):
+    """GET /api/experiments/{flag}: compare the requests of the last `window` (in whole minutes, the
+    current one included), or, without it, every request since the exporter started."""
+
+    window: Annotated[float | None, BeforeValidator(to_seconds), Field(ge=60, le=DAY_SECONDS, allow_inf_nan=False),
+                      expect("a duration from 1m to 24h, like 15m, 1h or 3600 (seconds)")] = None
+
+    def minutes(self) -> int | None:
+        return None if self.window is None else math.ceil(self.window / 60)
 
 
 class Page(Params):

@@ -434,8 +434,7 @@ def start(stack: Stack, args, ports: Ports) -> dict:
                                         "--web", f"127.0.0.1:{ports.web}",
                                         # Ctrl-C should be quick: wait at most 2s for a last scrape.
                                         "--set", "shutdown.grace=2",
-                                        # Kept across restarts in the run directory.
-                                        "--set", f"features.state_file={run_dir / 'feature-state.json'}",
+                                        # Kept across restarts in the run directory (with the feature state).
                                         "--set", f"store.url=sqlite:///{run_dir / 'interactions.db'}"],
                            env=python_env())
     stack.wait_ready(exporter, web + "/readyz")

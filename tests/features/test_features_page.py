@@ -371,3 +371,22 @@ def test_phone_width_has_no_horizontal_scroll(browser, fed):
         assert page.problems == []
     finally:
         page.context.close()
+
+
+def test_a_guarded_rollout_and_its_decisions_are_shown(page, fed):
+    """The running rollout's stage and guard, then the last decision with its reason, in the feature's row."""
+    row = page.locator("#feature-mlx_backend")
+    try:
+        status, doc = api(fed, "/api/features/mlx_backend/rollout", "POST",
+                          {"strategy": "linear", "step": 50, "guard": {"max_error_ratio_increase": 0.05}})
+        assert status == 200, doc
+        expect(row.locator(".facts")).to_contain_text("Rollout schedulestep 1 of 2 (50, 100 %) · guarded")
+        expect(row.locator(".decision")).to_contain_text(
+            re.compile(r"^Started \(\d+ → 50 %\): linear rollout through \[50.0, 100.0\] · "))
+        expect(row.locator(".decision")).not_to_have_class(re.compile("is-rollback"))
+        assert api(fed, "/api/features/mlx_backend/rollout/emergency-rollback", "POST")[0] == 200
+        expect(row.locator(".decision")).to_contain_text("Emergency rollback at stage 1 (50 → 0 %): emergency rollback")
+        expect(row.locator(".decision")).to_have_class(re.compile("is-rollback"))
+        expect(row.locator(".facts div", has=page.locator("dt", has_text="Rollout schedule"))).to_be_hidden()
+    finally:
+        api(fed, "/api/features/mlx_backend", "PUT", {"enabled": True, "rollout_percentage": 100})

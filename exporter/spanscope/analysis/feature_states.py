@@ -50,6 +50,11 @@ class MemoryStates:
         with self._lock:
             return list(self._decisions.get(name, ()))[-limit:][::-1]
 
+    def latest_decisions(self) -> dict[str, dict]:
+        """Each feature's last decision."""
+        with self._lock:
+            return {name: ds[-1] for name, ds in self._decisions.items() if ds}
+
     async def leader(self) -> bool:
         """Whether this replica decides guarded rollouts (the only one, without a shared database)."""
         return True

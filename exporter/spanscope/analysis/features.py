@@ -253,6 +253,10 @@ class Features:
         """The feature's latest rollout decisions, newest first."""
         return self.states.decisions(name, limit)
 
+    def latest_decisions(self) -> dict[str, dict]:
+        """Each feature's last rollout decision (features without one are left out)."""
+        return self.states.latest_decisions()
+
     # --- changes -----------------------------------------------------------------------------
 
     def _change(self, name: str, mutate, decision: str | None = None, by: str = "api", reason: str = "",

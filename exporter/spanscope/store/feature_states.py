@@ -99,6 +99,12 @@ class DatabaseStates:
             "SELECT record FROM rollout_decisions WHERE feature = ? ORDER BY id DESC LIMIT ?", (name, limit)))
         return [json.loads(r) for (r,) in rows]
 
+    def latest_decisions(self) -> dict[str, dict]:
+        rows = self._call(lambda db: db.query(
+            "SELECT feature, record FROM rollout_decisions WHERE id IN "
+            "(SELECT MAX(id) FROM rollout_decisions GROUP BY feature)"))
+        return {feature: json.loads(r) for feature, r in rows}
+
     # --- who decides -------------------------------------------------------------------------
 
     async def leader(self) -> bool:

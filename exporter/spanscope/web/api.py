@@ -82,15 +82,19 @@ class Api:
 
     # --- handlers ----------------------------------------------------------------------------------
 
+    @lock_free
     async def list_features(self, request):
-        t = self.impact.totals()
-        contrib = self.impact.contributions(t)
-        features = [self.feature_json(f, t, contrib) for f in self.features.catalogue.values()]
+        latest = await self.features.run(self.features.latest_decisions)
+        with self.lock:
+            t = self.impact.totals()
+            contrib = self.impact.contributions(t)
+            features = [{**self.feature_json(f, t, contrib), "last_decision": latest.get(f.name)}
+                        for f in self.features.catalogue.values()]
+            current = self.impact.mean_latency(t) * 1000
         categories: dict = {}
         for f in features:
             categories.setdefault(f["category"], []).append(f["name"])
-        return web.json_response({"features": features, "categories": categories,
-                                  "current_latency_ms": self.impact.mean_latency(t) * 1000,
+        return web.json_response({"features": features, "categories": categories, "current_latency_ms": current,
                                   "requests_in_window": t.requests, "window_seconds": self.impact.window,
                                   "state_file_error": self.features.load_error})
 

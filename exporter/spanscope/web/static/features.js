@@ -110,7 +110,9 @@
     }
     const schedule = el("dd", { text: "" });
     const scheduleBox = el("div", { hidden: "" }, [el("dt", { text: "Rollout schedule" }), schedule]);
-    facts.append(scheduleBox);
+    const decision = el("dd", { class: "decision", text: "" });
+    const decisionBox = el("div", { hidden: "" }, [el("dt", { text: "Last rollout decision" }), decision]);
+    facts.append(scheduleBox, decisionBox);
     li.append(facts);
 
     const rlabel = el("label", { for: `rng-${n}` });
@@ -132,7 +134,7 @@
     range.addEventListener("change", () => onRollout(n, range.value));
     num.addEventListener("change", () => onRollout(n, num.value));
 
-    const row = { li, sw, stateText, avg, hit, range, num, schedule, scheduleBox };
+    const row = { li, sw, stateText, avg, hit, range, num, schedule, scheduleBox, decision, decisionBox };
     S.rows.set(n, row);
     return row;
   }
@@ -153,11 +155,32 @@
     setText(row.avg, fmtMs(f.avg_latency_ms));
     if (row.hit) setText(row.hit, f.hit_rate == null ? "no lookups yet" : `${(f.hit_rate * 100).toFixed(1)} %`);
     if (f.rollout && f.rollout.step >= 0) {
+      const r = f.rollout;
       row.scheduleBox.hidden = false;
-      setText(row.schedule, `step ${f.rollout.step + 1} of ${f.rollout.schedule.length} (${f.rollout.schedule.join(", ")} %)`);
+      let text = `step ${r.step + 1} of ${r.schedule.length} (${r.schedule.join(", ")} %)`;
+      if (r.guard) text += r.auto_advance ? " · guarded, advances by itself" : " · guarded";
+      else if (r.auto_advance) text += " · advances by itself";
+      if (r.evaluation) text += ` · last look: ${r.evaluation.decision}, ${r.evaluation.reason}`;
+      setText(row.schedule, text);
     } else {
       row.scheduleBox.hidden = true;
     }
+    showDecision(row, f.last_decision);
+  }
+
+  const DECIDED = { start: "Started", advance: "Advanced by its guard", rollback: "Rolled back by its guard",
+                    manual_advance: "Advanced by hand", manual_rollback: "Stepped back by hand",
+                    emergency_rollback: "Emergency rollback" };
+
+  /** A feature's last rollout decision, in words: what, from and to which percentage, why, when. */
+  function showDecision(row, d) {
+    row.decisionBox.hidden = !d;
+    if (!d) return;
+    const when = new Date(d.at * 1000).toLocaleTimeString();
+    const stage = d.stage ? ` at stage ${d.stage}` : "";
+    setText(row.decision, `${DECIDED[d.decision] || d.decision}${stage} (${d.from_percentage} → ${d.to_percentage} %)` +
+                          `${d.reason ? `: ${d.reason}` : ""} · ${when}`);
+    row.decision.classList.toggle("is-rollback", d.decision === "rollback" || d.decision === "emergency_rollback");
   }
 
   function paintSwitch(row, on) {

@@ -39,7 +39,7 @@ def test_features_are_listed_by_category_with_contribution_and_hit_rate(fed):
     by_name = {f["name"]: f for f in doc["features"]}
     assert len(by_name) == 11 and by_name["intent_classification"]["required"] is True
     assert by_name["conversation_context"]["avg_latency_ms"] == pytest.approx(100)
-    assert by_name["weather_rag"]["avg_latency_ms"] == pytest.approx(10)
+    assert by_name["rag_weather"]["avg_latency_ms"] == pytest.approx(10)
     assert by_name["redis_caching"]["avg_latency_ms"] == pytest.approx(10)  # cache_lookup is its component
     assert by_name["redis_caching"]["hit_rate"] == pytest.approx(0.5)
     assert doc["current_latency_ms"] == pytest.approx(550)
@@ -93,13 +93,13 @@ def test_toggles_required_unknown_and_invalid(tmp_path):
         assert status == 409 and "required" in doc["error"]
         assert api(proc, "/api/features/nope", "PUT", {"enabled": False})[0] == 404
         assert api(proc, "/api/features/nope")[0] == 404
-        status, doc = api(proc, "/api/features/weather_rag", "PUT", {"rollout_percentage": 150})
+        status, doc = api(proc, "/api/features/rag_weather", "PUT", {"rollout_percentage": 150})
         assert status == 400 and doc["error"].startswith("rollout_percentage")
-        assert api(proc, "/api/features/weather_rag", "PUT", {"enabled": "no"})[0] == 400
-        status, doc = api(proc, "/api/features/weather_rag", "PUT", {"rollout_percentage": 25})
+        assert api(proc, "/api/features/rag_weather", "PUT", {"enabled": "no"})[0] == 400
+        status, doc = api(proc, "/api/features/rag_weather", "PUT", {"rollout_percentage": 25})
         assert doc["rollout_percentage"] == 25
         s = scrape(proc.urls["web"])
-        assert value(s, "feature_rollout_ratio", feature="weather_rag") == 0.25
+        assert value(s, "feature_rollout_ratio", feature="rag_weather") == 0.25
         assert value(s, "feature_enabled", feature="conversation_context") == 0
     finally:
         proc.stop()
@@ -129,20 +129,21 @@ def test_state_survives_a_restart(tmp_path):
     state = tmp_path / "features.json"
     proc = start(tmp_path, features={"state_file": str(state)})
     try:
-        assert api(proc, "/api/features/home_assistant", "PUT", {"enabled": True})[0] == 200
-        assert api(proc, "/api/features/weather_rag", "PUT", {"rollout_percentage": 40})[0] == 200
+        # Off differs from the catalogue default (every seed feature is on), so only the file can say it.
+        assert api(proc, "/api/features/home_assistant", "PUT", {"enabled": False})[0] == 200
+        assert api(proc, "/api/features/rag_weather", "PUT", {"rollout_percentage": 40})[0] == 200
     finally:
         proc.stop()
     proc = start(tmp_path, features={"state_file": str(state)})
     try:
         by_name = {f["name"]: f for f in api(proc, "/api/features")[1]["features"]}
-        assert by_name["home_assistant"]["enabled"] is True
-        assert by_name["weather_rag"]["rollout_percentage"] == 40
+        assert by_name["home_assistant"]["enabled"] is False
+        assert by_name["rag_weather"]["rollout_percentage"] == 40
     finally:
         proc.stop()
 
 
-@pytest.mark.parametrize("garbage", ["{not json", '{"features": {"weather_rag": {"enabled": "yes"}}}', "[]"])
+@pytest.mark.parametrize("garbage", ["{not json", '{"features": {"rag_weather": {"enabled": "yes"}}}', "[]"])
 def test_corrupted_state_file_gives_defaults_and_a_clear_error(tmp_path, garbage):
     state = tmp_path / "features.json"
     state.write_text(garbage)
@@ -151,7 +152,7 @@ def test_corrupted_state_file_gives_defaults_and_a_clear_error(tmp_path, garbage
         status, doc = api(proc, "/api/features")
         assert status == 200
         assert str(state) in doc["state_file_error"] and "catalogue defaults" in doc["state_file_error"]
-        assert {f["name"]: f["enabled"] for f in doc["features"]}["weather_rag"] is True
+        assert {f["name"]: f["enabled"] for f in doc["features"]}["rag_weather"] is True
         assert str(state) in proc.log()
     finally:
         proc.stop()

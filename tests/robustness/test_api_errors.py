@@ -14,7 +14,7 @@ from spanscope.config import explain, load
 from spanscope.store.feedback import Rating
 
 TOKEN = "t0ken"
-FEATURE = "weather_rag"
+FEATURE = "rag_weather"
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,8 @@ class Exporter:
         # A budgeted tenant keeps its own label value whatever the tenant cap: its spend is compared.
         self.recorder.label.pin("tenant", {b.name for b in self.budgets if b.scope == "tenant"})
         self.assembler = Assembler(c.traces)
-        self.features = Features(load_catalogue(c.features.file), c.features.state_file, c.features.max_rollout_stages)
+        self.features = Features(load_catalogue(c.features.file), c.features.state_file, c.features.max_rollout_stages,
+                                 c.features.max_cohort_users, c.features.max_rules)
         self.facts = SpanFacts(self.pricing, self.features.component_features())
         self.ingest = Ingest(self.metrics, self.recorder, self.facts, self.assembler, c.limits, c.components.span_names,
                              reading(c.dialects))

@@ -146,6 +146,46 @@ def test_partial_rollout_splits_users_by_bucket(feature_api, client_for):
     assert no_key.error_code == ErrorCode.TARGETING_KEY_MISSING and no_key.value is False
 
 
+def test_forced_users_and_rule_matched_contexts_get_their_variant(feature_api, client_for):
+    """rag_sports is at 10 %: a forced cohort or a matching rule decides before the bucket does."""
+    users = [f"user-{i}" for i in range(200)]
+    inside = [u for u in users if in_rollout("rag_sports", u, 10.0)]
+    outside = [u for u in users if not in_rollout("rag_sports", u, 10.0)]
+    row = next(f for f in feature_api.features if f["name"] == "rag_sports")
+    row["cohorts"] = {"on": outside[:2], "off": inside[:1]}
+    row["rules"] = [{"attribute": "tenant", "operator": "equals", "value": "acme", "variant": "on"},
+                    {"attribute": "mode", "operator": "in", "values": ["voice", "agent"], "variant": "off"}]
+    client = client_for(SpanscopeProvider(feature_api.url, refresh_seconds=60))
+
+    def details(user, **attributes):
+        d = client.get_boolean_details("rag_sports", not in_rollout("rag_sports", user, 10.0),
+                                       EvaluationContext(targeting_key=user, attributes=attributes))
+        return d.value, d.variant, d.reason, d.flag_metadata.get("rule")
+
+    # forced: the cohort wins over the bucket and over a rule that says otherwise
+    assert details(outside[0]) == (True, "on", Reason.TARGETING_MATCH, None)
+    assert details(outside[1], mode="voice") == (True, "on", Reason.TARGETING_MATCH, None)
+    assert details(inside[0], tenant="acme") == (False, "off", Reason.TARGETING_MATCH, None)
+    # rule-matched: the first rule that matches the context's attributes
+    assert details(outside[5], tenant="acme", mode="voice") == (True, "on", Reason.TARGETING_MATCH, 0)
+    assert details(inside[3], tenant="globex", mode="agent") == (False, "off", Reason.TARGETING_MATCH, 1)
+    # neither: the percentage rollout, as before
+    assert details(inside[3], tenant="globex", mode="chat") == (True, "on", Reason.SPLIT, None)
+    assert details(outside[5], tenant="globex") == (False, "off", Reason.SPLIT, None)
+    # a rule needs no targeting key (the bucket does)
+    keyless = client.get_boolean_details("rag_sports", False, EvaluationContext(attributes={"tenant": "acme"}))
+    assert (keyless.value, keyless.reason) == (True, Reason.TARGETING_MATCH)
+
+
+def test_targeting_the_provider_cannot_read_is_an_error_not_a_guess(feature_api, client_for):
+    row = next(f for f in feature_api.features if f["name"] == "rag_weather")
+    row["rules"] = [{"attribute": "tenant", "operator": "resembles", "value": "acme", "variant": "off"}]
+    client = client_for(SpanscopeProvider(feature_api.url, refresh_seconds=60))
+    d = client.get_boolean_details("rag_weather", False, ctx("u1"))
+    assert (d.value, d.error_code) == (False, ErrorCode.PARSE_ERROR) and "rules[0].operator" in d.error_message
+    assert client.get_boolean_details("rag_airports", False, ctx("u1")).value is True  # the others are unaffected
+
+
 def test_non_boolean_evaluations_are_type_mismatches(feature_api, client_for):
     client = client_for(SpanscopeProvider(feature_api.url, refresh_seconds=60))
     d = client.get_string_details("rag_weather", "x", ctx("u1"))

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import ConfigError, load_embedded, read_yaml
+from . import targeting
 
 log = logging.getLogger("spanscope.features")
 CATEGORIES = ("processing", "rag", "optimization", "integration")
@@ -49,6 +50,8 @@ class FeatureState:
     schedule: list = field(default_factory=list)   # percentages of a running rollout
     step: int = -1                                 # index into schedule, -1 when none runs
     updated_at: float = 0.0
+    cohorts: dict = field(default_factory=dict)    # variant -> targeting keys forced into it (targeting.py)
+    rules: list = field(default_factory=list)      # targeting rules, first match wins (targeting.py)
 
 
 def parse_catalogue(doc, source: str) -> dict[str, Feature]:
@@ -124,12 +127,16 @@ def schedule_for(strategy: str, step: float | None = None, max_stages: int = 100
 
 
 class Features:
-    """Catalogue + state, with persistence. All mutation goes through `update` and the rollout calls."""
+    """Catalogue + state, with persistence. All mutation goes through `update`, `set_targeting` and the
+    rollout calls."""
 
-    def __init__(self, catalogue: dict[str, Feature], state_file: str | None = None, max_rollout_stages: int = 100):
+    def __init__(self, catalogue: dict[str, Feature], state_file: str | None = None, max_rollout_stages: int = 100,
+                 max_cohort_users: int = 1000, max_rules: int = 50):
         self.catalogue = catalogue
         self.state_file = state_file
         self.max_rollout_stages = max_rollout_stages
+        self.max_cohort_users = max_cohort_users
+        self.max_rules = max_rules
         self.state = {name: FeatureState(enabled=f.default) for name, f in catalogue.items()}
         self.load_error: str | None = None
         if state_file:
@@ -202,6 +209,42 @@ class Features:
         self._save()
         return state
 
+    def targeting_change(self, name: str, cohorts: dict | None = None, rules: list | None = None) -> dict:
+        """The validated cohorts and/or rules to store (JSON forms); changes nothing. FeatureError 400 for
+        bad or too many entries, 409 for forcing a required feature off."""
+        feature = self.get(name)
+        try:
+            parsed = targeting.parse(cohorts, rules)
+        except ValueError as exc:
+            raise FeatureError(400, str(exc)) from None
+        if parsed.users() > self.max_cohort_users:
+            raise FeatureError(400, f"cohorts: {parsed.users()} targeting keys, at most {self.max_cohort_users} "
+                                    f"per feature (features.max_cohort_users)")
+        if len(parsed.rules) > self.max_rules:
+            raise FeatureError(400, f"rules: {len(parsed.rules)} rules, at most {self.max_rules} per feature "
+                                    f"(features.max_rules)")
+        if feature.required and "off" in parsed.variants():
+            raise FeatureError(409, f"{name} is a required feature: no cohort or rule can turn it off")
+        change = {}
+        if cohorts is not None:
+            change["cohorts"] = parsed.cohorts_json()
+        if rules is not None:
+            change["rules"] = parsed.rules_json()
+        return change
+
+    def set_targeting(self, name: str, change: dict) -> FeatureState:
+        """Store what targeting_change validated."""
+        state = self.state[name]
+        for key, value in change.items():
+            setattr(state, key, value)
+        state.updated_at = time.time()
+        self._save()
+        return state
+
+    def targeting_of(self, name: str) -> targeting.Targeting:
+        s = self.state[name]
+        return targeting.parse(s.cohorts, s.rules)
+
     def emergency_rollback(self, name: str) -> FeatureState:
         if self.get(name).required:
             raise FeatureError(409, f"{name} is a required feature and cannot be rolled back")
@@ -237,11 +280,18 @@ class Features:
                 step = s.get("step", -1)
                 if not isinstance(step, int) or not -1 <= step < max(len(schedule), 1):
                     raise ValueError(f"features.{name}.step: out of range")
+                try:
+                    aimed = targeting.parse(s.get("cohorts"), s.get("rules"))
+                except ValueError as exc:
+                    raise ValueError(f"features.{name}.{exc}") from None
                 required = self.catalogue[name].required
+                if required and "off" in aimed.variants():
+                    raise ValueError(f"features.{name}: a required feature cannot be forced off")
                 loaded[name] = FeatureState(enabled=s["enabled"] or required,
                                             rollout_percentage=100.0 if required else float(pct),
                                             schedule=[float(p) for p in schedule], step=step,
-                                            updated_at=float(s.get("updated_at", 0)))
+                                            updated_at=float(s.get("updated_at", 0)),
+                                            cohorts=aimed.cohorts_json(), rules=aimed.rules_json())
         except (OSError, ValueError, TypeError) as exc:
             self.load_error = f"feature state file {path} is unusable ({exc}); using the catalogue defaults"
             log.error(self.load_error)
@@ -253,7 +303,8 @@ class Features:
             return
         doc = {"version": 1, "features": {
             name: {"enabled": s.enabled, "rollout_percentage": s.rollout_percentage, "schedule": s.schedule,
-                   "step": s.step, "updated_at": s.updated_at} for name, s in self.state.items()}}
+                   "step": s.step, "updated_at": s.updated_at, "cohorts": s.cohorts, "rules": s.rules}
+            for name, s in self.state.items()}}
         directory = os.path.dirname(os.path.abspath(self.state_file))
         fd, tmp = tempfile.mkstemp(prefix=".features-", dir=directory)
         try:

@@ -11,13 +11,14 @@ import hmac
 from aiohttp import web
 
 from ..analysis.experiments import Experiments
+from ..analysis import targeting
 from ..analysis.features import Feature, Features
 from ..analysis.impact import Impact
 from ..analysis.window import MinuteStats
 from ..store.feedback import Feedback, Rating
 from .endpoints import lock_free
 from .errors import ApiError
-from .requests import FeatureUpdate, RolloutStart, parse_body
+from .requests import EvaluationRequest, FeatureUpdate, RolloutStart, parse_body
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -66,6 +67,7 @@ class Api:
             "rollout_percentage": s.rollout_percentage, "caching": f.caching, "components": list(f.components),
             "avg_latency_ms": contributions.get(f.name, 0.0) * 1000,
             "hit_rate": self.impact.hit_ratio(totals, f.name) if f.caching else None,
+            "cohorts": s.cohorts, "rules": s.rules,
         }
         if s.step >= 0:
             out["rollout"] = {"schedule": s.schedule, "step": s.step}
@@ -94,8 +96,27 @@ class Api:
         name = request.match_info["name"]
         self.features.get(name)
         change = await parse_body(request, FeatureUpdate)
-        self.features.update(name, change.enabled, change.rollout_percentage)
+        # Validated before anything changes, so a refused targeting leaves the toggles as they were.
+        aimed = self.features.targeting_change(name, change.cohorts_json(), change.rules_json())
+        if change.enabled is not None or change.rollout_percentage is not None:
+            self.features.update(name, change.enabled, change.rollout_percentage)
+        if aimed:
+            self.features.set_targeting(name, aimed)
         return await self.get_feature(request)
+
+    async def evaluate(self, request):
+        """What the feature answers for one context, by the rules the OpenFeature provider applies."""
+        name = request.match_info["name"]
+        self.features.get(name)
+        ctx = await parse_body(request, EvaluationRequest)
+        s = self.features.state[name]
+        d = targeting.evaluate(name, s.enabled, s.rollout_percentage, self.features.targeting_of(name),
+                               ctx.targeting_key, ctx.attributes)
+        if d is None:
+            raise ApiError(400, f"targeting_key: {name} is rolled out to {s.rollout_percentage:g}%, "
+                                f"a targeting key is needed to bucket the context")
+        return web.json_response({"name": name, "value": d.on, "variant": d.variant, "reason": d.reason,
+                                  "rule": d.rule})
 
     async def start_rollout(self, request):
         name = request.match_info["name"]
@@ -157,6 +178,7 @@ def add_routes(app: web.Application, api: Api) -> None:
     r.add_get("/api/features/impact", api.impact_table)
     r.add_get("/api/features/{name}", api.get_feature)
     r.add_put("/api/features/{name}", api.put_feature)
+    r.add_post("/api/features/{name}/evaluate", api.evaluate)
     r.add_post("/api/features/{name}/rollout", api.start_rollout)
     r.add_post("/api/features/{name}/rollout/advance", api.advance_rollout)
     r.add_post("/api/features/{name}/rollout/rollback", api.rollback_rollout)

@@ -10,7 +10,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 MS = 1_000_000
 MODELS = [("openai", "gpt-4o-mini-2024-07-18"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-haiku-20241022")]
-FLAGS = ["redis_caching", "conversation_context", "weather_rag", "response_streaming"]
+FLAGS = ["redis_caching", "conversation_context", "rag_weather", "response_streaming"]
 
 
 def _kv(key, value):

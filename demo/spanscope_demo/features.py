@@ -21,14 +21,14 @@ SEED_FEATURES: dict[str, bool] = {
     "intent_classification": True,
     "multi_intent_detection": True,
     "conversation_context": True,
-    "clarification_questions": False,
-    "weather_rag": True,
-    "sports_rag": True,
-    "airport_rag": True,
+    "clarification_questions": True,
+    "rag_weather": True,
+    "rag_sports": True,
+    "rag_airports": True,
     "redis_caching": True,
-    "mlx_backend": False,
+    "mlx_backend": True,
     "response_streaming": True,
-    "home_assistant": False,
+    "home_assistant": True,
 }
 
 

@@ -326,7 +326,7 @@ class RagService:
     def _emit_lookup(self, parent: trace.Span, plan: _Lookup) -> None:
         span = self._span(f"rag_lookup {plan.source}", parent, plan.start, {
             "pipeline.component": "rag_lookup",
-            "pipeline.feature": f"{plan.source}_rag",
+            "pipeline.feature": w.RAG_FEATURES[plan.source],
             "pipeline.rag.source": plan.source,
             "pipeline.rag.documents": plan.documents,
         }, kind=SpanKind.CLIENT)
@@ -336,7 +336,7 @@ class RagService:
 
     def _retrieve(self, r: _Request) -> None:
         needed = [i for i in r.intents if i in w.RAG_INTENTS]
-        sources = [s for s in needed if r.on.get(f"{s}_rag")]
+        sources = [s for s in needed if r.on.get(w.RAG_FEATURES[s])]
         if len(sources) < len(needed):
             r.penalty += 0.12  # switched off on purpose: a warning, not a degradation
             r.warnings.append("rag_source_disabled")

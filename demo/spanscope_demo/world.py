@@ -23,7 +23,9 @@ INTENTS_BY_MODE = {
     "voice": {"smart_home": 0.4, "weather": 0.3, "sports": 0.1, "general": 0.2},
     "agent": {"airport": 0.4, "weather": 0.2, "sports": 0.2, "smart_home": 0.2},
 }
-RAG_INTENTS = ("weather", "sports", "airport")
+# The RAG intents and the seed feature that switches each one's lookup on.
+RAG_FEATURES = {"weather": "rag_weather", "sports": "rag_sports", "airport": "rag_airports"}
+RAG_INTENTS = tuple(RAG_FEATURES)
 # What a caller's question is about, by the words in it (the first intent found is the primary).
 INTENT_WORDS = {
     "weather": ("weather", "rain", "snow", "forecast", "temperature", "sunny"),

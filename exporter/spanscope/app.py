@@ -88,7 +88,7 @@ class Exporter:
         self.assembler = Assembler(c.traces)
         self.features = Features(load_catalogue(c.features.file),
                                  FileStates(c.features.state_file) if c.features.state_file else MemoryStates(),
-                                 c.features.max_rollout_stages,
+                                 c.features.max_rollout_stages, c.features.max_cohort_users, c.features.max_rules,
                                  on_decision=decision_logger(self.metrics.rollout_decisions))
         for name in self.features.catalogue:  # at 0, so that increase() sees a feature's first decision
             for decision in DECISIONS:

@@ -12,7 +12,7 @@ import os
 import re
 from importlib import resources
 from itertools import pairwise
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -85,11 +85,22 @@ def dotted(loc: tuple) -> str:
     return out
 
 
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The model of a field typed `M`, `M | None` or `list[M]`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is dict:
+        return None  # its keys are names of the user's, not fields
+    return next((m for m in map(_model_in, get_args(annotation)) if m), None)
+
+
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        model = field.annotation if field else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        if isinstance(part, int):
+            continue  # an item of a list of models
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field else None
+        if model is None:
             return None
     return list(model.model_fields)
 
@@ -255,6 +266,8 @@ class Features(Strict):
     state_file: OptionalText
     window: Seconds
     max_rollout_stages: PositiveInt
+    max_cohort_users: PositiveInt
+    max_rules: PositiveInt
     guards: Guards
     scenarios: dict[str, Annotated[Scenario, BeforeValidator(lambda v: {} if v is None else v)]]
 

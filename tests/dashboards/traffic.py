@@ -75,11 +75,11 @@ MODELS = (
 FALLBACK_MODEL = ("mistral_ai", "mistral-small", "mistral-small")
 # mlx_backend: a catalogue feature, so the Experiments dashboard's rollout panels (by feature) have data too.
 FLAGS = {"mlx_backend": ("on", "off"), "prompt_version": ("v1", "v2", "v3")}
-RAG_SOURCES = (("weather", "weather_rag"), ("sports", "sports_rag"), ("airport", "airport_rag"))
+RAG_SOURCES = (("weather", "rag_weather"), ("sports", "rag_sports"), ("airport", "rag_airports"))
 TOOLS = ("calculator", "home_assistant")
 WARNINGS = ("low_confidence", "stale_data", "truncated_context")
 DEGRADATIONS = ("fallback_model", "rag_timeout")
-ENABLED_FEATURES = ["intent_classification", "conversation_context", "weather_rag", "sports_rag", "airport_rag",
+ENABLED_FEATURES = ["intent_classification", "conversation_context", "rag_weather", "rag_sports", "rag_airports",
                     "redis_caching", "response_streaming"]
 CACHE_CAPACITY = {"l1": 1000, "l2": 5000, "embedding": 2000}
 # Every breaker (one per provider) walks this cycle, each at its own phase.

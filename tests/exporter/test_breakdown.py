@@ -29,8 +29,8 @@ def run(spans):
 DESIGN_EXAMPLE = ("gateway", 0, 1000, {}, [
     ("cache_lookup", 0, 10),
     ("intent_classification", 10, 60),
-    ("rag_lookup", 60, 260, {"pipeline.feature": "weather_rag"}),
-    ("rag_lookup", 60, 360, {"pipeline.feature": "sports_rag"}),
+    ("rag_lookup", 60, 260, {"pipeline.feature": "rag_weather"}),
+    ("rag_lookup", 60, 360, {"pipeline.feature": "rag_sports"}),
     ("llm_inference", 360, 860),
     ("response_assembly", 860, 900),
 ])
@@ -44,7 +44,7 @@ def test_design_example_parallel_rag():
     # rag self time counts both parallel spans in full; the gateway keeps only the uncovered 100 ms
     assert self_time["rag_lookup"] == 500 and self_time["gateway"] == 100
     # only the slower RAG source is on the critical path
-    assert by_feature == {"sports_rag": 300 * MS}
+    assert by_feature == {"rag_sports": 300 * MS}
 
 
 def test_sequential_sum_is_exact():

@@ -1,7 +1,7 @@
 """The features page (/features) end to end, in a real headless Chromium driven by Playwright.
 
 A running exporter is fed traces with known durations through the OpenTelemetry SDK: four cache
-misses of 1000 ms (conversation_context 200 ms on the critical path, weather_rag 20 ms) and four hits
+misses of 1000 ms (conversation_context 200 ms on the critical path, rag_weather 20 ms) and four hits
 of 100 ms, so the page must show a mean of 550 ms, conversation_context at 100 ms, a 50 % hit rate
 and a what-if of 450 ms with conversation_context off. Screenshots land in artifacts/.
 """
@@ -56,6 +56,8 @@ def fed(tmp_path_factory):
     proc = start(tmp_path_factory.mktemp("features-page"))
     try:
         send_traces(proc, "page", [MISS, HIT] * 4)
+        # Every seed feature is on by default: one off gives the all_optimizations scenario a toggle.
+        assert api(proc, "/api/features/mlx_backend", "PUT", {"enabled": False})[0] == 200
         yield proc
     finally:
         proc.stop()
@@ -140,9 +142,9 @@ def test_page_lists_features_by_category_with_their_numbers(page, fed):
         expect(page.locator(f"#feature-{f['name']} .state")).to_have_text("On" if f["enabled"] else "Off")
 
     expect(page.locator("#feature-conversation_context .facts")).to_contain_text("Avg latency100.0 ms")
-    expect(page.locator("#feature-weather_rag .facts")).to_contain_text("Avg latency10.0 ms")
+    expect(page.locator("#feature-rag_weather .facts")).to_contain_text("Avg latency10.0 ms")
     expect(page.locator("#feature-redis_caching .facts")).to_contain_text("Hit ratio per lookup50.0 %")
-    expect(page.locator("#feature-weather_rag .facts")).not_to_contain_text("Hit ratio")  # not a caching feature
+    expect(page.locator("#feature-rag_weather .facts")).not_to_contain_text("Hit ratio")  # not a caching feature
     expect(page.locator("#current-latency")).to_have_text("550.0 ms")
     expect(page.locator("#window-info")).to_have_text("mean of 8 requests in the last 300 s")
     expect(page.locator("#projected-latency")).to_have_text("550.0 ms")
@@ -243,7 +245,7 @@ def test_keyboard_operates_switches_and_rollout(page, fed):
         switch.focus()
         page.keyboard.press("Space")
         expect(status).to_have_text("Weather RAG turned off.")
-        assert feature(fed, "weather_rag")["enabled"] is False
+        assert feature(fed, "rag_weather")["enabled"] is False
         expect(switch).to_be_focused()
         outline = switch.evaluate("el => [el.matches(':focus-visible'), getComputedStyle(el).outlineStyle, "
                                   "parseFloat(getComputedStyle(el).outlineWidth)]")
@@ -251,14 +253,14 @@ def test_keyboard_operates_switches_and_rollout(page, fed):
         expect(page.locator("#projected-delta")).to_have_text("-10.0 ms (-1.8 %)")
         page.keyboard.press("Enter")  # a switch also toggles with Enter
         expect(status).to_have_text("Weather RAG turned on.")
-        assert feature(fed, "weather_rag")["enabled"] is True
+        assert feature(fed, "rag_weather")["enabled"] is True
 
         number = page.get_by_label("Rollout percentage of Weather RAG")
         slider = page.get_by_role("slider", name="Rollout of Weather RAG")
         number.fill("25")
         number.press("Enter")
         expect(status).to_have_text("Weather RAG rolled out to 25 %.")
-        assert feature(fed, "weather_rag")["rollout_percentage"] == 25
+        assert feature(fed, "rag_weather")["rollout_percentage"] == 25
         expect(slider).to_have_value("25")
         slider.focus()
         page.keyboard.press("ArrowRight")
@@ -266,15 +268,15 @@ def test_keyboard_operates_switches_and_rollout(page, fed):
         expect(number).to_have_value("26")
         page.keyboard.press("End")
         expect(status).to_have_text("Weather RAG rolled out to 100 %.")
-        assert feature(fed, "weather_rag")["rollout_percentage"] == 100
+        assert feature(fed, "rag_weather")["rollout_percentage"] == 100
 
         number.fill("150")
         number.press("Enter")
         expect(status).to_have_text("Rollout of Weather RAG: enter a percentage from 0 to 100.")
         expect(number).to_have_value("100")
-        assert feature(fed, "weather_rag")["rollout_percentage"] == 100
+        assert feature(fed, "rag_weather")["rollout_percentage"] == 100
     finally:
-        api(fed, "/api/features/weather_rag", "PUT", {"enabled": True, "rollout_percentage": 100})
+        api(fed, "/api/features/rag_weather", "PUT", {"enabled": True, "rollout_percentage": 100})
 
 
 def test_bearer_token_is_asked_for_on_401_and_then_used(browser, tmp_path):

@@ -35,9 +35,9 @@ def seed_features():
         feature("multi_intent_detection", "processing"),
         feature("conversation_context", "processing", rollout=50.0),
         feature("clarification_questions", "processing", enabled=False),
-        feature("weather_rag", "rag", components=["rag_lookup"]),
-        feature("sports_rag", "rag", rollout=10.0),
-        feature("airport_rag", "rag"),
+        feature("rag_weather", "rag", components=["rag_lookup"]),
+        feature("rag_sports", "rag", rollout=10.0),
+        feature("rag_airports", "rag"),
         feature("redis_caching", "optimization", caching=True, components=["cache_lookup"]),
         feature("mlx_backend", "optimization", enabled=False),
         feature("response_streaming", "optimization"),
@@ -122,7 +122,7 @@ def test_each_case_resolves_as_specified(feature_api, client_for):
     assert (disabled.value, disabled.variant, disabled.reason) == (False, "off", Reason.DISABLED)
     assert disabled.error_code is None
 
-    full = client.get_boolean_details("weather_rag", False, ctx("u1"))
+    full = client.get_boolean_details("rag_weather", False, ctx("u1"))
     assert (full.value, full.variant, full.reason) == (True, "on", Reason.STATIC)
     assert full.flag_metadata["category"] == "rag"
 
@@ -135,20 +135,60 @@ def test_each_case_resolves_as_specified(feature_api, client_for):
 def test_partial_rollout_splits_users_by_bucket(feature_api, client_for):
     client = client_for(SpanscopeProvider(feature_api.url, refresh_seconds=60))
     users = [f"user-{i}" for i in range(2000)]
-    details = [client.get_boolean_details("sports_rag", False, ctx(u)) for u in users]
+    details = [client.get_boolean_details("rag_sports", False, ctx(u)) for u in users]
     assert all(d.reason == Reason.SPLIT for d in details)
-    assert [d.value for d in details] == [in_rollout("sports_rag", u, 10.0) for u in users]
+    assert [d.value for d in details] == [in_rollout("rag_sports", u, 10.0) for u in users]
     assert all(d.variant == ("on" if d.value else "off") for d in details)
     share = sum(d.value for d in details) / len(users)
     assert 0.07 < share < 0.13
     # A partial rollout needs someone to bucket.
-    no_key = client.get_boolean_details("sports_rag", False)
+    no_key = client.get_boolean_details("rag_sports", False)
     assert no_key.error_code == ErrorCode.TARGETING_KEY_MISSING and no_key.value is False
+
+
+def test_forced_users_and_rule_matched_contexts_get_their_variant(feature_api, client_for):
+    """rag_sports is at 10 %: a forced cohort or a matching rule decides before the bucket does."""
+    users = [f"user-{i}" for i in range(200)]
+    inside = [u for u in users if in_rollout("rag_sports", u, 10.0)]
+    outside = [u for u in users if not in_rollout("rag_sports", u, 10.0)]
+    row = next(f for f in feature_api.features if f["name"] == "rag_sports")
+    row["cohorts"] = {"on": outside[:2], "off": inside[:1]}
+    row["rules"] = [{"attribute": "tenant", "operator": "equals", "value": "acme", "variant": "on"},
+                    {"attribute": "mode", "operator": "in", "values": ["voice", "agent"], "variant": "off"}]
+    client = client_for(SpanscopeProvider(feature_api.url, refresh_seconds=60))
+
+    def details(user, **attributes):
+        d = client.get_boolean_details("rag_sports", not in_rollout("rag_sports", user, 10.0),
+                                       EvaluationContext(targeting_key=user, attributes=attributes))
+        return d.value, d.variant, d.reason, d.flag_metadata.get("rule")
+
+    # forced: the cohort wins over the bucket and over a rule that says otherwise
+    assert details(outside[0]) == (True, "on", Reason.TARGETING_MATCH, None)
+    assert details(outside[1], mode="voice") == (True, "on", Reason.TARGETING_MATCH, None)
+    assert details(inside[0], tenant="acme") == (False, "off", Reason.TARGETING_MATCH, None)
+    # rule-matched: the first rule that matches the context's attributes
+    assert details(outside[5], tenant="acme", mode="voice") == (True, "on", Reason.TARGETING_MATCH, 0)
+    assert details(inside[3], tenant="globex", mode="agent") == (False, "off", Reason.TARGETING_MATCH, 1)
+    # neither: the percentage rollout, as before
+    assert details(inside[3], tenant="globex", mode="chat") == (True, "on", Reason.SPLIT, None)
+    assert details(outside[5], tenant="globex") == (False, "off", Reason.SPLIT, None)
+    # a rule needs no targeting key (the bucket does)
+    keyless = client.get_boolean_details("rag_sports", False, EvaluationContext(attributes={"tenant": "acme"}))
+    assert (keyless.value, keyless.reason) == (True, Reason.TARGETING_MATCH)
+
+
+def test_targeting_the_provider_cannot_read_is_an_error_not_a_guess(feature_api, client_for):
+    row = next(f for f in feature_api.features if f["name"] == "rag_weather")
+    row["rules"] = [{"attribute": "tenant", "operator": "resembles", "value": "acme", "variant": "off"}]
+    client = client_for(SpanscopeProvider(feature_api.url, refresh_seconds=60))
+    d = client.get_boolean_details("rag_weather", False, ctx("u1"))
+    assert (d.value, d.error_code) == (False, ErrorCode.PARSE_ERROR) and "rules[0].operator" in d.error_message
+    assert client.get_boolean_details("rag_airports", False, ctx("u1")).value is True  # the others are unaffected
 
 
 def test_non_boolean_evaluations_are_type_mismatches(feature_api, client_for):
     client = client_for(SpanscopeProvider(feature_api.url, refresh_seconds=60))
-    d = client.get_string_details("weather_rag", "x", ctx("u1"))
+    d = client.get_string_details("rag_weather", "x", ctx("u1"))
     assert d.error_code == ErrorCode.TYPE_MISMATCH and d.value == "x"
     assert client.get_integer_details("nope", 3, ctx("u1")).error_code == ErrorCode.FLAG_NOT_FOUND
 
@@ -166,16 +206,16 @@ def test_exporter_down_keeps_the_last_known_state(feature_api, client_for, caplo
     assert len(warnings) == 1, "an unreachable exporter is logged once, not on every poll"
     after = {f["name"]: client.get_boolean_value(f["name"], None, ctx("user-7")) for f in feature_api.features}
     assert after == before
-    assert client.get_boolean_details("weather_rag", False, ctx("u")).reason == Reason.STATIC
+    assert client.get_boolean_details("rag_weather", False, ctx("u")).reason == Reason.STATIC
 
     # It comes back with a change: the provider picks it up.
     restarted = FeatureApi(port=feature_api.port)
     restarted.features = seed_features()
-    next(f for f in restarted.features if f["name"] == "weather_rag")["enabled"] = False
+    next(f for f in restarted.features if f["name"] == "rag_weather")["enabled"] = False
     restarted.start()
     try:
         assert provider.refresh() is True
-        assert client.get_boolean_details("weather_rag", True, ctx("u")).reason == Reason.DISABLED
+        assert client.get_boolean_details("rag_weather", True, ctx("u")).reason == Reason.DISABLED
     finally:
         restarted.stop()
 
@@ -192,13 +232,13 @@ def test_exporter_down_at_startup_then_up(client_for):
     port = free_port()
     provider = SpanscopeProvider(f"http://127.0.0.1:{port}", refresh_seconds=0.05, timeout=0.5)
     client = client_for(provider, wait=False)
-    early = client.get_boolean_details("weather_rag", True, ctx("u"))
+    early = client.get_boolean_details("rag_weather", True, ctx("u"))
     assert early.value is True and early.error_code == ErrorCode.PROVIDER_NOT_READY
 
     server = FeatureApi(port=port).start()
     try:
         assert provider.wait_until_ready(10)
-        wait_until(lambda: client.get_boolean_details("weather_rag", False, ctx("u")).reason == Reason.STATIC,
+        wait_until(lambda: client.get_boolean_details("rag_weather", False, ctx("u")).reason == Reason.STATIC,
                    timeout=10, what="provider ready after the exporter came up")
     finally:
         server.stop()
@@ -207,11 +247,11 @@ def test_exporter_down_at_startup_then_up(client_for):
 def test_put_changes_features_with_the_bearer_token(feature_api):
     provider = SpanscopeProvider(feature_api.url, refresh_seconds=60, token=TOKEN)
     assert provider.refresh()
-    provider.set_feature("sports_rag", rollout_percentage=100)
-    assert provider.features()["sports_rag"].rollout_percentage == 100.0
-    assert provider.resolve_boolean_details("sports_rag", False, ctx("anyone")).reason == Reason.STATIC
-    provider.set_feature("airport_rag", enabled=False)
-    assert provider.resolve_boolean_details("airport_rag", True, ctx("u")).variant == "off"
+    provider.set_feature("rag_sports", rollout_percentage=100)
+    assert provider.features()["rag_sports"].rollout_percentage == 100.0
+    assert provider.resolve_boolean_details("rag_sports", False, ctx("anyone")).reason == Reason.STATIC
+    provider.set_feature("rag_airports", enabled=False)
+    assert provider.resolve_boolean_details("rag_airports", True, ctx("u")).variant == "off"
     assert set(feature_api.auth_headers) == {f"Bearer {TOKEN}"}
 
     with pytest.raises(FeatureApiError) as err:
@@ -220,7 +260,7 @@ def test_put_changes_features_with_the_bearer_token(feature_api):
 
     anonymous = SpanscopeProvider(feature_api.url, refresh_seconds=60)
     with pytest.raises(FeatureApiError) as err:
-        anonymous.set_feature("airport_rag", enabled=True)
+        anonymous.set_feature("rag_airports", enabled=True)
     assert err.value.status == 401
 
 
@@ -233,11 +273,11 @@ def test_tracing_hook_records_the_evaluation_on_the_current_span(feature_api, cl
     client.add_hooks([TracingHook()])
     with tracer_provider.get_tracer("test").start_as_current_span("gateway"):
         client.get_boolean_value("clarification_questions", True, ctx("user-3"))
-        client.get_boolean_value("weather_rag", False, ctx("user-3"))
+        client.get_boolean_value("rag_weather", False, ctx("user-3"))
         client.get_boolean_value("missing_feature", False, ctx("user-3"))
     (span,) = exporter.get_finished_spans()
     events = [dict(e.attributes) for e in span.events if e.name == "feature_flag.evaluation"]
-    assert [e["feature_flag.key"] for e in events] == ["clarification_questions", "weather_rag", "missing_feature"]
+    assert [e["feature_flag.key"] for e in events] == ["clarification_questions", "rag_weather", "missing_feature"]
     assert events[0]["feature_flag.result.variant"] == "off" and events[0]["feature_flag.result.reason"] == "disabled"
     assert events[1]["feature_flag.result.variant"] == "on" and events[1]["feature_flag.result.reason"] == "static"
     assert json.loads(events[1]["feature_flag.result.value"]) is True

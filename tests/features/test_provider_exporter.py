@@ -1,4 +1,5 @@
-"""SpanscopeProvider against a running exporter: toggles, required features, rollout cohorts."""
+"""SpanscopeProvider against a running exporter: toggles, required features, rollout cohorts, forced
+cohorts and targeting rules."""
 from http_helpers import call
 from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
@@ -44,6 +45,38 @@ def test_a_toggle_through_the_api_changes_the_evaluated_value(tmp_path):
         provider.set_feature("mlx_backend", rollout_percentage=60)
         grown = {u: client.get_boolean_value("mlx_backend", False, EvaluationContext(targeting_key=u)) for u in users}
         assert all(grown[u] for u in users if got[u])
+    finally:
+        api.clear_providers()
+        proc.stop()
+
+
+def test_cohorts_and_rules_set_through_the_provider_reach_every_evaluation(tmp_path):
+    proc = start_exporter(tmp_path)
+    provider = SpanscopeProvider(proc.urls["web"], refresh_seconds=60)
+    try:
+        api.set_provider_and_wait(provider, "targeting")
+        client = api.get_client("targeting")
+        provider.set_feature("home_assistant", rollout_percentage=0, cohorts={"on": ["tester-1"]},
+                             rules=[{"attribute": "tenant", "operator": "ends_with", "value": "-labs",
+                                     "variant": "on"}])
+
+        def get(user, **attributes):
+            d = client.get_boolean_details("home_assistant", False, EvaluationContext(user, attributes))
+            return d.value, d.reason
+        assert get("tester-1") == (True, "TARGETING_MATCH")
+        assert get("user-9", tenant="acme-labs") == (True, "TARGETING_MATCH")
+        assert get("user-9", tenant="acme") == (False, "SPLIT")
+        # the same answers as the exporter's own evaluation
+        status, doc = call("POST", proc.urls["web"] + "/api/features/home_assistant/evaluate",
+                           {"targeting_key": "user-9", "attributes": {"tenant": "acme-labs"}})
+        assert (status, doc["value"], doc["reason"]) == (200, True, "TARGETING_MATCH")
+
+        try:
+            provider.set_feature("intent_classification", cohorts={"off": ["tester-1"]})
+            raise AssertionError("forcing a required feature off must fail")
+        except FeatureApiError as exc:
+            assert exc.status == 409 and "required" in str(exc)
+        assert client.get_boolean_value("intent_classification", False, EvaluationContext("tester-1")) is True
     finally:
         api.clear_providers()
         proc.stop()

@@ -14,7 +14,7 @@ from spanscope.config import explain, load
 from spanscope.store.feedback import Rating
 
 TOKEN = "t0ken"
-FEATURE = "weather_rag"
+FEATURE = "rag_weather"
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +79,16 @@ def test_a_body_that_is_no_object_is_a_400(exporter, body):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({}, 'body: expected {"enabled": true|false} and/or {"rollout_percentage": 0-100}'),
+    ({}, 'body: expected {"enabled": true|false}, {"rollout_percentage": 0-100}, '
+         '{"cohorts": {"on": [...], "off": [...]}} and/or {"rules": [...]}'),
     ({"enabled": "no"}, "enabled: expected true or false, got 'no'"),
     ({"rollout_percentage": 101}, "rollout_percentage: expected a number from 0 to 100, got 101"),
     ({"rollout_percentage": True}, "rollout_percentage: expected a number from 0 to 100, got True"),
-    ({"enabled": True, "colour": "red"}, "colour: unknown field (expected enabled, rollout_percentage)"),
+    ({"enabled": True, "colour": "red"},
+     "colour: unknown field (expected enabled, rollout_percentage, cohorts, rules)"),
+    ({"cohorts": {"maybe": ["u1"]}}, "cohorts.maybe: unknown field (expected on, off)"),
+    ({"rules": [{"attribute": "a", "operator": "equals", "value": 1, "variant": "on", "colour": "red"}]},
+     "rules[0].colour: unknown field (expected attribute, operator, value, values, variant)"),
 ])
 def test_feature_updates_name_the_bad_field(exporter, body, message):
     code, _, doc = ask(exporter, "PUT", f"/api/features/{FEATURE}", body)

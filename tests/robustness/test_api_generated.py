@@ -44,7 +44,9 @@ header_value = st.one_of(st.binary(max_size=60).map(lambda b: b.replace(b"\r", b
 json_value = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
                               st.sampled_from(["enabled", "rollout_percentage", "strategy", "step", "interaction_id",
-                                               "rating", "comment"]) | st.text(max_size=8), inner, max_size=4),
+                                               "rating", "comment", "cohorts", "on", "off", "rules", "attribute",
+                                               "operator", "value", "values", "variant", "targeting_key",
+                                               "attributes"]) | st.text(max_size=8), inner, max_size=4),
                           max_leaves=20)
 body = st.one_of(st.just(b""), st.binary(max_size=200), json_value.map(lambda v: json.dumps(v).encode()),
                  st.integers(1, 5000).map(lambda n: b"[" * n), st.just(b'{"a":' * 3000 + b"1" + b"}" * 3000),

@@ -71,7 +71,7 @@ def test_headers_that_trickle_in_do_not_hold_the_connection(quick, listener):
         pytest.fail("a request head trickling in kept its connection open for 10 s")
 
 
-@pytest.mark.parametrize("path", ["/api/features/weather_rag", "/api/v1/feedback", "/nowhere"])
+@pytest.mark.parametrize("path", ["/api/features/rag_weather", "/api/v1/feedback", "/nowhere"])
 def test_an_api_body_that_trickles_in_is_a_408(quick, path):
     with socket.create_connection(address(quick.urls["web"])) as sock:
         sock.sendall(f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -25,7 +25,7 @@ from spanscope_demo.features import SEED_FEATURES
 class FakeExporter(BackgroundApp):
     """OTLP/HTTP /v1/traces, GET /api/features and POST /api/v1/feedback on one port."""
 
-    def __init__(self, disabled=("weather_rag",)):
+    def __init__(self, disabled=("rag_weather",)):
         super().__init__()
         self.features = [{"name": n, "category": "x", "required": n == "intent_classification",
                           "enabled": on and n not in disabled, "rollout_percentage": 100.0}
@@ -93,14 +93,14 @@ def test_demo_process_exports_spans_feedback_and_stops_cleanly(tmp_path):
     root_traces = {r.trace_id for r in roots}
     assert {s.trace_id for _, s in exporter.spans} == root_traces
 
-    # Features come from the (fake) exporter: weather_rag is off there.
+    # Features come from the (fake) exporter: rag_weather is off there.
     spans = [s for _, s in exporter.spans]
     assert not [s for s in spans if attrs(s).get("pipeline.rag.source") == "weather"]
     assert [s for s in spans if attrs(s).get("pipeline.rag.source") == "sports"]
     weather_events = [{kv.key: kv.value.string_value for kv in e.attributes}
                       for r in roots for e in r.events
                       if e.name == "feature_flag.evaluation"
-                      and any(kv.key == "feature_flag.key" and kv.value.string_value == "weather_rag"
+                      and any(kv.key == "feature_flag.key" and kv.value.string_value == "rag_weather"
                               for kv in e.attributes)]
     assert len(weather_events) == len(roots)
     assert {(e["feature_flag.result.variant"], e["feature_flag.result.reason"]) for e in weather_events} == \
@@ -136,7 +136,7 @@ def test_demo_runs_on_default_features_while_the_feature_api_is_down(tmp_path):
     assert log.count("feature API") == 1, "an unreachable exporter is logged once, not on every poll"
     roots = exporter.roots()
     assert len(roots) > 100
-    # Built-in defaults: weather_rag on (the fake exporter would have said off).
+    # Built-in defaults: rag_weather on (the fake exporter would have said off).
     assert [s for _, s in exporter.spans if attrs(s).get("pipeline.rag.source") == "weather"]
     reasons = {kv.value.string_value for r in roots for e in r.events for kv in e.attributes
                if kv.key == "error.type"}

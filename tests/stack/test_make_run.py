@@ -234,7 +234,7 @@ def test_feature_state_and_interactions_survive_a_restart_in_the_run_directory(t
             stack.kill_everything()
 
     def first(stack):
-        request = urllib.request.Request(stack.web + "/api/features/weather_rag", method="PUT",
+        request = urllib.request.Request(stack.web + "/api/features/rag_weather", method="PUT",
                                          data=b'{"enabled": false}', headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert json.load(resp)["enabled"] is False
@@ -245,6 +245,6 @@ def test_feature_state_and_interactions_survive_a_restart_in_the_run_directory(t
         (trace_id,) = db.execute("SELECT trace_id FROM interactions LIMIT 1").fetchone()
 
     def second(stack):
-        assert get_json(stack.web + "/api/features/weather_rag")["enabled"] is False
+        assert get_json(stack.web + "/api/features/rag_weather")["enabled"] is False
         assert get_json(f"{stack.web}/api/v1/interactions/{trace_id}")["trace_id"] == trace_id
     run_once(second)

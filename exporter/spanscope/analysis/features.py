@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import ConfigError, load_embedded, read_yaml
+from . import targeting
 from .feature_states import MemoryStates
 
 log = logging.getLogger("spanscope.features")
@@ -60,6 +61,8 @@ class FeatureState:
     stage_seconds: float = 0.0                     # a stage lasts at least this long before it advances
     guard: dict | None = None                      # analysis.guards.Guard as JSON
     evaluation: dict | None = None                 # the guard's last look at the stage (its evidence)
+    cohorts: dict = field(default_factory=dict)    # variant -> targeting keys forced into it (targeting.py)
+    rules: list = field(default_factory=list)      # targeting rules, first match wins (targeting.py)
 
     @property
     def running(self) -> bool:
@@ -96,9 +99,17 @@ def state_from_json(doc, feature: Feature, where: str) -> FeatureState:
     for key in ("guard", "evaluation"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise ValueError(f"{where}.{key}: expected an object")
+    try:
+        aimed = targeting.parse(doc.get("cohorts"), doc.get("rules"))
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
+    aiming = {"cohorts": aimed.cohorts_json(), "rules": aimed.rules_json()}
     if feature.required:
-        return FeatureState(enabled=True, updated_at=_number(doc.get("updated_at", 0), f"{where}.updated_at"))
-    return FeatureState(
+        if "off" in aimed.variants():
+            raise ValueError(f"{where}: a required feature cannot be forced off")
+        return FeatureState(enabled=True, updated_at=_number(doc.get("updated_at", 0), f"{where}.updated_at"),
+                            **aiming)
+    return FeatureState(**aiming,
         enabled=doc["enabled"], rollout_percentage=pct, schedule=[float(p) for p in schedule], step=step,
         updated_at=_number(doc.get("updated_at", 0), f"{where}.updated_at"),
         strategy=doc.get("strategy") if doc.get("strategy") in STRATEGIES else None,
@@ -194,10 +205,12 @@ class Features:
     in-memory copy that evaluations and the API read. `sync` takes other replicas' changes."""
 
     def __init__(self, catalogue: dict[str, Feature], states=None, max_rollout_stages: int = 100,
-                 clock=time.time, on_decision=None):
+                 max_cohort_users: int = 1000, max_rules: int = 50, clock=time.time, on_decision=None):
         self.catalogue = catalogue
         self.states = states or MemoryStates()
         self.max_rollout_stages = max_rollout_stages
+        self.max_cohort_users = max_cohort_users
+        self.max_rules = max_rules
         self.clock = clock
         self.on_decision = on_decision  # called with each decision record this replica makes
         self.state = {name: FeatureState(enabled=f.default) for name, f in catalogue.items()}
@@ -287,7 +300,36 @@ class Features:
             self.on_decision(made["decision"])
         return self.state[name]
 
-    def update(self, name: str, enabled: bool | None = None, rollout_percentage: float | None = None) -> FeatureState:
+    def targeting_change(self, name: str, cohorts: dict | None = None, rules: list | None = None) -> dict:
+        """The validated cohorts and/or rules to store (JSON forms); changes nothing. FeatureError 400 for
+        bad or too many entries, 409 for forcing a required feature off."""
+        feature = self.get(name)
+        try:
+            parsed = targeting.parse(cohorts, rules)
+        except ValueError as exc:
+            raise FeatureError(400, str(exc)) from None
+        if parsed.users() > self.max_cohort_users:
+            raise FeatureError(400, f"cohorts: {parsed.users()} targeting keys, at most {self.max_cohort_users} "
+                                    f"per feature (features.max_cohort_users)")
+        if len(parsed.rules) > self.max_rules:
+            raise FeatureError(400, f"rules: {len(parsed.rules)} rules, at most {self.max_rules} per feature "
+                                    f"(features.max_rules)")
+        if feature.required and "off" in parsed.variants():
+            raise FeatureError(409, f"{name} is a required feature: no cohort or rule can turn it off")
+        change = {}
+        if cohorts is not None:
+            change["cohorts"] = parsed.cohorts_json()
+        if rules is not None:
+            change["rules"] = parsed.rules_json()
+        return change
+
+    def targeting_of(self, name: str) -> targeting.Targeting:
+        s = self.state[name]
+        return targeting.parse(s.cohorts, s.rules)
+
+    def update(self, name: str, enabled: bool | None = None, rollout_percentage: float | None = None,
+               aimed: dict | None = None) -> FeatureState:
+        """`aimed`: cohorts and/or rules as targeting_change validated them, stored in the same change."""
         def mutate(feature: Feature, state: FeatureState) -> None:
             if enabled is False and feature.required:
                 raise FeatureError(409, f"{name} is a required feature and cannot be disabled")
@@ -301,6 +343,8 @@ class Features:
                 state.enabled = enabled
             if rollout_percentage is not None:
                 state.end_rollout(float(rollout_percentage))  # a manual percentage ends a running schedule
+            for key, value in (aimed or {}).items():
+                setattr(state, key, value)
 
         return self._change(name, mutate)
 
@@ -353,6 +397,42 @@ class Features:
             state.end_rollout(0.0)
 
         return self._change(name, mutate, "rollback" if by == "guard" else "emergency_rollback", by, reason, evidence)
+
+    def targeting_change(self, name: str, cohorts: dict | None = None, rules: list | None = None) -> dict:
+        """The validated cohorts and/or rules to store (JSON forms); changes nothing. FeatureError 400 for
+        bad or too many entries, 409 for forcing a required feature off."""
+        feature = self.get(name)
+        try:
+            parsed = targeting.parse(cohorts, rules)
+        except ValueError as exc:
+            raise FeatureError(400, str(exc)) from None
+        if parsed.users() > self.max_cohort_users:
+            raise FeatureError(400, f"cohorts: {parsed.users()} targeting keys, at most {self.max_cohort_users} "
+                                    f"per feature (features.max_cohort_users)")
+        if len(parsed.rules) > self.max_rules:
+            raise FeatureError(400, f"rules: {len(parsed.rules)} rules, at most {self.max_rules} per feature "
+                                    f"(features.max_rules)")
+        if feature.required and "off" in parsed.variants():
+            raise FeatureError(409, f"{name} is a required feature: no cohort or rule can turn it off")
+        change = {}
+        if cohorts is not None:
+            change["cohorts"] = parsed.cohorts_json()
+        if rules is not None:
+            change["rules"] = parsed.rules_json()
+        return change
+
+    def set_targeting(self, name: str, change: dict) -> FeatureState:
+        """Store what targeting_change validated."""
+        state = self.state[name]
+        for key, value in change.items():
+            setattr(state, key, value)
+        state.updated_at = time.time()
+        self._save()
+        return state
+
+    def targeting_of(self, name: str) -> targeting.Targeting:
+        s = self.state[name]
+        return targeting.parse(s.cohorts, s.rules)
 
     def emergency_rollback(self, name: str) -> FeatureState:
         return self.roll_back(name, "api", "emergency rollback")

@@ -5,12 +5,15 @@ local copy of the exporter's feature table, refreshed by a background thread, so
 dictionary lookup and never a network call. When the exporter is unreachable the last known table
 stays in force (a sidecar restart must not flip features in the services that use it).
 
-Boolean flags, by feature name:
+Boolean flags, by feature name (the order is analysis/targeting.py's, shared with the exporter):
 
     disabled                 -> False, variant "off", reason DISABLED
+    key in a forced cohort   -> the cohort's variant, reason TARGETING_MATCH
+    first matching rule      -> the rule's variant, reason TARGETING_MATCH
     enabled, rollout 100 %   -> True,  variant "on",  reason STATIC
     enabled, partial rollout -> in_rollout(name, targeting_key, pct): "on"/"off", reason SPLIT
     unknown feature          -> the default, error FLAG_NOT_FOUND
+    cohorts or rules this provider cannot read -> the default, error PARSE_ERROR
 
 Standard library HTTP (urllib) only, so any service can add it without new dependencies.
 """
@@ -31,12 +34,11 @@ from openfeature.exception import ErrorCode, ProviderNotReadyError
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
-from ..analysis.rollout import in_rollout
+from ..analysis.targeting import NO_TARGETING, Targeting, evaluate, parse
 
 log = logging.getLogger("spanscope.openfeature")
 
 PROVIDER_NAME = "spanscope"
-ON, OFF = "on", "off"
 
 
 @dataclass(frozen=True)
@@ -48,18 +50,26 @@ class FeatureState:
     rollout_percentage: float = 100.0
     category: str = ""
     required: bool = False
+    targeting: Targeting = NO_TARGETING
+    targeting_error: str | None = None   # cohorts or rules that could not be read: evaluations fail
 
     @classmethod
     def from_json(cls, row: Mapping) -> FeatureState:
         pct = row.get("rollout_percentage", 100.0)
         if isinstance(pct, bool) or not isinstance(pct, (int, float)):
             pct = 100.0
+        try:
+            aimed, problem = parse(row.get("cohorts"), row.get("rules")), None
+        except ValueError as exc:
+            aimed, problem = NO_TARGETING, str(exc)
         return cls(
             name=str(row["name"]),
             enabled=row.get("enabled") is True,
             rollout_percentage=min(max(float(pct), 0.0), 100.0),
             category=str(row.get("category") or ""),
             required=row.get("required") is True,
+            targeting=aimed,
+            targeting_error=problem,
         )
 
 
@@ -172,16 +182,14 @@ class SpanscopeProvider(AbstractProvider):
         while not self._stop.wait(self.refresh_seconds):
             self.refresh()
 
-    def set_feature(self, name: str, enabled: bool | None = None,
-                    rollout_percentage: float | None = None) -> None:
-        """`PUT /api/features/{name}`; raises FeatureApiError with the API's message on a 4xx/5xx."""
-        body: dict = {}
-        if enabled is not None:
-            body["enabled"] = enabled
-        if rollout_percentage is not None:
-            body["rollout_percentage"] = rollout_percentage
+    def set_feature(self, name: str, enabled: bool | None = None, rollout_percentage: float | None = None,
+                    cohorts: Mapping | None = None, rules: Sequence | None = None) -> None:
+        """`PUT /api/features/{name}`; raises FeatureApiError with the API's message on a 4xx/5xx.
+        `cohorts` ({"on": [keys], "off": [keys]}) and `rules` replace the feature's (docs/features.md)."""
+        given = {"enabled": enabled, "rollout_percentage": rollout_percentage, "cohorts": cohorts, "rules": rules}
+        body = {k: v for k, v in given.items() if v is not None}
         if not body:
-            raise ValueError("nothing to change: pass enabled and/or rollout_percentage")
+            raise ValueError("nothing to change: pass enabled, rollout_percentage, cohorts and/or rules")
         try:
             self._request("PUT", "/api/features/" + urllib.parse.quote(name, safe=""), body)
         except urllib.error.HTTPError as exc:
@@ -201,16 +209,19 @@ class SpanscopeProvider(AbstractProvider):
             return _error(default_value, ErrorCode.FLAG_NOT_FOUND, f"unknown feature {flag_key!r}")
         metadata = {"category": feature.category, "required": feature.required,
                     "rollout_percentage": feature.rollout_percentage}
-        if not feature.enabled:
-            return FlagResolutionDetails(False, reason=Reason.DISABLED, variant=OFF, flag_metadata=metadata)
-        if feature.rollout_percentage >= 100.0:
-            return FlagResolutionDetails(True, reason=Reason.STATIC, variant=ON, flag_metadata=metadata)
+        if feature.targeting_error and feature.enabled:
+            return _error(default_value, ErrorCode.PARSE_ERROR,
+                          f"targeting of {flag_key!r} is unreadable: {feature.targeting_error}")
         key = evaluation_context.targeting_key if evaluation_context else None
-        if not key:
+        attributes = evaluation_context.attributes if evaluation_context else {}
+        d = evaluate(flag_key, feature.enabled, feature.rollout_percentage, feature.targeting, key,
+                               attributes)
+        if d is None:
             return _error(default_value, ErrorCode.TARGETING_KEY_MISSING,
                           f"{flag_key!r} is rolled out to {feature.rollout_percentage}%: a targeting key is needed")
-        on = in_rollout(flag_key, key, feature.rollout_percentage)
-        return FlagResolutionDetails(on, reason=Reason.SPLIT, variant=ON if on else OFF, flag_metadata=metadata)
+        if d.rule is not None:
+            metadata["rule"] = d.rule
+        return FlagResolutionDetails(d.on, reason=Reason(d.reason), variant=d.variant, flag_metadata=metadata)
 
     def _not_boolean(self, flag_key: str, default_value):
         features = self._features or {}

@@ -10,6 +10,7 @@ import hmac
 
 from aiohttp import web
 
+from ..analysis import targeting
 from ..analysis.experiments import Experiments
 from ..analysis.features import Feature, Features
 from ..analysis.guards import Guard
@@ -18,7 +19,15 @@ from ..analysis.window import MinuteStats
 from ..store.feedback import Feedback, Rating
 from .endpoints import lock_free
 from .errors import ApiError
-from .requests import ExperimentParams, FeatureUpdate, RolloutGuardSpec, RolloutStart, parse_body, parse_query
+from .requests import (
+    EvaluationRequest,
+    ExperimentParams,
+    FeatureUpdate,
+    RolloutGuardSpec,
+    RolloutStart,
+    parse_body,
+    parse_query,
+)
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -73,6 +82,7 @@ class Api:
             "rollout_percentage": s.rollout_percentage, "caching": f.caching, "components": list(f.components),
             "avg_latency_ms": contributions.get(f.name, 0.0) * 1000,
             "hit_rate": self.impact.hit_ratio(totals, f.name) if f.caching else None,
+            "cohorts": s.cohorts, "rules": s.rules,
         }
         if s.running:
             out["rollout"] = {"strategy": s.strategy, "schedule": s.schedule, "step": s.step, "stage": s.step + 1,
@@ -112,8 +122,24 @@ class Api:
         name = request.match_info["name"]
         self.features.get(name)
         change = await parse_body(request, FeatureUpdate)
-        await self.features.run(self.features.update, name, change.enabled, change.rollout_percentage)
+        # Validated before anything changes, so a refused targeting leaves the toggles as they were.
+        aimed = self.features.targeting_change(name, change.cohorts_json(), change.rules_json())
+        await self.features.run(self.features.update, name, change.enabled, change.rollout_percentage, aimed)
         return await self.get_feature(request)
+
+    async def evaluate(self, request):
+        """What the feature answers for one context, by the rules the OpenFeature provider applies."""
+        name = request.match_info["name"]
+        self.features.get(name)
+        ctx = await parse_body(request, EvaluationRequest)
+        s = self.features.state[name]
+        d = targeting.evaluate(name, s.enabled, s.rollout_percentage, self.features.targeting_of(name),
+                               ctx.targeting_key, ctx.attributes)
+        if d is None:
+            raise ApiError(400, f"targeting_key: {name} is rolled out to {s.rollout_percentage:g}%, "
+                                f"a targeting key is needed to bucket the context")
+        return web.json_response({"name": name, "value": d.on, "variant": d.variant, "reason": d.reason,
+                                  "rule": d.rule})
 
     def guard(self, spec: RolloutGuardSpec) -> dict:
         d = self.guard_defaults
@@ -192,6 +218,7 @@ def add_routes(app: web.Application, api: Api) -> None:
     r.add_get("/api/features/impact", api.impact_table)
     r.add_get("/api/features/{name}", api.get_feature)
     r.add_put("/api/features/{name}", api.put_feature)
+    r.add_post("/api/features/{name}/evaluate", api.evaluate)
     r.add_post("/api/features/{name}/rollout", api.start_rollout)
     r.add_post("/api/features/{name}/rollout/advance", api.advance_rollout)
     r.add_post("/api/features/{name}/rollout/rollback", api.rollback_rollout)

@@ -12,15 +12,22 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     ValidationError,
     model_validator,
 )
 
+from ..analysis import targeting
 from ..analysis.windows import Query as Window
 from ..config import Strict, expect, explain, to_seconds
 from ..store.queries import InteractionFilters
 from .errors import ApiError
 
+MAX_KEY_CHARS = 256       # a targeting key or an attribute name
+MAX_VALUE_CHARS = 1024    # a rule's string value or pattern
+MAX_RULE_VALUES = 1000    # values of one in / not_in rule
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 MAX_HOURS = 24 * 366
@@ -56,17 +63,66 @@ def parse_params(params: Mapping[str, str], model: type[M]) -> M:
 
 # --- bodies ------------------------------------------------------------------------------------------
 
+TargetingKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_CHARS),
+                         expect(f"a targeting key of 1 to {MAX_KEY_CHARS} characters")]
+Scalar = Annotated[StrictBool | StrictInt | Annotated[float, Field(allow_inf_nan=False)] | Annotated[StrictStr, Field(
+    max_length=MAX_VALUE_CHARS)], expect(f"a string (at most {MAX_VALUE_CHARS} characters), number or boolean")]
+
+
+class Cohorts(Strict):
+    """Targeting keys (users) forced into each variant."""
+
+    on: list[TargetingKey] = []
+    off: list[TargetingKey] = []
+
+
+class TargetingRule(Strict):
+    """One rule: when the context's `attribute` compares true with `value` (`values` for in / not_in)."""
+
+    attribute: TargetingKey
+    operator: Annotated[Literal[targeting.OPERATORS], expect(", ".join(targeting.OPERATORS))]
+    value: Scalar | None = None
+    values: Annotated[list[Scalar] | None, Field(min_length=1, max_length=MAX_RULE_VALUES),
+                      expect(f"a list of 1 to {MAX_RULE_VALUES} strings, numbers or booleans")] = None
+    variant: Annotated[Literal[targeting.VARIANTS], expect("on or off")]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TargetingRule:
+        problem = targeting.rule_problem(self.attribute, self.operator, self.variant, self.value, self.values or ())
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 class FeatureUpdate(Strict):
     """PUT /api/features/{name}"""
 
     enabled: Annotated[bool | None, expect("true or false")] = None
     rollout_percentage: Annotated[float | None, Field(ge=0, le=100), expect("a number from 0 to 100")] = None
+    cohorts: Cohorts | None = None
+    rules: list[TargetingRule] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> FeatureUpdate:
         if not self.model_fields_set:
-            raise ValueError('expected {"enabled": true|false} and/or {"rollout_percentage": 0-100}')
+            raise ValueError('expected {"enabled": true|false}, {"rollout_percentage": 0-100}, '
+                             '{"cohorts": {"on": [...], "off": [...]}} and/or {"rules": [...]}')
         return self
+
+    def cohorts_json(self) -> dict | None:
+        return None if self.cohorts is None else self.cohorts.model_dump()
+
+    def rules_json(self) -> list | None:
+        return None if self.rules is None else [r.model_dump(exclude_none=True) for r in self.rules]
+
+
+class EvaluationRequest(Strict):
+    """POST /api/features/{name}/evaluate: what the feature answers for one evaluation context."""
+
+    targeting_key: Annotated[str | None, Field(max_length=MAX_KEY_CHARS),
+                             expect(f"a string of at most {MAX_KEY_CHARS} characters")] = None
+    attributes: dict[Annotated[str, Field(max_length=MAX_KEY_CHARS)],
+                     Scalar | Annotated[list[Scalar], Field(max_length=MAX_RULE_VALUES)]] = {}
 
 
 Share = Annotated[float | None, Field(ge=0, le=1), expect("a number from 0 to 1")]

@@ -398,42 +398,6 @@ class Features:
 
         return self._change(name, mutate, "rollback" if by == "guard" else "emergency_rollback", by, reason, evidence)
 
-    def targeting_change(self, name: str, cohorts: dict | None = None, rules: list | None = None) -> dict:
-        """The validated cohorts and/or rules to store (JSON forms); changes nothing. FeatureError 400 for
-        bad or too many entries, 409 for forcing a required feature off."""
-        feature = self.get(name)
-        try:
-            parsed = targeting.parse(cohorts, rules)
-        except ValueError as exc:
-            raise FeatureError(400, str(exc)) from None
-        if parsed.users() > self.max_cohort_users:
-            raise FeatureError(400, f"cohorts: {parsed.users()} targeting keys, at most {self.max_cohort_users} "
-                                    f"per feature (features.max_cohort_users)")
-        if len(parsed.rules) > self.max_rules:
-            raise FeatureError(400, f"rules: {len(parsed.rules)} rules, at most {self.max_rules} per feature "
-                                    f"(features.max_rules)")
-        if feature.required and "off" in parsed.variants():
-            raise FeatureError(409, f"{name} is a required feature: no cohort or rule can turn it off")
-        change = {}
-        if cohorts is not None:
-            change["cohorts"] = parsed.cohorts_json()
-        if rules is not None:
-            change["rules"] = parsed.rules_json()
-        return change
-
-    def set_targeting(self, name: str, change: dict) -> FeatureState:
-        """Store what targeting_change validated."""
-        state = self.state[name]
-        for key, value in change.items():
-            setattr(state, key, value)
-        state.updated_at = time.time()
-        self._save()
-        return state
-
-    def targeting_of(self, name: str) -> targeting.Targeting:
-        s = self.state[name]
-        return targeting.parse(s.cohorts, s.rules)
-
     def emergency_rollback(self, name: str) -> FeatureState:
         return self.roll_back(name, "api", "emergency rollback")
 

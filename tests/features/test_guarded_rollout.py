@@ -84,9 +84,12 @@ def run_rollout(stack, scenario: str, done) -> dict:
     exporter = stack["exporter"]
     service = demo(stack["tmp"], exporter, scenario)
     try:
-        # The demo evaluates mlx_backend for every request: wait until its variants reach the store.
-        wait_until(lambda: value(scrape(exporter.urls["web"]), "feature_flag_evaluations_total", flag=FEATURE) > 50,
-                   timeout=60, what="flag evaluations from the demo", process=service)
+        # The demo evaluates mlx_backend for every request: wait until its requests arrive.
+        def evaluations():
+            return value(scrape(exporter.urls["web"]), "feature_flag_evaluations_total", flag=FEATURE)
+        before = evaluations()
+        wait_until(lambda: evaluations() > before + 50, timeout=60, what="flag evaluations from the demo",
+                   process=service)
         status, doc = call("POST", exporter.urls["web"] + f"/api/features/{FEATURE}/rollout", ROLLOUT)
         assert status == 200 and doc["rollout"]["stage"] == 1 and doc["rollout_percentage"] == 25, doc
         return wait_until(lambda: (d := feature(exporter)) and done(d) and d, timeout=120, interval=0.25,
@@ -116,6 +119,10 @@ def test_healthy_rollout_advances_stage_by_stage_and_a_broken_one_rolls_back(sta
         errors = d["evidence"]["guards"]["error_ratio_increase"]
         assert errors["lower"] <= GUARD["max_error_ratio_increase"], errors
         assert d["evidence"]["guards"]["p95_latency"]["lower"] <= 0.05
+
+    # Prometheus saw the rollout at 100 % before the next one starts (the dashboard check below).
+    wait_until(lambda: prom_query(stack["prom"], f'max(feature_rollout_ratio{{feature="{FEATURE}"}}) == 1'),
+               timeout=30, interval=0.25, what="a scrape at 100 %")
 
     # 2. mlx_backend broken (the demo's bad_rollout scenario): rolled back at once, in its first stage.
     broken = run_rollout(stack, "bad_rollout", lambda d: d["rollout_percentage"] == 0)

@@ -1,12 +1,12 @@
 """Refresh the dialect captures: `python tests/dialects/capture.py [--repin] [setup...]`.
 
-Each setup runs one script (run_<library>.py) inside its own virtualenv, built under .venv-dialects/
-from the pinned requirements file setups/<venv>.txt; several setups share a virtualenv when their
-libraries install together. The script talks to the fake providers server that this driver starts on
-loopback and writes captures/<setup>.json.
+Each setup runs one script (run_<library>.py) inside its own virtualenv, built with uv under
+.venv-dialects/ (or $DIALECTS_VENVS) from the pinned requirements file setups/<venv>.txt; several
+setups share a virtualenv when their libraries install together. The script talks to the fake
+providers server that this driver starts on loopback and writes captures/<setup>.json.
 
 --repin installs the newest releases of setups/<venv>.in into a fresh virtualenv and writes what
-pip chose to setups/<venv>.txt: run it to move the pins to what the registry serves today.
+uv chose to setups/<venv>.txt: run it to move the pins to what the registry serves today.
 """
 from __future__ import annotations
 
@@ -16,13 +16,16 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uv import find_uv_bin
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "support"))
+# As tests/conftest.py does: the test helpers, and scripts/processes.py that they use.
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "scripts")]
 
 from fake_providers import FakeProviders  # noqa: E402
 
@@ -58,14 +61,16 @@ SETUPS = {
 
 
 class VenvError(RuntimeError):
-    """A setup's virtualenv could not be built; the message ends with pip's own output."""
+    """A setup's virtualenv could not be built; the message ends with uv's own output."""
 
 
-def _pip(python: Path, *args: str) -> None:
-    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
-                            capture_output=True, text=True)
+def _uv(*args: str) -> str:
+    """Run uv (pinned in requirements-test.txt): it installs a venv's wheels from its shared cache in
+    seconds where pip takes about 30 s per venv, and several uv processes share that cache safely."""
+    result = subprocess.run([find_uv_bin(), *args], capture_output=True, text=True)
     if result.returncode:
-        raise VenvError(f"pip install {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        raise VenvError(f"uv {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result.stdout
 
 
 def ensure_venv(name: str, repin: bool) -> Path:
@@ -74,18 +79,32 @@ def ensure_venv(name: str, repin: bool) -> Path:
     python, stamp = path / "bin" / "python", path / ".pins"
     if repin:
         shutil.rmtree(path, ignore_errors=True)
-        venv.create(path, with_pip=True)
-        _pip(python, "-r", str(HERE / "setups" / f"{name}.in"))
-        frozen = subprocess.run([str(python), "-m", "pip", "freeze", "--exclude-editable"],
-                                check=True, capture_output=True, text=True).stdout
-        pins.write_text(f"# pip freeze of setups/{name}.in (capture.py --repin)\n" + frozen)
+        _uv("venv", "-q", "--python", sys.executable, str(path))
+        _uv("pip", "install", "-q", "--python", str(python), "-r", str(HERE / "setups" / f"{name}.in"))
+        frozen = _uv("pip", "freeze", "-q", "--exclude-editable", "--python", str(python))
+        pins.write_text(f"# uv pip freeze of setups/{name}.in (capture.py --repin)\n" + frozen)
     digest = hashlib.sha256(pins.read_bytes()).hexdigest()
     if not (stamp.exists() and stamp.read_text() == digest):
         if not python.exists():
-            venv.create(path, with_pip=True)
-        _pip(python, "-r", str(pins))
+            _uv("venv", "-q", "--python", sys.executable, str(path))
+        _uv("pip", "sync", "-q", "--python", str(python), str(pins))  # exactly the pins, nothing else
         stamp.write_text(digest)
     return python
+
+
+def ensure_venvs(names, repin: bool = False) -> dict[str, Path | VenvError]:
+    """ensure_venv for each name, all at once (uv mostly waits on the network and the disk): each
+    name's interpreter, or the VenvError that says why it has none."""
+
+    def one(name):
+        try:
+            return ensure_venv(name, repin)
+        except VenvError as e:
+            return e
+
+    names = sorted(set(names))
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return dict(zip(names, pool.map(one, names)))
 
 
 def run_setup(python: Path, name: str, providers_url: str, out: Path, env: dict | None = None,
@@ -107,16 +126,18 @@ def main() -> int:
     parser.add_argument("--repin", action="store_true", help="re-resolve setups/<venv>.in to today's releases")
     parser.add_argument("setups", nargs="*", choices=[[], *SETUPS], help="default: all")
     args = parser.parse_args()
-    names = args.setups or list(SETUPS)
-    failed, repinned = [], set()
+    names = [n for n in args.setups or SETUPS if not SETUPS[n].reason]
+    for name in sorted(set(args.setups or SETUPS) - set(names)):
+        print(f"{name}: skipped: {SETUPS[name].reason}")
+    pythons = ensure_venvs({SETUPS[n].venv for n in names}, args.repin)
+    failed = []
     with FakeProviders() as server:
         for name in names:
-            setup = SETUPS[name]
-            if setup.reason:
-                print(f"{name}: skipped: {setup.reason}")
+            python = pythons[SETUPS[name].venv]
+            if isinstance(python, VenvError):
+                failed.append(name)
+                print(f"{name}: no virtualenv: {python}")
                 continue
-            python = ensure_venv(setup.venv, args.repin and setup.venv not in repinned)
-            repinned.add(setup.venv)
             out = HERE / "captures" / f"{name}.json"
             result = run_setup(python, name, server.url, out)
             if result.returncode:

@@ -1,13 +1,14 @@
 """Exact metrics from the real GenAI instrumentations, end to end (issue 21).
 
 Each setup of capture.py runs its script in its own pinned virtualenv (.venv-dialects/, built on first
-use with pip from setups/<venv>.txt) against the fake providers, and its spans go through the real
-OTLP exporter (OTLP/HTTP and gRPC alternate across setups) to a spanscope exporter started with no
-configuration. Once every span has arrived and every trace is finished (polled on /metrics), the
-scrape must show exactly what the fake server reported, with the meaning of "exact" of issue 21:
-one `llm_inference` per provider call, tokens as the provider reported them, cost to the pricing
-table's arithmetic, the response model as the model label, time to first chunk for streamed calls
-only, embeddings and retrievals as `rag_lookup`, one request per call the user made.
+use with uv from setups/<venv>.txt, all at once) against the fake providers, and its spans go through
+the real OTLP exporter (OTLP/HTTP and gRPC alternate across setups) to a spanscope exporter of its own,
+started with no configuration; the setups run JOBS at a time. Once every span has arrived and every
+trace is finished (polled on /metrics), the scrape must show exactly what the fake server reported,
+with the meaning of "exact" of issue 21: one `llm_inference` per provider call, tokens as the
+provider reported them, cost to the pricing table's arithmetic, the response model as the model
+label, time to first chunk for streamed calls only, embeddings and retrievals as `rag_lookup`, one
+request per call the user made.
 
 The expected numbers come from fake_providers' usage constants, the pricing table's YAML and the
 calls each script makes (CALLS below), never from the exporter's code. Where an instrumentation
@@ -22,12 +23,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from capture import SETUPS, ensure_venv, run_setup
+from capture import SETUPS, VenvError, ensure_venvs, run_setup
 from fake_providers import (
     ANTHROPIC_THINKING_USAGE,
     ANTHROPIC_USAGE,
@@ -307,21 +309,19 @@ PROTOCOL = {name: ("http", "grpc")[i % 2] for i, name in enumerate(ORDER)}  # bo
 RECEIVED_AS = {"http": "http_protobuf", "grpc": "grpc"}
 
 
-@pytest.fixture(scope="module")
-def providers():
-    with FakeProviders() as server:
-        yield server
+# Setups run this many at a time: a script spends much of its time waiting for spans to settle (idle),
+# the rest importing its library (CPU); on 2 cores, 3 at once took about 60 s for all, one by one 100 s.
+JOBS = 3
 
 
-def run_against_exporter(setup: str, providers, tmp_path: Path) -> tuple[dict, dict]:
-    """Run the setup with its spans exported to a new spanscope exporter; the capture and the scrape
-    once all its spans arrived and all its traces finished."""
-    python = ensure_venv(SETUPS[setup].venv, repin=False)  # VenvError (pip's output) when it cannot
+def run_against_exporter(setup: str, python: Path, providers_url: str, log_dir: Path) -> tuple[dict, dict]:
+    """Run the setup with its spans exported to a new spanscope exporter of its own (the scrape is the
+    setup's alone); the capture and the scrape once all its spans arrived and all its traces finished."""
     protocol = PROTOCOL[setup]
-    with start_exporter(tmp_path) as exporter:
+    with start_exporter(log_dir) as exporter:
         endpoint = exporter.urls["traces"] if protocol == "http" else exporter.urls["grpc"]
-        out = tmp_path / f"{setup}.json"
-        result = run_setup(python, setup, providers.url, out, capture_output=True, text=True,
+        out = log_dir / f"{setup}.json"
+        result = run_setup(python, setup, providers_url, out, capture_output=True, text=True,
                            env={"DIALECTS_OTLP_ENDPOINT": endpoint, "DIALECTS_OTLP_PROTOCOL": protocol})
         assert result.returncode == 0, f"{setup} failed:\n{result.stdout}\n{result.stderr[-6000:]}"
         capture = json.loads(out.read_text())
@@ -337,10 +337,39 @@ def run_against_exporter(setup: str, providers, tmp_path: Path) -> tuple[dict, d
     return capture, samples
 
 
+def run_all(setups: list[str], log_dir: Path):
+    """Build the setups' virtualenvs (all at once), then run the setups JOBS at a time, each against
+    its own exporter; yields {setup: Future of (capture, scrape)} while they run."""
+    pythons = ensure_venvs({SETUPS[s].venv for s in setups})
+    with FakeProviders() as providers, ThreadPoolExecutor(max_workers=JOBS) as pool:
+
+        def run(setup):
+            python = pythons[SETUPS[setup].venv]
+            if isinstance(python, VenvError):  # uv's output, as this setup's failure
+                raise python
+            (log_dir / setup).mkdir()
+            return run_against_exporter(setup, python, providers.url, log_dir / setup)
+
+        futures = {setup: pool.submit(run, setup) for setup in setups}
+        try:
+            yield futures
+        finally:
+            for future in futures.values():
+                future.cancel()  # those not started; the running ones end within their own timeouts
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """The runs of the setups this session selected, started together at the module's first test."""
+    selected = [item.callspec.params["setup"] for item in request.session.items
+                if item.module is request.module and item.originalname == "test_exact_metrics"]
+    yield from run_all(selected, tmp_path_factory.mktemp("dialects"))
+
+
 @pytest.mark.parametrize("setup", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=XFAIL[s]))
                                    if s in XFAIL else s for s in ORDER])
-def test_exact_metrics(setup, providers, tmp_path):
-    capture, samples = run_against_exporter(setup, providers, tmp_path)
+def test_exact_metrics(setup, runs):
+    capture, samples = runs[setup].result()
     span_names = {s["name"] for c in capture["calls"].values() for s in c["spans"]}
     wrong = differences(observed(samples, span_names), expected(setup))
     assert not wrong, f"{setup} over {PROTOCOL[setup]}:\n  " + "\n  ".join(wrong)

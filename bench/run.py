@@ -53,10 +53,12 @@ from common import (
 )
 from spanscope.store.db import redact
 
-ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "reference-http", "baseline-grpc", "exporter-grpc"]
-# reference-http: the exporter of another venv (--reference PYTHON, e.g. an earlier commit's build)
-# with the same payloads, config and rounds, for the ratio exporter / reference. Only with --reference.
-REFERENCE = "reference-http"
+ALL_TARGETS = ["ceiling", "baseline-http", "exporter-http", "reference-http", "baseline-grpc", "exporter-grpc",
+               "reference-grpc"]
+# reference-http, reference-grpc: the exporter of another venv (--reference PYTHON, e.g. an earlier
+# commit's build) with the same payloads, config and rounds, for the ratio exporter / reference per
+# protocol. Only with --reference.
+REFERENCES = ("reference-http", "reference-grpc")
 OTLP_URL = {"http": "traces", "grpc": "grpc"}  # which of a server's urls a protocol's load goes to
 SECTIONS = ["throughput", "scrape", "cardinality"]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -97,10 +99,11 @@ def parse_args(argv=None):
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run (default: {','.join(SECTIONS)})")
     p.add_argument("--targets",
-                   help=f"throughput targets (default: {','.join(ALL_TARGETS)}; {REFERENCE} only with --reference)")
+                   help=f"throughput targets (default: {','.join(ALL_TARGETS)}; {' and '.join(REFERENCES)} only "
+                        f"with --reference)")
     p.add_argument("--reference", metavar="PYTHON",
                    help=f"the python executable of a venv with another spanscope installed (e.g. an earlier "
-                        f"commit's): runs it as target {REFERENCE}, beside the others in every round")
+                        f"commit's): runs it as targets {' and '.join(REFERENCES)}, beside the others in every round")
     p.add_argument("--duration", type=float, help="seconds measured per throughput target (10; quick 2)")
     p.add_argument("--warmup", type=float, help="seconds of load before measuring (3; quick 0.5)")
     p.add_argument("--rounds", type=int,
@@ -139,7 +142,7 @@ def parse_args(argv=None):
             setattr(args, key, value)
     args.sections = [s for s in args.sections.split(",") if s]
     args.targets = ([t for t in args.targets.split(",") if t] if args.targets
-                    else [t for t in ALL_TARGETS if t != REFERENCE or args.reference])
+                    else [t for t in ALL_TARGETS if t not in REFERENCES or args.reference])
     args.scrape_series = [int(x) for x in str(args.scrape_series).split(",") if x]
     for s in args.sections:
         if s not in SECTIONS:
@@ -147,8 +150,9 @@ def parse_args(argv=None):
     for t in args.targets:
         if t not in ALL_TARGETS:
             p.error(f"unknown target {t!r}; choose from {ALL_TARGETS}")
-    if REFERENCE in args.targets and not args.reference:
-        p.error(f"target {REFERENCE}: give the reference's python with --reference PYTHON")
+    for t in REFERENCES:
+        if t in args.targets and not args.reference:
+            p.error(f"target {t}: give the reference's python with --reference PYTHON")
     for setting in args.exporter_set:
         if "=" not in setting:
             p.error(f"--set {setting!r}: expected PATH=VALUE")
@@ -318,6 +322,7 @@ RATIOS = {  # name: (numerator, denominator), spans per core of targets measured
     "exporter_vs_ceiling_grpc": ("exporter_grpc", "ceiling"),
     "baseline_vs_ceiling_http": ("baseline_http", "ceiling"),
     "exporter_vs_reference_http": ("exporter_http", "reference_http"),
+    "exporter_vs_reference_grpc": ("exporter_grpc", "reference_grpc"),
 }
 
 
@@ -504,8 +509,10 @@ def markdown(result: dict) -> str:
                   f"| exporter / baseline | {cell('exporter_vs_baseline_http')} "
                   f"| {cell('exporter_vs_baseline_grpc')} |",
                   f"| exporter / ceiling | {cell('exporter_vs_ceiling_http')} | {cell('exporter_vs_ceiling_grpc')} |",
-                  *([f"| exporter / reference | {cell('exporter_vs_reference_http')} | – |"]
-                    if "reference_http" in tp else []), ""]
+                  *(["| exporter / reference | "
+                     + " | ".join(cell(f"exporter_vs_reference_{p}") if f"reference_{p}" in tp else "–"
+                                  for p in ("http", "grpc")) + " |"]
+                    if "reference_http" in tp or "reference_grpc" in tp else []), ""]
         builds = [f"{key.replace('_', ' ')}: " + ", ".join(f"{label} {value}" for label, value in b.items())
                   for key, r in tp.items() for b in [r.get("build")] if b]
         if builds:
@@ -558,7 +565,8 @@ def main(argv=None) -> int:
             "platform": platform.platform(), "protobuf": _protobuf_info(), "uvloop": _has("uvloop"),
             "git": _git()}
     log(f"spanscope bench: load average at start {host['loadavg_start']}")
-    reference = reference_info(args.reference) if REFERENCE in args.targets and "throughput" in args.sections else None
+    reference = (reference_info(args.reference) if set(REFERENCES) & set(args.targets) and "throughput" in args.sections
+                 else None)
     tmp = tempfile.TemporaryDirectory(prefix="spanscope-bench-") if not args.workdir else None
     workdir = Path(args.workdir or tmp.name)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from .analysis.windows import MetricsApi
 from .config import Config, ConfigError, Dialects
 from .ingest import otlp_grpc as receiver_grpc
 from .ingest import otlp_http as receiver_http
+from .ingest.grpc_front import UPSTREAM_HOST, GrpcFront
 from .ingest.queue import Ingest
 from .interpret.budgets import load_budgets
 from .interpret.contract import Reading, configured
@@ -39,7 +40,7 @@ from .web import endpoints as web_endpoint
 from .web.alerts_api import AlertsApi
 from .web.alerts_api import add_routes as add_alert_routes
 from .web.api import Api, add_routes, auth_middleware
-from .web.connections import CappedSite, Connections, connection_cap
+from .web.connections import CappedSite, Connections, Refusals, connection_cap
 from .web.errors import api_errors
 from .web.interactions_api import InteractionsApi
 from .web.interactions_api import add_routes as add_interaction_routes
@@ -135,6 +136,8 @@ class Exporter:
         # One budget of open connections for both HTTP listeners (and as much again for OTLP/gRPC).
         self.connections = Connections(connection_cap(c.limits.max_connections), self.metrics.connections_refused,
                                        c.limits.retry_after)
+        self.grpc_front = GrpcFront(self.connections.cap,
+                                    Refusals(self.metrics.connections_refused, self.connections.cap, "OTLP/gRPC"))
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._grpc = None
@@ -212,9 +215,15 @@ class Exporter:
             self._tasks.append(asyncio.create_task(prices.run(), name="price refresh"))
         await self._serve(self.web_app, c.web, "web", "web")
         await self._serve(self.http_app, c.otlp_http, "OTLP/HTTP", "otlp_http")
-        self._grpc = receiver_grpc.make_server(self.ingest, c.otlp_grpc, self.config.limits, self.security,
-                                               self.connections.cap)
+        self._grpc, port = receiver_grpc.make_server(self.ingest, f"{UPSTREAM_HOST}:0", self.config.limits,
+                                                     self.security, self.connections.cap,
+                                                     self.grpc_front.client_address)
         await self._grpc.start()
+        host, _, public_port = c.otlp_grpc.rpartition(":")
+        try:
+            await self.grpc_front.start(host.strip("[]"), int(public_port), port)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {c.otlp_grpc} (OTLP/gRPC): {exc.strerror}") from None
         self.state["ready"] = True
         if self.connections.cap < self.config.limits.max_connections:
             log.warning("limits.max_connections lowered to %d per listener kind: the file-descriptor limit "
@@ -229,7 +238,9 @@ class Exporter:
         # writer instead of dropping its oldest row (the listeners close first, so nothing new waits).
         self.interactions.hold_when_full(DRAIN_S + STOP_WRITE_S)
         if self._grpc is not None:
+            self.grpc_front.stop_accepting()
             await self._grpc.stop(grace=2)
+            await self.grpc_front.close()
         for runner in self._runners[1:]:  # the OTLP/HTTP listener
             await runner.cleanup()
         try:

@@ -17,7 +17,8 @@ import spanscope
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "bench" / "run.py"
-TARGETS = ["ceiling", "baseline_http", "exporter_http", "reference_http", "baseline_grpc", "exporter_grpc"]
+TARGETS = ["ceiling", "baseline_http", "exporter_http", "reference_http", "baseline_grpc", "exporter_grpc",
+           "reference_grpc"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,7 @@ def test_ratios_come_from_the_per_core_rates(result):
     assert ratios["exporter_vs_ceiling_http"] == round(per_core("exporter_http") / per_core("ceiling"), 4)
     assert ratios["exporter_vs_ceiling_grpc"] == round(per_core("exporter_grpc") / per_core("ceiling"), 4)
     assert ratios["exporter_vs_reference_http"] == round(per_core("exporter_http") / per_core("reference_http"), 4)
+    assert ratios["exporter_vs_reference_grpc"] == round(per_core("exporter_grpc") / per_core("reference_grpc"), 4)
     assert all(v > 0 for v in ratios.values())
     # --quick makes one round: it is the median, and each ratio's only round
     assert all(tp[key]["spans_per_core_rounds"] == [per_core(key)] for key in TARGETS)

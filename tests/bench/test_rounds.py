@@ -27,6 +27,7 @@ RATES = {
     "reference_http": [25.0, None, 30.0],
     "baseline_grpc": [250.0, 260.0, 200.0],
     "exporter_grpc": [40.0, 39.0, 41.0],
+    "reference_grpc": [38.0, 40.0, None],
 }
 
 
@@ -78,10 +79,11 @@ def test_every_other_round_runs_the_targets_backwards():
     assert [run.round_order(targets, n) for n in range(3)] == [targets, targets[::-1], targets]
 
 
-def test_the_reference_runs_only_when_given():
-    assert run.REFERENCE not in run.parse_args([]).targets
+@pytest.mark.parametrize("reference", run.REFERENCES)
+def test_the_reference_runs_only_when_given(reference):
+    assert reference not in run.parse_args([]).targets
     args = run.parse_args(["--reference", "/venv/bin/python"])
     assert args.targets == run.ALL_TARGETS and args.reference == "/venv/bin/python"
     assert run.parse_args(["--targets", "exporter-http"]).targets == ["exporter-http"]
     with pytest.raises(SystemExit):  # asked for, without the reference's python
-        run.parse_args(["--targets", f"exporter-http,{run.REFERENCE}"])
+        run.parse_args(["--targets", f"exporter-http,{reference}"])

@@ -1,5 +1,6 @@
 """Clients that hold connections or calls open: idle and slow-header connections are closed after
-limits.idle_timeout, open connections are capped (503 beyond, logged and counted), and an OTLP/gRPC
+limits.idle_timeout, open connections are capped (HTTP: 503 beyond; OTLP/gRPC: closed; both logged
+and counted), and an OTLP/gRPC
 call that never sends its message gives its limits.grpc_calls slot back after limits.body_timeout,
 with no client address holding more than limits.grpc_calls_per_peer of them. Real exporters."""
 import concurrent.futures
@@ -88,7 +89,7 @@ def test_connections_beyond_the_cap_are_answered_503_logged_and_counted(tmp_path
             status, doc = call("GET", proc.urls["web"] + "/healthz")
             assert status == 503 and doc["error"].startswith("too many open connections (limits.max_connections 4)")
             assert call("POST", proc.urls["traces"], raw=b"", content_type="application/x-protobuf")[0] == 503
-            wait_until(lambda: "refused 1 connection(s) in the last minute" in proc.log(), what="the log line")
+            wait_until(lambda: "refused 1 HTTP connection(s) in the last minute" in proc.log(), what="the log line")
         finally:
             for sock in idle:
                 sock.close()
@@ -101,13 +102,48 @@ def test_connections_beyond_the_cap_are_answered_503_logged_and_counted(tmp_path
         text = scrape(proc.urls["web"])
         assert value(text, "spanscope_connections_refused_total", listener="web") == refused.count(503)
         assert value(text, "spanscope_connections_refused_total", listener="otlp_http") == 1
-        grpc_idle = [socket.create_connection(address(proc.urls["grpc"])) for _ in range(4)]
-        try:  # OTLP/gRPC has a cap of its own, enforced by the gRPC library: it closes the connection
-            with socket.create_connection(address(proc.urls["grpc"])) as beyond:
-                assert closed_by_peer(beyond, 10)
+        assert value(text, "spanscope_connections_refused_total", listener="otlp_grpc") == 0
+
+
+def grpc_channel(target: str) -> grpc.Channel:
+    """A channel with a connection of its own (channels to one target otherwise share one)."""
+    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def test_grpc_connections_beyond_the_cap_are_closed_logged_and_counted(tmp_path):
+    proc = start_exporter(tmp_path, settings={"limits.max_connections": 2})
+    with proc:
+        first, second, third = (grpc_channel(proc.urls["grpc"]) for _ in range(3))
+        try:
+            assert first.unary_unary(EXPORT)(b"", timeout=10) == b""
+            assert second.unary_unary(EXPORT)(b"", timeout=10) == b""
+            with pytest.raises(grpc.RpcError) as refused:
+                third.unary_unary(EXPORT)(b"", timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # before: the same, but nowhere counted
+            wait_until(lambda: "refused 1 OTLP/gRPC connection(s) in the last minute: 2 open, "
+                               "limits.max_connections is 2" in proc.log(), what="the log line")
+            third.close()  # the channel no longer reconnects in the background: the count holds still
+            before = value(scrape(proc.urls["web"]), "spanscope_connections_refused_total", listener="otlp_grpc")
+            assert before >= 1
+            for _ in range(3):
+                with socket.create_connection(address(proc.urls["grpc"])) as beyond:
+                    assert closed_by_peer(beyond, 10)
+            text = scrape(proc.urls["web"])
+            assert value(text, "spanscope_connections_refused_total", listener="otlp_grpc") == before + 3
+            assert value(text, "spanscope_connections_refused_total", listener="web") == 0
+            first.close()  # a connection closes: a slot is free again
+
+            def exported():
+                with grpc_channel(proc.urls["grpc"]) as again:
+                    try:
+                        return again.unary_unary(EXPORT)(b"", timeout=10) == b""
+                    except grpc.RpcError:
+                        return False
+            wait_until(exported, what="an export once a connection has closed")
         finally:
-            for sock in grpc_idle:
-                sock.close()
+            first.close()
+            second.close()
+            third.close()
 
 
 def stalled_calls(channel: grpc.Channel, n: int, release: threading.Event) -> list:

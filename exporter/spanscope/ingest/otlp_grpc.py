@@ -7,6 +7,8 @@ retry. A message that has not arrived within limits.body_timeout is DEADLINE_EXC
 opens and never sends gives its slot back. The method takes the request's bytes undecoded, so the
 ingest worker decodes them as it does OTLP/HTTP's; an invalid body is INVALID_ARGUMENT. With basic
 auth configured, a call without valid credentials is UNAUTHENTICATED before anything else.
+The server listens on loopback only: the OTLP/gRPC port is grpc_front.py's, which caps connections
+and relays each to it.
 """
 from __future__ import annotations
 
@@ -53,8 +55,9 @@ class TraceService:
     message, and refused otherwise without reading it. Clients call it as the unary method it is;
     the wire format is the same."""
 
-    def __init__(self, ingest: Ingest, limits: Limits):
+    def __init__(self, ingest: Ingest, limits: Limits, client_address=lambda peer: None):
         self.ingest = ingest
+        self.client_address = client_address  # a relayed call's client (grpc_front.py), None for others
         self.max_calls = limits.grpc_calls
         self.per_peer = limits.grpc_calls_per_peer
         self.receive_timeout = limits.body_timeout
@@ -63,7 +66,8 @@ class TraceService:
 
     async def Export(self, requests, context):  # noqa: N802 - the gRPC method name
         m = self.ingest.m
-        peer = peer_address(context.peer())
+        caller = context.peer()
+        peer = self.client_address(caller) or peer_address(caller)
         try:
             self._admit(peer)
             self._receiving(peer, +1)
@@ -133,9 +137,11 @@ class BasicAuth(grpc.aio.ServerInterceptor):
         return self.REFUSED
 
 
-def make_server(ingest: Ingest, address: str, limits: Limits, security=None,
-                max_connections: int | None = None) -> grpc.aio.Server:
-    """`security`: the web config file's TLS and basic auth (web/security.py WebSecurity)."""
+def make_server(ingest: Ingest, address: str, limits: Limits, security=None, max_connections: int | None = None,
+                client_address=lambda peer: None) -> tuple[grpc.aio.Server, int]:
+    """The server and its port. `security`: the web config file's TLS and basic auth (web/security.py
+    WebSecurity); `max_connections`: the front's cap (grpc_front.py), of which gRPC's own is a backstop
+    against local processes that connect to `address` directly."""
     idle_ms = int(limits.idle_timeout * 1000)
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", limits.max_grpc_message_bytes),
@@ -144,10 +150,11 @@ def make_server(ingest: Ingest, address: str, limits: Limits, security=None,
         ("grpc.server_handshake_timeout_ms", idle_ms),     # TLS and HTTP/2 preface
         ("grpc.keepalive_time_ms", 60_000),                # ping a connection with calls, to find dead peers
         ("grpc.keepalive_timeout_ms", 20_000),
-        ("grpc.max_allowed_incoming_connections", max_connections or limits.max_connections),
+        # Twice the front's: the front has counted a closed connection out before gRPC has.
+        ("grpc.max_allowed_incoming_connections", 2 * (max_connections or limits.max_connections)),
     ], interceptors=[BasicAuth(security.verify_header)] if security is not None and security.users else None)
     export = grpc.stream_unary_rpc_method_handler(
-        TraceService(ingest, limits).Export, request_deserializer=None,
+        TraceService(ingest, limits, client_address).Export, request_deserializer=None,
         response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": export}),))
     if security is not None and security.cert_pem:
@@ -159,4 +166,4 @@ def make_server(ingest: Ingest, address: str, limits: Limits, security=None,
         port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address} (OTLP/gRPC)")
-    return server
+    return server, port

@@ -189,8 +189,8 @@ class Metrics:
         self.grpc_receiving.set((), 0)
         self.throttled.touch(("grpc", "grpc_calls"))
         self.throttled.touch(("grpc", "grpc_calls_per_peer"))
-        self.connections_refused = c("spanscope_connections_refused_total", "HTTP connections answered 503 and "
-                                     "closed because limits.max_connections were open.", ("listener",))
+        self.connections_refused = c("spanscope_connections_refused_total", "Connections closed at once (HTTP: "
+                                     "answered 503) because limits.max_connections were open.", ("listener",))
         # Rare events start at zero: a healthy exporter shows 0, not "no data".
         for protocol in PROTOCOLS:
             for limit in THROTTLE_REASONS:

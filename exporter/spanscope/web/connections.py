@@ -5,7 +5,8 @@ Every accepted connection holds a file descriptor until it closes, and the proce
 Idle connections, and requests whose headers do not arrive, are closed after `limits.idle_timeout`
 (aiohttp's keep-alive timer, which runs from the moment a connection is accepted). Beyond
 `limits.max_connections` open ones, a new connection is answered 503 and closed at once: logged (at
-most once a minute) and counted in spanscope_connections_refused_total{listener}.
+most once a minute) and counted in spanscope_connections_refused_total{listener}. OTLP/gRPC has a cap
+of the same size, with the same accounting (ingest/grpc_front.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from yarl import URL
 log = logging.getLogger("spanscope")
 
 FD_RESERVE = 64  # descriptors left for the store, files, DNS and the process itself
+FDS_PER_CONNECTION = {"http": 1, "grpc": 3}  # a relayed gRPC connection: the client's, the relay's, gRPC's end
 MAX_HEAD = 16384  # bytes of a refused request read before answering (its head, usually)
 
 
@@ -30,7 +32,29 @@ def connection_cap(configured: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return configured
-    return max(1, min(configured, (soft - FD_RESERVE) // 2))
+    return max(1, min(configured, (soft - FD_RESERVE) // sum(FDS_PER_CONNECTION.values())))
+
+
+class Refusals:
+    """Connections refused at a cap: counted by listener, logged at most once a minute."""
+
+    def __init__(self, counter, cap: int, what: str, clock=time.monotonic):
+        self.counter = counter  # spanscope_connections_refused_total{listener}
+        self.cap, self.what, self.clock = cap, what, clock
+        self._unlogged = 0
+        self._logged_at = float("-inf")
+
+    def watch(self, listener: str) -> None:
+        self.counter.touch((listener,))  # 0, not "no data", until the first refusal
+
+    def add(self, listener: str, open_now: int) -> None:
+        self.counter.inc((listener,))
+        self._unlogged += 1
+        now = self.clock()
+        if now - self._logged_at >= 60:
+            log.warning("refused %d %s connection(s) in the last minute: %d open, limits.max_connections is %d",
+                        self._unlogged, self.what, open_now, self.cap)
+            self._unlogged, self._logged_at = 0, now
 
 
 class Connections:
@@ -38,12 +62,9 @@ class Connections:
 
     def __init__(self, cap: int, refused_counter, retry_after: float, clock=time.monotonic):
         self.cap = cap
-        self.refused = refused_counter  # spanscope_connections_refused_total{listener}
+        self.refusals = Refusals(refused_counter, cap, "HTTP", clock)
         self.retry_after = retry_after
-        self.clock = clock
         self.servers: list[web.Server] = []
-        self._unlogged = 0
-        self._logged_at = float("-inf")
         body = json.dumps({"error": f"too many open connections (limits.max_connections {cap}): retry later",
                            "status": 503}).encode()
         self.answer = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -56,24 +77,16 @@ class Connections:
     def protocol_factory(self, server: web.Server, listener: str):
         """What the listening socket makes of each accepted connection: `server`'s handler, or a refusal."""
         self.servers.append(server)
-        self.refused.touch((listener,))
+        self.refusals.watch(listener)
 
         def accept():
-            if self.open() < self.cap:
+            open_now = self.open()
+            if open_now < self.cap:
                 return server()
-            self.refused.inc((listener,))
-            self._log_refusal()
+            self.refusals.add(listener, open_now)
             return _Refusal(self.answer)
 
         return accept
-
-    def _log_refusal(self) -> None:
-        self._unlogged += 1
-        now = self.clock()
-        if now - self._logged_at >= 60:
-            log.warning("refused %d connection(s) in the last minute: %d open, limits.max_connections is %d",
-                        self._unlogged, self.open(), self.cap)
-            self._unlogged, self._logged_at = 0, now
 
 
 class _Refusal(asyncio.Protocol):

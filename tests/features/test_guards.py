@@ -113,3 +113,10 @@ def test_the_rollout_api_checks_the_guard_and_needs_the_store(tmp_path):
         assert call("POST", proc.urls["web"] + "/api/features/mlx_backend/rollout", {"strategy": "canary"})[0] == 200
     finally:
         proc.stop()
+
+
+def test_no_rollback_on_a_handful_of_requests():
+    # 3 errors in 5 requests is a 60 % error ratio, but 5 requests are too few to judge on
+    few = sample(arm(400, 8), arm(5, 3))
+    assert judge(GUARD, few, 1, 600, False).decision == "hold"
+    assert judge(GUARD, sample(arm(400, 8), arm(10, 8)), 1, 600, False).decision == "rollback"

@@ -30,6 +30,7 @@ P95_SHARE = 0.05
 # worth a rollback is several points of error ratio, of the share of slow requests, or of quality
 # (scores 0-1); for tens to thousands of requests the confidence sequence varies little around these.
 ERROR_TAU = 0.05
+MIN_TO_JUDGE = 10  # requests per arm before a guard may roll back
 SHARE_TAU = 0.1
 QUALITY_TAU = 0.1
 
@@ -139,6 +140,8 @@ def _breaches(guard: Guard, s: StageSample) -> tuple[list[str], dict]:
 def judge(guard: Guard, sample: StageSample, stage_age: float, stage_seconds: float, auto_advance: bool) -> Verdict:
     """The decision on a stage `stage_age` seconds old."""
     breached, evidence = _breaches(guard, sample)
+    if min(sample.control.requests, sample.treatment.requests) < MIN_TO_JUDGE:
+        breached = []  # the normal approximation behind the evidence needs a few requests per arm
     evidence = {"arms": {guard.control: sample.control.summary(), guard.treatment: sample.treatment.summary()},
                 "stage_age_seconds": round(stage_age, 3), "guards": evidence}
     if breached:

@@ -140,3 +140,26 @@ def test_one_postgresql_replica_decides_and_another_takes_over_when_it_goes(requ
         finally:
             first.close()
             second.close()
+
+
+def test_a_database_that_cannot_be_reached_is_a_503_to_retry(database):
+    import asyncio
+    import sqlite3
+
+    from spanscope.store.feature_states import StateUnavailable
+
+    states = DatabaseStates(parse_url(database))
+
+    def locked():
+        raise sqlite3.OperationalError("database is locked")
+
+    def buggy():
+        raise KeyError("a bug is not the database's fault")
+    try:
+        with pytest.raises(StateUnavailable, match="database is locked.*retry") as caught:
+            asyncio.run(states.run(locked))
+        assert caught.value.status == 503
+        with pytest.raises(KeyError):
+            asyncio.run(states.run(buggy))
+    finally:
+        states.close()

@@ -19,7 +19,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .db import Database, Location, connect, connection_lost, is_unique_violation
+from .db import Database, Location, connect, connection_lost, is_transient, is_unique_violation
 
 log = logging.getLogger("spanscope.features")
 
@@ -29,6 +29,13 @@ VARIANT_OF = {
     "sqlite": "json_extract(variants, '$.\"' || ? || '\"')",
     "postgres": "(variants::jsonb ->> ?)",
 }
+
+
+class StateUnavailable(Exception):
+    """The database is away (down, locked, full): the API answers 503 and the change may be retried."""
+
+    status = 503
+    headers = {"Retry-After": "5"}
 
 
 class DatabaseStates:
@@ -46,7 +53,13 @@ class DatabaseStates:
         return f"feature state in {self.location.describe()}"
 
     async def run(self, fn):
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            raise StateUnavailable(f"the feature state in {self.location.describe()} cannot be reached now "
+                                   f"({' '.join(str(exc).split())}); retry") from exc
 
     def _call(self, fn, *args):
         """`fn(db, *args)` on a live connection: one that the server dropped is replaced, the call run once more."""

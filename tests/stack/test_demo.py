@@ -216,6 +216,19 @@ def test_normal_stays_inside_the_alert_thresholds():
     assert cost_per_request(run) * 10 * 86400 < alerts["LLMDailyCostOverBudget"]["warning"]["threshold"]
 
 
+def test_bad_rollout_breaks_only_the_requests_with_mlx_backend_on():
+    normal, broken = cached_run("normal"), cached_run("bad_rollout")
+    off = cached_run("bad_rollout", (("mlx_backend", False),))
+    assert normal.error_ratio() < 0.05 and off.error_ratio() < 0.05
+    assert broken.error_ratio() > 0.15  # 40 % of the requests that classify (cache misses) fail
+    failed = {r.attributes.get("error.type") for r in broken.roots if r.status.status_code.name == "ERROR"}
+    assert "classifier_error" in failed
+    slow = [s for s in broken.component("intent_classification") if s.name == "intent_classification"]
+    fast = [s for s in normal.component("intent_classification") if s.name == "intent_classification"]
+    mean = lambda spans: sum(s.end_time - s.start_time for s in spans) / len(spans)  # noqa: E731
+    assert mean(slow) > 4 * mean(fast)
+
+
 @pytest.mark.parametrize("name", sorted(set(scenarios.SCENARIOS) - {"normal"}))
 def test_every_scenario_is_different_from_normal(name):
     # A guard for new scenarios: each must change what flows (the specific tests above say how).

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from spanscope_demo.scenarios import SCENARIOS
 
 from processes import (
     ALERTMANAGER_BINARIES,
@@ -57,7 +58,6 @@ from processes import (
 )
 
 APT_HINT = "sudo apt-get install prometheus prometheus-alertmanager"
-SCENARIOS = ["normal", "latency_spike", "error_burst", "cost_spike", "cache_flush", "breaker_trip"]
 DEFAULT_RUN_DIR = REPO / ".run"
 GENERATE_RULES = REPO / "prometheus/generate_rules.py"
 THRESHOLDS = REPO / "prometheus/rules_src/thresholds.yml"
@@ -407,7 +407,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=float, default=float(env("SPANSCOPE_RUN_RATE", "10")), help="demo requests/s")
-    p.add_argument("--scenario", default=env("SPANSCOPE_RUN_SCENARIO", "normal"), choices=SCENARIOS)
+    p.add_argument("--scenario", default=env("SPANSCOPE_RUN_SCENARIO", "normal"), choices=list(SCENARIOS))
     p.add_argument("--summary-seconds", type=float, default=float(env("SPANSCOPE_RUN_SUMMARY_SECONDS", "5")))
     p.add_argument("--no-prometheus", action="store_true", help="exporter and demo only")
     return p.parse_args(argv)

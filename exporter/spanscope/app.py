@@ -167,8 +167,7 @@ class Exporter:
 
     def _start_feature_state(self) -> None:
         """Feature state in the store's database (shared by replicas; kept across restarts when the
-        database is), unless a state file is set and the store is temporary; guarded rollouts judged
-        on the stored interactions."""
+        database is), unless a state file is set and the store is temporary."""
         if not self.interactions.enabled:
             return
         self.feature_db = DatabaseStates(self.interactions.location)
@@ -179,8 +178,6 @@ class Exporter:
                 log.warning("features.state_file is not used: feature state is kept in the interaction store "
                             "(%s)", self.interactions.location.describe())
             self.features.use(self.feature_db)
-        guard = RolloutGuard(self.features, self.feature_db, self.config.features.guards.interval)
-        self._tasks.append(asyncio.create_task(guard.run(), name="guarded rollouts"))
 
     def _close_stores(self) -> None:
         if self.feature_db is not None:
@@ -224,6 +221,9 @@ class Exporter:
             await self.grpc_front.start(host.strip("[]"), int(public_port), port)
         except OSError as exc:
             raise OSError(f"cannot listen on {c.otlp_grpc} (OTLP/gRPC): {exc.strerror}") from None
+        if self.feature_db is not None:  # guarded rollouts, judged on the stored interactions
+            guard = RolloutGuard(self.features, self.feature_db, self.config.features.guards.interval)
+            self._tasks.append(asyncio.create_task(guard.run(), name="guarded rollouts"))
         self.state["ready"] = True
         if self.connections.cap < self.config.limits.max_connections:
             log.warning("limits.max_connections lowered to %d per listener kind: the file-descriptor limit "

@@ -168,6 +168,8 @@ class DatabaseStates:
         return arms, p95, slower
 
     def close(self) -> None:
+        # The thread first: a connection closed under a call still running on it can crash SQLite.
+        self._thread.shutdown(wait=True, cancel_futures=True)
         for db in (self._db, self._leader_db):
             try:
                 if db is not None:
@@ -175,4 +177,3 @@ class DatabaseStates:
             except Exception:  # pragma: no cover - closing a broken connection
                 pass
         self._db = self._leader_db = None
-        self._thread.shutdown(wait=False, cancel_futures=True)

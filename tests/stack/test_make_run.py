@@ -84,6 +84,15 @@ class RunStack:
             self.popen.wait(10)
 
 
+@pytest.mark.parametrize("args, expected", [((), ""), (("SCENARIO=error_burst",), " --scenario error_burst")])
+def test_make_run_is_run_stack_with_the_scenario_asked_for(args, expected):
+    """The README's `make run` and `make run SCENARIO=…` are the script the tests below start (a Makefile
+    default of another target's SCENARIO once made plain `make run` fail)."""
+    out = subprocess.run(["make", "-s", "-n", "-C", str(REPO), "run", "VENV=/venv", "-o", "/venv/.installed-run",
+                          *args], capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    assert out[-1] == f"/venv/bin/python scripts/run_stack.py{expected}".strip(), out
+
+
 @pytest.fixture
 def exporter_available():
     try:

@@ -25,10 +25,13 @@ class Clock:
 
 
 def summary(end_s: float, duration: float, mode="chat", service="svc", cost="0.001", error=False, **kw):
+    """A request whose one LLM call, to `model`, cost `cost` (as interpret.summarise makes it)."""
     start_ns = int((end_s - duration) * 1e9)
+    model = kw.pop("model", "gpt-4o-mini")
     return RequestSummary(trace_id="ab" * 16, service=service, mode=mode, tenant="t", user=None, error=error,
                           start_ns=start_ns, duration=duration, cache_status=kw.pop("cache_status", "none"),
-                          cost=Decimal(cost), model=kw.pop("model", "gpt-4o-mini"), **kw)
+                          cost=Decimal(cost), model=model,
+                          cost_by_model=kw.pop("cost_by_model", {model: Decimal(cost)} if model else {}), **kw)
 
 
 @pytest.fixture
@@ -92,6 +95,18 @@ def test_filters_costs_and_projection(api):
     assert costs["cost_per_hour_usd"] == pytest.approx(0.03 * 3600 / 3560)
     assert costs["projected_monthly_usd"] == pytest.approx(0.03 * 3600 / 3560 * 730)
     assert api.dashboard(q(60), api.totals(q(60)))["error_rate"] == pytest.approx(0.5)
+
+
+def test_cost_by_model_puts_each_calls_cost_on_its_model(api):
+    """A request that failed over from gpt-4o (charged) to claude-haiku-4-5 (answered): as llm_cost_usd_total."""
+    for _ in range(4):
+        api.rollups.observe(summary(NOW - 30, 0.5, model="claude-haiku-4-5", cost="0.005",
+                                    cost_by_model={"gpt-4o": Decimal("0.004"), "claude-haiku-4-5": Decimal("0.001")}))
+    by_model = api.costs(q(60), api.totals(q(60)))["by_model"]
+    assert by_model["gpt-4o"] == {"requests": 0, "cost_usd": pytest.approx(0.016), "cost_per_request_usd": None}
+    assert by_model["claude-haiku-4-5"]["requests"] == 4
+    assert by_model["claude-haiku-4-5"]["cost_usd"] == pytest.approx(0.004)
+    assert by_model["claude-haiku-4-5"]["cost_per_request_usd"] == pytest.approx(0.001)
 
 
 def test_components_and_operation_filter(api):

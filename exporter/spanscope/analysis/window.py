@@ -53,7 +53,7 @@ class Variant:
 
 
 class Model:
-    """The requests answered by one model: count, cost and quality."""
+    """One model: the requests it answered (and their quality), and the cost of every call to it."""
 
     __slots__ = ("requests", "cost", "quality")
 
@@ -122,13 +122,10 @@ class MinuteStats:
         tokens = self.tokens
         for token_type, n in r.tokens.items():
             tokens[token_type] += n
-        models = self.models
-        name = slot(models, r.model or "none")
-        model = models.get(name)
-        if model is None:
-            model = models[name] = Model()
+        model = self._model(r.model or "none")
         model.requests += 1
-        model.cost += cost
+        for called, model_cost in r.cost_by_model.items():  # each call's cost on its own model, as Prometheus
+            self._model(called).cost += model_cost
         if r.quality is not None:
             model.quality.add(r.quality)
             self.quality.add(r.quality)
@@ -176,6 +173,14 @@ class MinuteStats:
                 v.buckets[bucket] += 1
                 v.errors += r.error
                 v.cost += cost
+
+    def _model(self, name: str) -> Model:
+        models = self.models
+        name = slot(models, name)
+        model = models.get(name)
+        if model is None:
+            model = models[name] = Model()
+        return model
 
     def _observe_cache(self, lookups: list, cache_owners: dict) -> None:
         cache, expired = self.cache, self.expired_misses

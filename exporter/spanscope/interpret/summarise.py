@@ -35,9 +35,11 @@ def summarise(trace: Trace) -> RequestSummary | None:
     degradations: list[str] = []
     warnings: list[str] = []
     components: dict = {}
+    cost_by_model: dict[str, Decimal] = defaultdict(Decimal)
     for s in trace.spans:
         if s.cost is not None:
             cost += s.cost.total
+            cost_by_model[s.genai.model or "unknown"] += s.cost.total
             if llm is None:
                 llm = (s.genai.provider, s.genai.model)
         calls = components.get(s.component)
@@ -82,7 +84,7 @@ def summarise(trace: Trace) -> RequestSummary | None:
         duration=root.duration_ns * NS, cache_status=root_cache or response_cache or "none", cost=cost,
         # The model that answered: a priced call has usage, so it has its response model; a failed
         # call before it (the primary, then the fallback) has only its request model.
-        model=llm[1] if llm else model, llm=llm,
+        model=llm[1] if llm else model, llm=llm, cost_by_model=dict(cost_by_model),
         critical={c: ns * NS for c, ns in critical_ns.items()},
         self_time={c: ns * NS for c, ns in self_ns.items()},
         by_feature={f: ns * NS for f, ns in feature_ns.items()},

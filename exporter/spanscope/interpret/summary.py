@@ -22,6 +22,7 @@ class RequestSummary:
     cost: Decimal
     model: str | None
     llm: tuple | None = None                          # (provider, model) of the first priced LLM call
+    cost_by_model: dict = field(default_factory=dict)  # model -> cost of its calls (as llm_cost_usd_total splits it)
     critical: dict = field(default_factory=dict)      # component -> seconds
     self_time: dict = field(default_factory=dict)     # component -> seconds
     by_feature: dict = field(default_factory=dict)    # feature -> critical-path seconds

@@ -114,7 +114,10 @@ class MinuteStats:
         self.requests += 1
         self.errors += r.error
         self.degraded += r.degraded
-        self.latency.add(duration)
+        latency = self.latency  # Moments.add inlined
+        latency.n += 1
+        latency.total += duration
+        latency.squares += duration * duration
         bucket = bisect_left(bounds, duration)  # the first bound >= duration, as Prometheus' le
         self.buckets[bucket] += 1
         cost = r.cost
@@ -133,12 +136,15 @@ class MinuteStats:
             self.confidence.add(r.confidence)
         if r.citations is not None:
             self.citations.add(r.citations)
-        components = self.components
+        components = self.components  # slot() inlined in these loops: they run once per component
         for name, (calls, errors, durations) in r.components.items():
-            name = slot(components, name)
             c = components.get(name)
             if c is None:
-                c = components[name] = Component(self.n_buckets)
+                if len(components) >= PER_MINUTE:
+                    name = OTHER
+                    c = components.get(name)
+                if c is None:
+                    c = components[name] = Component(self.n_buckets)
             c.calls += calls
             c.errors += errors
             buckets, total, squares = c.buckets, 0.0, 0.0
@@ -152,10 +158,16 @@ class MinuteStats:
             moments.squares += squares
         critical = self.critical
         for name, s in r.critical.items():
-            critical[slot(critical, name)] += s
+            if name in critical or len(critical) < PER_MINUTE:
+                critical[name] += s
+            else:
+                critical[OTHER] += s
         features = self.features
         for name, s in r.by_feature.items():
-            features[slot(features, name)] += s
+            if name in features or len(features) < PER_MINUTE:
+                features[name] += s
+            else:
+                features[OTHER] += s
         if r.cache_lookups:
             self._observe_cache(r.cache_lookups, cache_owners)
         stat = self.cache_latency.get(r.cache_status)

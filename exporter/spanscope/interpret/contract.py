@@ -85,13 +85,16 @@ def _first(field: Field, a: dict):
     return None
 
 
-def _index(fields: list[Field]) -> dict:
-    """key -> (slot, parse, finish, the field for an older name). The reader walks the attributes a
-    span carries, so a span costs what it carries, however many names the table knows."""
-    return {key: (i, f.parse, f.finish, f if n else None) for i, f in enumerate(fields) for n, key in enumerate(f.keys)}
-
-
 _TEXT = TEXT.parse
+
+
+def _index(fields: list[Field]) -> dict:
+    """key -> (slot, parse, finish, the field for an older name); a field's current name read as
+    plain text (most keys) -> its slot alone, which the reader takes without unpacking or calls.
+    The reader walks the attributes a span carries, so a span costs what it carries, however many
+    names the table knows."""
+    return {key: i if n == 0 and f.parse is _TEXT and f.finish is None else (i, f.parse, f.finish, f if n else None)
+            for i, f in enumerate(fields) for n, key in enumerate(f.keys)}
 
 
 def _read(a: dict, by_key: dict, defaults: list) -> list:
@@ -101,9 +104,13 @@ def _read(a: dict, by_key: dict, defaults: list) -> list:
         known = by_key.get(key)
         if known is None:  # an attribute of another kind of event
             continue
+        if known.__class__ is int:  # a field's current name, plain text: a non-empty string is the field's
+            if isinstance(v, str) and v:
+                values[known] = v
+            continue
         slot, parse, finish, field = known
         if field is None:  # a field's current name: its value, when of the right type, is the field's
-            if parse is _TEXT:  # most are: the same test without the call
+            if parse is _TEXT:
                 if not isinstance(v, str) or not v:
                     continue
             else:

@@ -6,7 +6,6 @@ summary and the sinks only read it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from .contract import RAG_OPERATIONS
@@ -115,8 +114,7 @@ class SpanFacts:
         if g.usage is None:
             return
         # The price in force when the call started (a span without a start time: now).
-        at = datetime.fromtimestamp(r.start / 1e9, UTC) if r.start else None
-        price = self.pricing.price(g.model, g.provider, at)
+        price = self.pricing.price_at_ns(g.model, g.provider, r.start)
         u = g.usage
         if price is not None:
             r.cost = Pricing.cost(price, u.input, u.output, u.cache_read, u.cache_creation, u.cache_creation_1h)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib.metadata import version
+from typing import NamedTuple
 
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices
@@ -51,9 +52,10 @@ class Price:
         return self
 
 
-@dataclass(frozen=True)
-class Cost:
-    """Cost of one LLM call by priced token type, and what prompt caching saved."""
+class Cost(NamedTuple):
+    """Cost of one LLM call by priced token type, and what prompt caching saved. A NamedTuple (as
+    immutable as a frozen dataclass): one is made per priced call, and a frozen dataclass sets each
+    field through object.__setattr__."""
 
     input: Decimal
     output: Decimal
@@ -228,16 +230,37 @@ class Pricing:
         in force at `at` (default now): an override if one matches, else the database's."""
         if not model:
             return None
+        found = self._found(model, provider)
+        if not isinstance(found, tuple):
+            return found
+        return self._dated(found, at or datetime.now(UTC))
+
+    def price_at_ns(self, model: str | None, provider: str | None, start_ns: int) -> Price | None:
+        """`price` at a span's start time in nanoseconds (0: now). The time is made into a datetime
+        only for a model whose price changed over time (most have one price: no datetime per call)."""
+        if not model:
+            return None
+        found = self._found(model, provider)
+        if not isinstance(found, tuple):
+            return found
+        return self._dated(found, datetime.fromtimestamp(start_ns / 1e9, UTC) if start_ns else datetime.now(UTC))
+
+    def _found(self, model: str, provider: str | None):
+        """An override or a database Price, (provider id, ModelInfo) for a database model priced
+        differently over time, or None (memoised)."""
         key = (model, provider)
         found = self._memo.get(key, False)
         if found is False:
             found = self._override(model) or database_model(self.snapshot, model, provider)
+            if isinstance(found, tuple) and isinstance(found[1].prices, ModelPrice):  # one price at all times
+                found = self._dated(found, None)
             if len(self._memo) < 10_000:
                 self._memo[key] = found
-        if not isinstance(found, tuple):
-            return found
+        return found
+
+    def _dated(self, found: tuple, at: datetime | None) -> Price | None:
         provider_id, info = found
-        mp = info.get_prices(at or datetime.now(UTC))  # the price in force then (dated changes)
+        mp = info.get_prices(at)  # the price in force then (dated changes; `at` unused for one price)
         if id(mp) not in self._prices:
             self._prices[id(mp)] = database_price(provider_id, mp)
         return self._prices[id(mp)]

@@ -7,7 +7,6 @@ bounds it (metric labels in metrics.recorder, rollups per minute).
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
 
 from .summary import RequestSummary
@@ -24,43 +23,50 @@ def summarise(trace: Trace) -> RequestSummary | None:
     root = trace.root
     if root is None or root.duplicate:
         return None
-    critical_ns, self_ns, feature_ns = breakdown(trace.spans, root)
+    spans = trace.spans
+    critical_ns, self_ns, feature_ns = breakdown(spans, root)
     cost = ZERO
     model = llm = None
     variants: dict[str, str] = {}
-    tokens: dict[str, int] = defaultdict(int)
+    t_input = t_output = t_cache_read = t_cache_creation = t_reasoning = 0
+    usage_seen = False
     cache_lookups = []
     response_cache = None
     quality = confidence = citations = None
     degradations: list[str] = []
     warnings: list[str] = []
-    components: dict = {}
+    components: dict = {}  # component -> [calls, errors, [durations s]]
+    get_component = components.get
     cost_by_model: dict[str, Decimal] = defaultdict(Decimal)
-    for s in trace.spans:
+    for s in spans:
         if s.cost is not None:
             cost += s.cost.total
             cost_by_model[s.genai.model or "unknown"] += s.cost.total
             if llm is None:
                 llm = (s.genai.provider, s.genai.model)
-        calls = components.get(s.component)
+        calls = get_component(s.component)
         if calls is None:
-            calls = components[s.component] = [0, 0, []]
-        calls[0] += 1
-        calls[1] += s.error
-        calls[2].append((s.end - s.start) * NS)
+            components[s.component] = [1, 1 if s.error else 0, [(s.end - s.start) * NS]]
+        else:
+            calls[0] += 1
+            if s.error:
+                calls[1] += 1
+            calls[2].append((s.end - s.start) * NS)
         g = s.genai
         if g is not None and not s.duplicate:
             if g.model and model is None:
                 model = g.model
             u = g.usage
             if u is not None:
-                tokens["input"] += u.input
-                tokens["output"] += u.output
-                tokens["cache_read"] += u.cache_read
-                tokens["cache_creation"] += u.cache_creation
-                tokens["reasoning"] += u.reasoning
-        for flag, variant, _ in s.flags:
-            variants[flag] = variant
+                usage_seen = True
+                t_input += u.input
+                t_output += u.output
+                t_cache_read += u.cache_read
+                t_cache_creation += u.cache_creation
+                t_reasoning += u.reasoning
+        if s.flags:
+            for flag, variant, _ in s.flags:
+                variants[flag] = variant
         c = s.cache
         if c is not None and c.result:
             cache_lookups.append((c.name or "default", c.result, s.feature, c.miss_reason))
@@ -77,6 +83,8 @@ def summarise(trace: Trace) -> RequestSummary | None:
             if q.degradation:
                 degradations.append(q.degradation)
             warnings += q.warnings
+    tokens = {"input": t_input, "output": t_output, "cache_read": t_cache_read, "cache_creation": t_cache_creation,
+              "reasoning": t_reasoning} if usage_seen else {}
     root_cache = root.cache.status if root.cache is not None else None
     return RequestSummary(
         trace_id=trace.trace_id, service=root.service, mode=root.mode or "default",
@@ -89,7 +97,7 @@ def summarise(trace: Trace) -> RequestSummary | None:
         self_time={c: ns * NS for c, ns in self_ns.items()},
         by_feature={f: ns * NS for f, ns in feature_ns.items()},
         variants=variants, cache_lookups=cache_lookups,
-        tokens=dict(tokens),
+        tokens=tokens,
         quality=quality, confidence=confidence, citations=citations,
         components=components, degraded=1 if degradations else 0, degradations=degradations, warnings=warnings,
     )

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestSummary:
     """One finished request, as the sinks after the metrics see it (made by interpret.summarise).
     Values are as the spans carry them, not capped: whoever keys by one bounds it."""

@@ -14,6 +14,7 @@ its duration exactly.
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
+from operator import attrgetter
 from typing import Protocol
 
 from ..config import Traces
@@ -154,20 +155,32 @@ class Assembler:
 
 # --- breakdown ---------------------------------------------------------------------------------
 
+_END = attrgetter("end")
+
 def _children_index(spans: list[SpanRecord], root: SpanRecord) -> dict[bytes, list[SpanRecord]]:
     """Parent span id -> children. The root owns its id, then the first of duplicate span ids wins;
     orphans (their parent never arrived) hang from the root so their time is not lost. Every span
     but the root has one parent and none has the root as a child, so what hangs from the root is a
     tree: no cycle of parent ids can be reached from it."""
-    by_id: dict[bytes, SpanRecord] = {root.span_id: root}
-    for s in spans:
-        by_id.setdefault(s.span_id, s)
-    children: dict[bytes, list[SpanRecord]] = defaultdict(list)
+    by_id = {s.span_id: s for s in spans}  # without duplicate ids (nearly always): the same, one step
+    if len(by_id) != len(spans) or by_id.get(root.span_id) is not root:
+        by_id = {root.span_id: root}
+        for s in spans:
+            by_id.setdefault(s.span_id, s)
+    root_id = root.span_id
+    children: dict[bytes, list[SpanRecord]] = {}
+    get = children.get
     for s in by_id.values():
         if s is root:
             continue
-        parent = s.parent_id if s.parent_id in by_id and s.parent_id != s.span_id else root.span_id
-        children[parent].append(s)
+        parent = s.parent_id
+        if parent not in by_id or parent == s.span_id:
+            parent = root_id
+        kids = get(parent)
+        if kids is None:
+            children[parent] = [s]
+        else:
+            kids.append(s)
     return children
 
 
@@ -209,40 +222,51 @@ def breakdown(spans: list[SpanRecord], root: SpanRecord):
     # One walk over the tree (one parent each: every span is reached once). A span on the critical
     # path comes with its window (lo, hi), and its children are taken latest end first: t only
     # moves back, so one pass over them finds each next child the backward walk takes. The pieces
-    # are sums per component, so the order spans are walked in does not matter.
-    stack: list = [(root, (root.start, root.end))]
+    # are sums per component, so the order spans are walked in does not matter. (Inlined credits:
+    # this runs once per span.)
+    get = children.get
+    stack: list = [(root, root.start, root.end)]
+    pop, push = stack.pop, stack.append
     while stack:
-        span, window = stack.pop()
-        kids = children.get(span.span_id)
+        span, lo, hi = pop()
+        kids = get(span.span_id)
         if kids is None:  # a leaf: its time is its own, and on the path its whole window
             own = span.end - span.start
-            self_time[span.component] += own if own > 0 else 0
-            if window is not None:
-                _credit(critical, by_feature, span, window[1] - window[0])
+            self_time[span.component] += own if own > 0 else 0  # the key even at 0: its series exists
+            if lo is not None and hi > lo:
+                critical[span.component] += hi - lo
+                if span.feature:
+                    by_feature[span.feature] += hi - lo
             continue
         own = span.end - span.start - _covered(span, kids)
         self_time[span.component] += own if own > 0 else 0
-        if window is None:  # not on the critical path
-            stack.extend((k, None) for k in kids)
+        if lo is None:  # not on the critical path
+            for k in kids:
+                push((k, None, None))
             continue
-        lo, hi = window
+        component, feature = span.component, span.feature
         t = hi
         on_path = set()
-        for k in sorted(kids, key=lambda k: k.end if k.end < hi else hi, reverse=True):
+        # latest (clipped) end first; ties keep their order (a stable sort, reversed or not)
+        ordered = (sorted(kids, key=_END, reverse=True) if max(map(_END, kids)) <= hi
+                   else sorted(kids, key=lambda k: k.end if k.end < hi else hi, reverse=True))
+        for k in ordered:
             k_end = k.end if k.end < hi else hi
             k_start = k.start if k.start > lo else lo
             if k_start < k_end <= t:
-                _credit(critical, by_feature, span, t - k_end)
-                stack.append((k, (k_start, k_end)))
+                if t > k_end:
+                    critical[component] += t - k_end
+                    if feature:
+                        by_feature[feature] += t - k_end
+                push((k, k_start, k_end))
                 on_path.add(k.span_id)
                 t = k_start
-        stack.extend((k, None) for k in kids if k.span_id not in on_path)
-        _credit(critical, by_feature, span, t - lo)
+        for k in kids:
+            if k.span_id not in on_path:
+                push((k, None, None))
+        if t > lo:
+            critical[component] += t - lo
+            if feature:
+                by_feature[feature] += t - lo
     return critical, self_time, by_feature
 
-
-def _credit(critical: dict, by_feature: dict, span: SpanRecord, ns: int) -> None:
-    if ns > 0:
-        critical[span.component] += ns
-        if span.feature:
-            by_feature[span.feature] += ns

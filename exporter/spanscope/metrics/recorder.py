@@ -58,6 +58,14 @@ class LabelValues:
         self.counter.inc((label,))
         return OTHER
 
+    def fresh_values(self, label: str) -> set:
+        """The values of `label` used since the last expiry pass, as a live set: a value in it is
+        admitted as it is (what __call__ checks first)."""
+        if label not in self.fresh:
+            self.seen.setdefault(label, {})
+            self.fresh[label] = set()
+        return self.fresh[label]
+
     def pin(self, label: str, values) -> None:
         """Admit `values` for good (they count against the cap and never expire)."""
         self.pinned[label] = self.pinned.get(label, frozenset()) | frozenset(values)
@@ -98,6 +106,7 @@ class Recorder:
         self.components = list(components)
         self.label = LabelValues(label_values, label_length, metrics.label_capped, {"tenant": tenant_values})
         self.label.pin("component", self.components)  # configured components are never __other__
+        self.fresh_components = self.label.fresh_values("component")
         self.services: set[str] = set()
         self.breakers: dict[tuple, str] = {}
         self.miss_cost: dict[str, tuple[Decimal, int, str, str]] = {}  # service -> (total, n, provider, model)
@@ -131,7 +140,9 @@ class Recorder:
             if r.genai.is_provider_call():
                 m.llm_spans_deduplicated.inc((svc, self.label("scope", r.scope or "unknown")))
             return
-        comp = self.label("component", r.component)
+        comp = r.component
+        if comp not in self.fresh_components:  # LabelValues.__call__ without the call for most spans
+            comp = self.label("component", comp)
         duration = (r.end - r.start) * NS
         error = r.error
         m.component_duration.observe((svc, comp, "error" if error else "ok"), duration, r.trace_id)
@@ -256,14 +267,18 @@ class Recorder:
             m.component_critical.inc((svc, comp if comp in known else taken("component", comp)), seconds)
         for comp, seconds in r.self_time.items():
             m.component_self.inc((svc, comp if comp in known else taken("component", comp)), seconds)
-        for flag, variant in r.variants.items():
-            vkey = (svc, taken("flag", flag), taken("variant", variant))
-            m.variant_duration.observe(vkey, duration, r.trace_id)
-            m.variant_cost.inc(vkey, cost)
-            if r.error:
-                m.variant_errors.inc(vkey)
-            else:
-                m.variant_errors.touch(vkey)
+        if r.variants:
+            flags, variants = label.seen.get("flag", ()), label.seen.get("variant", ())  # as for components
+            variant_errors = m.variant_errors
+            for flag, variant in r.variants.items():
+                vkey = (svc, flag if flag in flags else taken("flag", flag),
+                        variant if variant in variants else taken("variant", variant))
+                m.variant_duration.observe(vkey, duration, r.trace_id)
+                m.variant_cost.inc(vkey, cost)
+                if r.error:
+                    variant_errors.inc(vkey)
+                elif vkey not in variant_errors.series:  # Counter.touch without the call when it exists
+                    variant_errors.touch(vkey)
         for reason in r.degradations:
             m.degraded.inc((svc, label("reason", reason)))
         for warning in r.warnings:

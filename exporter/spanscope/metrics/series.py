@@ -164,12 +164,13 @@ class Histogram(Family):
         s[0][i] += 1
         s[1] += value
         s[2] += 1
+        now = self.clock.now
         if trace_id:
             ex = s[3]
             if ex is None:
                 ex = s[3] = [None] * (len(self.buckets) + 1)
-            ex[i] = (trace_id, value, self.clock.now)
-        s[4] = self.clock.now
+            ex[i] = (trace_id, value, now)
+        s[4] = now
 
     def touch(self, key: tuple) -> None:
         if key not in self.series:

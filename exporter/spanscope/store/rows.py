@@ -64,16 +64,25 @@ def decimal_text(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"
 
 
+def _nanoseconds(v: float) -> float:
+    """round(v, 9), exactly, and twice as fast for a whole number of nanoseconds as seconds (what
+    summarise makes): v * 1e9 is then within a rounding error of that number, which / 1e9 is the
+    double nearest the 9-decimal value, as round() gives. Anything else goes to round()."""
+    ns = v * 1e9
+    k = round(ns) if -1e15 < ns < 1e15 else None
+    return k / 1e9 if k is not None and -0.25 < ns - k < 0.25 else round(v, 9)
+
+
 def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float | None = None) -> tuple:
     """The column values of COLUMNS. `decimal_cost`: pass cost as Decimal (PostgreSQL NUMERIC) or text."""
     s = summary
-    tokens = s.tokens
+    get = s.tokens.get
     return (
         s.trace_id, _text(s.service), _text(s.tenant), users.stored(s.user), _text(s.mode), s.start_ns / 1e9,
         s.duration,
         1 if s.error else 0,
-        to_json({c[:MAX_TEXT]: round(v, 9) for c, v in s.critical.items()}, sort_keys=True),  # whole nanoseconds
-        *(int(tokens.get(t, 0)) for t in TOKEN_TYPES),
+        to_json({c[:MAX_TEXT]: _nanoseconds(v) for c, v in s.critical.items()}, sort_keys=True),
+        *(int(get(t, 0)) for t in TOKEN_TYPES),
         _text(s.model), s.cost if decimal_cost else decimal_text(s.cost),
         s.confidence, s.citations, s.quality, _text(s.cache_status),
         to_json({f[:MAX_TEXT]: v[:MAX_TEXT] for f, v in s.variants.items()}, sort_keys=True),

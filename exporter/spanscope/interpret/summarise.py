@@ -37,11 +37,12 @@ def summarise(trace: Trace) -> RequestSummary | None:
     warnings: list[str] = []
     components: dict = {}  # component -> [calls, errors, [durations s]]
     get_component = components.get
-    cost_by_model: dict[str, Decimal] = defaultdict(Decimal)
+    cost_by_model: dict[str, Decimal] = {}
     for s in spans:
         if s.cost is not None:
             cost += s.cost.total
-            cost_by_model[s.genai.model or "unknown"] += s.cost.total
+            called = s.genai.model or "unknown"
+            cost_by_model[called] = cost_by_model.get(called, ZERO) + s.cost.total
             if llm is None:
                 llm = (s.genai.provider, s.genai.model)
         calls = get_component(s.component)
@@ -92,7 +93,7 @@ def summarise(trace: Trace) -> RequestSummary | None:
         duration=root.duration_ns * NS, cache_status=root_cache or response_cache or "none", cost=cost,
         # The model that answered: a priced call has usage, so it has its response model; a failed
         # call before it (the primary, then the fallback) has only its request model.
-        model=llm[1] if llm else model, llm=llm, cost_by_model=dict(cost_by_model),
+        model=llm[1] if llm else model, llm=llm, cost_by_model=cost_by_model,
         critical={c: ns * NS for c, ns in critical_ns.items()},
         self_time={c: ns * NS for c, ns in self_ns.items()},
         by_feature={f: ns * NS for f, ns in feature_ns.items()},

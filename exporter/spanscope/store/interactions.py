@@ -394,6 +394,8 @@ class InteractionStore:
         """Stop the writer (if still running) and close both connections; a temporary store is deleted."""
         if self._thread is not None and self._thread.is_alive():
             self.stop_writer()
+        # The API thread first: a connection closed under a call still running on it can crash SQLite.
+        self._api_thread.shutdown(wait=True, cancel_futures=True)
         for db in (self._writer_db, self._api_db):
             try:
                 if db is not None:
@@ -401,6 +403,5 @@ class InteractionStore:
             except Exception:  # pragma: no cover - closing a broken connection
                 pass
         self._writer_db = self._api_db = None
-        self._api_thread.shutdown(wait=False, cancel_futures=True)
         if self.location.temporary and self.location.path is not None:
             shutil.rmtree(os.path.dirname(self.location.path), ignore_errors=True)

@@ -56,6 +56,7 @@ def series(history: list[dict], samples: list[dict], prom: dict | None) -> dict[
         "users": [(r["t"], r["users"]) for r in history],
         "rps": [(r["t"], r["rps"]) for r in history],
         "client_p95_s": [(r["t"], r["chat_p95_ms"] / 1000) for r in history if r.get("chat_p95_ms") is not None],
+        "client_p50_s": [(r["t"], r["chat_p50_ms"] / 1000) for r in history if r.get("chat_p50_ms") is not None],
         "error_ratio": [(r["t"], r["failures_per_s"] / r["rps"]) for r in history if r["rps"]],
         "machine": [(s["t"], s["machine_busy"]) for s in samples],
     }
@@ -74,8 +75,9 @@ def series(history: list[dict], samples: list[dict], prom: dict | None) -> dict[
     for key in ("queue.exporter", "scrape", "throttled", "refused", "spans_received_per_s"):
         if timeline.get(key):
             out[key] = timeline[key]
-    if timeline.get("p95_s"):
-        out["span_p95_s"] = timeline["p95_s"]
+    for q in ("p50_s", "p95_s"):
+        if timeline.get(q):
+            out["span_" + q] = timeline[q]
     return out
 
 
@@ -162,6 +164,8 @@ def analyse(s: dict, start: float, hold: tuple[float, float], limits: dict) -> d
                 "client_p95_s": mean_between(s["client_p95_s"], *window),
                 "error_ratio": mean_between(s["error_ratio"], *window),
                 "span_p95_s": mean_between(s.get("span_p95_s", []), t - 15, t + BREAKING_HELD_S + 15),
+                "client_p50_s": mean_between(s.get("client_p50_s", []), *window),
+                "span_p50_s": mean_between(s.get("span_p50_s", []), t - 15, t + BREAKING_HELD_S + 15),
                 "resources_vs_saturation": sorted(near, key=lambda x: -x[1])}
 
     criteria = {}
@@ -193,4 +197,6 @@ def analyse(s: dict, start: float, hold: tuple[float, float], limits: dict) -> d
                               "rps": mean_between(s["rps"], hold_a, hold_b),
                               "client_p95_s": mean_between(s["client_p95_s"], hold_a, hold_b),
                               "span_p95_s": mean_between(s.get("span_p95_s", []), hold_a, hold_b),
+                              "client_p50_s": mean_between(s.get("client_p50_s", []), hold_a, hold_b),
+                              "span_p50_s": mean_between(s.get("span_p50_s", []), hold_a, hold_b),
                               "error_ratio": mean_between(s["error_ratio"], hold_a, hold_b)}}

@@ -111,6 +111,7 @@ def prometheus_figures(prometheus: str, start: float, end: float, hold: tuple[fl
     window = f"{max(1, math.ceil(end - start))}s"
     job = '{job="spanscope"}'
     p95 = "histogram_quantile(0.95, sum by (le) ({}(pipeline_request_duration_seconds_bucket[{}])))"
+    p50 = p95.replace("0.95", "0.5")
 
     def scalar(query: str, at: float = end) -> float | None:
         result = _prom(prometheus, "query", query=query, time=at)["result"]
@@ -142,6 +143,7 @@ def prometheus_figures(prometheus: str, start: float, end: float, hold: tuple[fl
         "at_scenario_load": held,
         "timeline": {
             "p95_s": series(p95.format("rate", "30s")),
+            "p50_s": series(p50.format("rate", "30s")),
             "requests_per_s": series("sum(rate(pipeline_requests_total[30s]))"),
             "spans_received_per_s": series("sum(rate(spanscope_spans_received_total[30s]))"),
             "scrape": series(f"scrape_duration_seconds{job}"),
@@ -176,6 +178,7 @@ def locust_figures(out: Path) -> dict:
         chat = {r["Timestamp"]: r for r in lines if r["Name"] in ("chat", "chat batch")}
         rows = [{"t": float(r["Timestamp"]), "users": int(r["User Count"]), "rps": float(r["Requests/s"]),
                  "failures_per_s": float(r["Failures/s"]), "p95_ms": _number(r["95%"]),
+                 "chat_p50_ms": _number(chat.get(r["Timestamp"], {}).get("50%")),
                  "chat_p95_ms": _number(chat.get(r["Timestamp"], {}).get("95%"))}
                 for r in lines if r["Name"] == "Aggregated"]
     return {"requests": by_name, "history": rows}
@@ -508,9 +511,11 @@ def breaking_markdown(bp: dict, s: dict) -> list[str]:
             lines += ["", f"- {why}: never past its threshold."]
             continue
         near = ", ".join(f"{names.get(k, k)} {share:.0%}" for k, share in c["resources_vs_saturation"][:3])
-        lines += ["", f"- {why}: from {c['users']} users ({c['t_s']:g} s, {_fmt(c['rps'])} calls/s): client p95 "
-                  f"{_fmt(c['client_p95_s'], ' s')} against {_fmt(c['span_p95_s'], ' s')} span-derived, failures "
-                  f"{_fmt(c['error_ratio'])}. Nearest their saturation level then: {near}."]
+        lines += ["", f"- {why}: from {c['users']} users ({c['t_s']:g} s, {_fmt(c['rps'])} calls/s): chat p95 "
+                  f"{_fmt(c['client_p95_s'], ' s')} client side against {_fmt(c['span_p95_s'], ' s')} span-derived, "
+                  f"p50 {_fmt(c['client_p50_s'], ' s')} against {_fmt(c['span_p50_s'], ' s')} (the difference waits "
+                  f"outside the pipeline), failures {_fmt(c['error_ratio'])}. Nearest their saturation level "
+                  f"then: {near}."]
     f = bp["first_resource"]
     lines.append("")
     if f:
@@ -522,7 +527,8 @@ def breaking_markdown(bp: dict, s: dict) -> list[str]:
     a, b = load["window_s"]
     lines += ["", f"At the scenario's full load ({load['users']} users, {a:g}–{b:g} s): "
               f"{_fmt(load['rps'])} calls/s, chat p95 {_fmt(load['client_p95_s'], ' s')} client side, "
-              f"{_fmt(load['span_p95_s'], ' s')} span-derived, failures {_fmt(load['error_ratio'])}.", "",
+              f"{_fmt(load['span_p95_s'], ' s')} span-derived, p50 {_fmt(load['client_p50_s'], ' s')} against "
+              f"{_fmt(load['span_p50_s'], ' s')}, failures {_fmt(load['error_ratio'])}.", "",
               "| resource | limit | saturated at | at full load | peak | hit at |", "|---|---|---|---|---|---|"]
     for x in bp["resources"]:
         hit = f"{x['users_at_hit']} users ({x['hit_s']:g} s)" if x["hit_s"] is not None else "–"

@@ -208,17 +208,18 @@ def _number(value) -> float | None:
 # -- the report -----------------------------------------------------------------------------------
 
 
-def limits() -> dict:
-    """The limits the breaking point is measured against: the exporter's defaults (the stack
-    loadtest/run.py starts runs with them), its connection cap lowered as it lowers it under this
-    machine's file-descriptor limit, and the demo SDK's span queue."""
-    defaults = load_embedded("config.yaml")["limits"]
-    return {"max_connections": connection_cap(defaults["max_connections"]), "ingest_queue": defaults["ingest_queue"],
+def limits(settings: dict | None = None) -> dict:
+    """The limits the breaking point is measured against: the exporter's defaults with the run's
+    settings (`--set limits.x=n`), its connection cap lowered as it lowers it under this machine's
+    file-descriptor limit, the demo SDK's span queue and the machine's CPUs."""
+    exporter = load_embedded("config.yaml")["limits"]
+    exporter.update({k.split(".", 1)[1]: int(v) for k, v in (settings or {}).items() if k.startswith("limits.")})
+    return {"max_connections": connection_cap(exporter["max_connections"]), "ingest_queue": exporter["ingest_queue"],
             "sdk_queue": SPAN_QUEUE_SIZE, "cpus": os.cpu_count() or 1}
 
 
 def build(scenario, urls: dict, out: Path, start: float, end: float, before: dict, after: dict,
-          samples: list[dict], locust_status: int | None, caught_up) -> dict:
+          samples: list[dict], settings: dict, locust_status: int | None, caught_up) -> dict:
     exp_b, exp_a = before["exporter"], after["exporter"]
     stack = {key: exp_a[key] - exp_b[key] for key in COUNTERS}
     seconds = max(end - start, 1e-9)
@@ -261,7 +262,7 @@ def build(scenario, urls: dict, out: Path, start: float, end: float, before: dic
                      "ramp_s": scenario.ramp_s, "user_class": scenario.user_class, "stages": scenario.stages(),
                      "beyond_users": scenario.beyond_users, "total_s": scenario.total_s},
         "window": {"start": start, "end": end, "seconds": seconds, "api_minutes": minutes},
-        "target": urls["target"], "locust_exit_status": locust_status,
+        "target": urls["target"], "exporter_settings": settings, "locust_exit_status": locust_status,
         "client": client["requests"], "stack": stack, "demo": demo, "metrics_api": api, "prometheus": prom,
         "exporter_caught_up": caught_up, "machine": {"cpus": os.cpu_count(), "load_avg_end": os.getloadavg()},
         "samples": samples, "explanation": EXPLANATION,
@@ -271,7 +272,7 @@ def build(scenario, urls: dict, out: Path, start: float, end: float, before: dic
     result["breaking_point"] = None
     if scenario.find_breaking_point:
         result["breaking_point"] = breaking.analyse(breaking.series(client["history"], samples, prom), start,
-                                                    hold, limits())
+                                                    hold, limits(settings))
     result["passed"] = all(c["passed"] for c in result["checks"])
     result["charts"] = charts(out, client["history"], samples, prom)
     (out / "report.json").write_text(json.dumps(result, indent=2, default=str))
@@ -422,7 +423,10 @@ def markdown(r: dict) -> str:
              f"{s['users']} users ({s['user_class']}), {s['duration_s']:g} s with a {s['ramp_s']:g} s ramp"
              + (f", then up to {s['beyond_users']} users over {s['total_s'] - s['duration_s']:g} s more"
                 if s.get("beyond_users") else "") +
-             f", against {r['target']}. Machine: {r['machine']['cpus']} CPUs, load average at the end "
+             f", against {r['target']}"
+             + (f" (exporter with {', '.join(f'{k}={v}' for k, v in r['exporter_settings'].items())})"
+                if r.get("exporter_settings") else "") +
+             f". Machine: {r['machine']['cpus']} CPUs, load average at the end "
              f"{', '.join(f'{x:.1f}' for x in r['machine']['load_avg_end'])} (shared: other work runs beside).", "",
              "## Thresholds", "", "| check | value | limit | |", "|---|---|---|---|"]
     lines += [f"| {c['check']} | {_fmt(c['value'])} | {c['limit']} | {'pass' if c['passed'] else '**FAIL**'} |"
@@ -523,7 +527,7 @@ def breaking_markdown(bp: dict, s: dict) -> list[str]:
     else:
         n = bp["nearest_at_scenario_load"]
         nearest = f"; nearest at the scenario's load: {n['what']} ({n['share']:.0%} of its limit)" if n else ""
-        lines.append(f"No resource reached its saturation level{nearest}.")
+        lines.append(f"No resource stayed at its saturation level{nearest}.")
     a, b = load["window_s"]
     lines += ["", f"At the scenario's full load ({load['users']} users, {a:g}–{b:g} s): "
               f"{_fmt(load['rps'])} calls/s, chat p95 {_fmt(load['client_p95_s'], ' s')} client side, "

@@ -68,11 +68,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prometheus", default=env("PROMETHEUS") or None, help="Prometheus URL (with --target)")
     p.add_argument("--fault", default="normal", choices=list(FAULTS), help="the demo's fault scenario")
     p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="PATH=VALUE",
+                   help="an exporter setting for the stack this run starts (e.g. limits.max_connections=4000)")
     p.add_argument("--out", default=env("OUT") or None, help="report directory (default loadtest/results/...)")
     p.add_argument("--seed", default="26")
     args = p.parse_args(argv)
     if args.target and not args.exporter:
         p.error("--target needs --exporter: the report is read from the exporter")
+    if args.target and args.settings:
+        p.error("--set applies to the stack this run starts, not to --target's")
+    try:
+        args.settings = dict(item.split("=", 1) for item in args.settings)
+    except ValueError:
+        p.error("--set takes PATH=VALUE")
     return args
 
 
@@ -88,9 +96,9 @@ class Stack:
         self.log_dir = log_dir
         self.children: list[Process] = []
 
-    def start(self, fault: str, with_prometheus: bool) -> dict:
+    def start(self, fault: str, with_prometheus: bool, settings: dict) -> dict:
         exporter = start_exporter(self.log_dir, name="exporter", env=python_env(),
-                                  settings={"shutdown.grace": 5})
+                                  settings={"shutdown.grace": 5, **settings})
         self.children.append(exporter)
         urls = {"exporter": exporter.urls["web"], "prometheus": None, "pids": {"exporter": exporter.pid}}
         prometheus_bin = binary("prometheus") if with_prometheus else None
@@ -177,7 +185,7 @@ def main(argv=None) -> int:
                     "prometheus": args.prometheus, "pids": {}}
         else:
             print(f"starting the stack (logs in {stack.log_dir}) …", flush=True)
-            urls = stack.start(args.fault, with_prometheus=not args.no_prometheus)
+            urls = stack.start(args.fault, with_prometheus=not args.no_prometheus, settings=args.settings)
         beyond = (f", then up to {scenario.beyond_users} users in {scenario.total_s - scenario.duration_s:g}s"
                   if scenario.beyond_users else "")
         print(f"{scenario.name}: {scenario.users} users for {scenario.duration_s:g}s{beyond} against "
@@ -192,7 +200,7 @@ def main(argv=None) -> int:
             report.wait_scraped(urls["prometheus"], time.time())
         sampler.stop()
         after = report.snapshot(urls["exporter"], urls["target"])
-        result = report.build(scenario, urls, out, started, ended, before, after, sampler.samples,
+        result = report.build(scenario, urls, out, started, ended, before, after, sampler.samples, args.settings,
                               locust_status=status, caught_up=counted)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -176,7 +176,8 @@ def main(argv=None) -> int:
         args.users, args.duration, args.ramp,
         beyond_users=None if args.beyond_users < 0 else args.beyond_users,
         beyond_s=None if args.beyond < 0 else args.beyond)
-    out = Path(args.out or HERE / "results" / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # Absolute: Locust runs in loadtest/, where a relative OUT would name another directory.
+    out = Path(args.out or HERE / "results" / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     stack = Stack(Path(tempfile.mkdtemp(prefix="logs-", dir=out)))
     try:

@@ -48,11 +48,12 @@ bench: $(STAMP)
 
 # One load scenario (loadtest/scenarios.py), headless and bounded in time, then its report from the
 # stack's metrics: make loadtest SCENARIO=baseline|peak|stress|batch [USERS=n] [DURATION=seconds]
+# [RAMP=seconds] [BEYOND_USERS=n BEYOND=seconds (stress: users added after the run, 0: none)]
 # [TARGET=http://demo:8000 EXPORTER=http://exporter:8889 PROMETHEUS=http://prometheus:9090] [OUT=dir]
 # (SCENARIO defaults to baseline here only: `make run`'s SCENARIO is a demo scenario, none by default.)
 loadtest: $(STAMP)
-	SCENARIO=$(or $(SCENARIO),baseline) USERS=$(USERS) DURATION=$(DURATION) TARGET=$(TARGET) EXPORTER=$(EXPORTER) \
-	PROMETHEUS=$(PROMETHEUS) OUT=$(OUT) $(PY) loadtest/run.py
+	SCENARIO=$(or $(SCENARIO),baseline) USERS=$(USERS) DURATION=$(DURATION) RAMP=$(RAMP) BEYOND_USERS=$(BEYOND_USERS) \
+	BEYOND=$(BEYOND) TARGET=$(TARGET) EXPORTER=$(EXPORTER) PROMETHEUS=$(PROMETHEUS) OUT=$(OUT) $(PY) loadtest/run.py
 
 dashboards: $(STAMP)
 	$(PY) grafana/generate.py

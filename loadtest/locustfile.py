@@ -10,15 +10,19 @@ Settings come from the environment (loadtest/run.py sets them):
   LOADTEST_EXPORTER   the exporter's web URL (feedback, metrics API); empty: neither is used
   LOADTEST_QUESTIONS  questions per session (10)      LOADTEST_BATCH_ITEMS  items per batch (10)
   LOADTEST_SEED       seeds the question draws    LOADTEST_FEEDBACK_SHARE  answers rated (0.2)
+  LOADTEST_STAGES     a load curve instead of --users/--spawn-rate: JSON [[seconds, users], ...]
+                      (scenarios.Scenario.stages), straight lines between the corners; the run
+                      stops at the last one
 """
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import uuid
 
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, LoadTestShape, between, task
 
 EXPORTER = os.environ.get("LOADTEST_EXPORTER", "").rstrip("/")
 QUESTIONS_PER_SESSION = int(os.environ.get("LOADTEST_QUESTIONS", "10"))
@@ -126,3 +130,17 @@ def _json(resp) -> dict:
     except Exception:  # an HTML error page, an empty body: the status code tells what happened
         return {}
     return body if isinstance(body, dict) else {}
+
+
+STAGES = json.loads(os.environ.get("LOADTEST_STAGES") or "null")
+
+if STAGES:   # defined only then: Locust uses any shape class it finds in the locustfile
+    class Stages(LoadTestShape):
+        """Towards each corner of the curve at the slope that reaches it on time."""
+
+        def tick(self):
+            t = self.get_run_time()
+            for (t0, u0), (t1, u1) in zip(STAGES, STAGES[1:]):
+                if t < t1:
+                    return u1, max(1.0, abs(u1 - u0) / max(t1 - t0, 1e-9))
+            return None

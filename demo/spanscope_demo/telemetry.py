@@ -16,6 +16,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from . import __version__
 
 SERVICE_NAME = "rag-demo"
+# The batch processor: spans it may hold waiting for export (beyond, it drops them), per export, how often.
+SPAN_QUEUE_SIZE = 65536
+SPANS_PER_EXPORT = 4096
+EXPORT_EVERY_MS = 1000
 
 
 def otlp_traces_url(endpoint: str) -> str:
@@ -46,7 +50,8 @@ def tracer_provider(exporter: SpanExporter, service_name: str = SERVICE_NAME,
         provider.add_span_processor(counts)
         exporter = counts.counting(exporter)
     provider.add_span_processor(BatchSpanProcessor(
-        exporter, max_queue_size=65536, max_export_batch_size=4096, schedule_delay_millis=1000))
+        exporter, max_queue_size=SPAN_QUEUE_SIZE, max_export_batch_size=SPANS_PER_EXPORT,
+        schedule_delay_millis=EXPORT_EVERY_MS))
     return provider
 
 

@@ -829,6 +829,15 @@ ALERTS: dict[str, list[AlertSpec]] = {
                         "is full.",
             condition="throttled / all export requests (5m) > {threshold:pct}"),
         AlertSpec(
+            "SpanscopeConnectionsRefused",
+            expr="sum by (job, listener) (increase(spanscope_connections_refused_total[5m])) > {threshold}",
+            dashboard_var="job",
+            summary="The exporter refuses connections",
+            description="Job {{ $labels.job }} closed {{ $value | humanize }} new {{ $labels.listener }} connections "
+                        "at once over the last 5m: limits.max_connections were open. Clients that keep many "
+                        "connections (API pollers) can crowd out the OTLP senders sharing the HTTP budget.",
+            condition="connections refused (5m) > {threshold}, per listener"),
+        AlertSpec(
             "SpanscopeSeriesOverflow",
             expr="job_metric:spanscope_series_overflowed:rate5m > {threshold}", dashboard_var="job",
             summary="Metric series overflow their limit",

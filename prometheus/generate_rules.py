@@ -834,8 +834,7 @@ ALERTS: dict[str, list[AlertSpec]] = {
             dashboard_var="job",
             summary="The exporter refuses connections",
             description="Job {{ $labels.job }} closed {{ $value | humanize }} new {{ $labels.listener }} connections "
-                        "at once over the last 5m: limits.max_connections were open. Clients that keep many "
-                        "connections (API pollers) can crowd out the OTLP senders sharing the HTTP budget.",
+                        "at once over the last 5m: limits.max_connections of them were open.",
             condition="connections refused (5m) > {threshold}, per listener"),
         AlertSpec(
             "SpanscopeSeriesOverflow",

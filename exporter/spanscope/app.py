@@ -133,11 +133,13 @@ class Exporter:
                            Insights(metrics_api, self.impact, self.experiments, self.features))
         self.http_app = receiver_http.make_app(self.ingest, c.limits,
                                                middlewares=[basic_auth_middleware(self.security)])
-        # One budget of open connections for both HTTP listeners (and as much again for OTLP/gRPC).
-        self.connections = Connections(connection_cap(c.limits.max_connections), self.metrics.connections_refused,
-                                       c.limits.retry_after)
-        self.grpc_front = GrpcFront(self.connections.cap,
-                                    Refusals(self.metrics.connections_refused, self.connections.cap, "OTLP/gRPC"))
+        # A budget of open connections per listener: clients of the API (pollers, feedback) cannot
+        # crowd out the OTLP senders, nor these the API (the 1 000-user load run filled a shared one).
+        self.connection_cap = cap = connection_cap(c.limits.max_connections)
+        refused, retry = self.metrics.connections_refused, c.limits.retry_after
+        self.connections = {"web": Connections(cap, refused, retry, "web"),
+                            "otlp_http": Connections(cap, refused, retry, "OTLP/HTTP")}
+        self.grpc_front = GrpcFront(cap, Refusals(refused, cap, "OTLP/gRPC"))
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._grpc = None
@@ -191,7 +193,8 @@ class Exporter:
         await runner.setup()
         host, port = split_address(address)
         try:
-            await CappedSite(runner, host, port, self.connections, listener, self.security.ssl_context).start()
+            await CappedSite(runner, host, port, self.connections[listener], listener,
+                             self.security.ssl_context).start()
         except OSError as exc:
             await runner.cleanup()
             raise OSError(f"cannot listen on {address} ({what}): {exc.strerror}") from None
@@ -213,7 +216,7 @@ class Exporter:
         await self._serve(self.web_app, c.web, "web", "web")
         await self._serve(self.http_app, c.otlp_http, "OTLP/HTTP", "otlp_http")
         self._grpc, port = receiver_grpc.make_server(self.ingest, f"{UPSTREAM_HOST}:0", self.config.limits,
-                                                     self.security, self.connections.cap,
+                                                     self.security, self.connection_cap,
                                                      self.grpc_front.client_address)
         await self._grpc.start()
         host, _, public_port = c.otlp_grpc.rpartition(":")
@@ -225,9 +228,9 @@ class Exporter:
             guard = RolloutGuard(self.features, self.feature_db, self.config.features.guards.interval)
             self._tasks.append(asyncio.create_task(guard.run(), name="guarded rollouts"))
         self.state["ready"] = True
-        if self.connections.cap < self.config.limits.max_connections:
-            log.warning("limits.max_connections lowered to %d per listener kind: the file-descriptor limit "
-                        "(ulimit -n) leaves no room for more", self.connections.cap)
+        if self.connection_cap < self.config.limits.max_connections:
+            log.warning("limits.max_connections lowered to %d per listener: the file-descriptor limit "
+                        "(ulimit -n) leaves no room for more", self.connection_cap)
         log.info("listening: OTLP/gRPC %s, OTLP/HTTP %s, web %s",
                  c.otlp_grpc, c.otlp_http, c.web)
 

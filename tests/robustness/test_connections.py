@@ -82,14 +82,24 @@ def test_an_api_body_that_trickles_in_is_a_408(quick, path):
 
 
 def test_connections_beyond_the_cap_are_answered_503_logged_and_counted(tmp_path):
+    """Each listener has its own budget: API clients that fill the web one leave OTLP/HTTP open, and back."""
     proc = start_exporter(tmp_path, settings={"limits.max_connections": 4})
     with proc:
         idle = [socket.create_connection(address(proc.urls["web"])) for _ in range(4)]
         try:
             status, doc = call("GET", proc.urls["web"] + "/healthz")
             assert status == 503 and doc["error"].startswith("too many open connections (limits.max_connections 4)")
-            assert call("POST", proc.urls["traces"], raw=b"", content_type="application/x-protobuf")[0] == 503
-            wait_until(lambda: "refused 1 HTTP connection(s) in the last minute" in proc.log(), what="the log line")
+            wait_until(lambda: "refused 1 web connection(s) in the last minute" in proc.log(), what="the log line")
+            # the OTLP senders are not crowded out by the API's clients
+            assert call("POST", proc.urls["traces"], raw=b"", content_type="application/x-protobuf")[0] == 200
+            otlp_idle = [socket.create_connection(address(proc.urls["http"])) for _ in range(4)]
+            try:
+                assert call("POST", proc.urls["traces"], raw=b"", content_type="application/x-protobuf")[0] == 503
+                wait_until(lambda: "refused 1 OTLP/HTTP connection(s) in the last minute" in proc.log(),
+                           what="the OTLP/HTTP log line")
+            finally:
+                for sock in otlp_idle:
+                    sock.close()
         finally:
             for sock in idle:
                 sock.close()

@@ -1,12 +1,13 @@
-"""Open connections of the HTTP listeners, bounded below the file-descriptor limit.
+"""Open connections of the listeners, bounded below the file-descriptor limit.
 
 Every accepted connection holds a file descriptor until it closes, and the process has few (often
 1 024): idle or slow clients that keep theirs would leave none for /metrics, OTLP and the store.
 Idle connections, and requests whose headers do not arrive, are closed after `limits.idle_timeout`
-(aiohttp's keep-alive timer, which runs from the moment a connection is accepted). Beyond
-`limits.max_connections` open ones, a new connection is answered 503 and closed at once: logged (at
-most once a minute) and counted in spanscope_connections_refused_total{listener}. OTLP/gRPC has a cap
-of the same size, with the same accounting (ingest/grpc_front.py).
+(aiohttp's keep-alive timer, which runs from the moment a connection is accepted). Each listener
+has its own budget of `limits.max_connections`, so API clients cannot crowd out OTLP senders: beyond
+it, a new connection is answered 503 and closed at once, logged (at most once a minute) and counted
+in spanscope_connections_refused_total{listener}. OTLP/gRPC has a cap of the same size, with the
+same accounting (ingest/grpc_front.py).
 """
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from yarl import URL
 log = logging.getLogger("spanscope")
 
 FD_RESERVE = 64  # descriptors left for the store, files, DNS and the process itself
-FDS_PER_CONNECTION = {"http": 1, "grpc": 3}  # a relayed gRPC connection: the client's, the relay's, gRPC's end
+# A relayed gRPC connection takes three: the client's, the relay's and gRPC's end.
+FDS_PER_CONNECTION = {"web": 1, "otlp_http": 1, "otlp_grpc": 3}
 MAX_HEAD = 16384  # bytes of a refused request read before answering (its head, usually)
 
 
 def connection_cap(configured: int) -> int:
-    """`configured`, lowered so that the HTTP listeners and OTLP/gRPC, each at the cap, stay under
-    the soft file-descriptor limit (ulimit -n)."""
+    """`configured`, lowered so that the three listeners, each at the cap, stay under the soft
+    file-descriptor limit (ulimit -n)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return configured
@@ -58,11 +60,11 @@ class Refusals:
 
 
 class Connections:
-    """Counts the open connections of the HTTP listeners together and refuses those beyond `cap`."""
+    """Counts the open connections of one HTTP listener and refuses those beyond `cap`."""
 
-    def __init__(self, cap: int, refused_counter, retry_after: float, clock=time.monotonic):
+    def __init__(self, cap: int, refused_counter, retry_after: float, what: str = "HTTP", clock=time.monotonic):
         self.cap = cap
-        self.refusals = Refusals(refused_counter, cap, "HTTP", clock)
+        self.refusals = Refusals(refused_counter, cap, what, clock)
         self.retry_after = retry_after
         self.servers: list[web.Server] = []
         body = json.dumps({"error": f"too many open connections (limits.max_connections {cap}): retry later",

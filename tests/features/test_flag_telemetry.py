@@ -30,24 +30,11 @@ def exporter(tmp_path):
 
 def test_evaluations_and_per_variant_latency_reach_metrics_and_experiments(exporter):
     service = f"flags-{uuid.uuid4().hex[:6]}"
-    tp = provider(http_exporter(exporter.urls["http"]), service)
-    tracer = tp.get_tracer("t")
-    openfeature.set_provider(InMemoryProvider({"new_ranker": InMemoryFlag(
-        "control", {"control": False, "treatment": True}, context_evaluator=by_user)}))
-    client = openfeature.get_client()
-    client.add_hooks([TracingHook()])
     base = 1_700_000_000_000 * MS
-    for user in range(40):
-        treated = user % 2 == 0
-        start = base + user * 2000 * MS
-        duration = (300 if treated else 100) + user % 7  # ms, with a little spread
-        with tracer.start_as_current_span("gateway", start_time=start, end_on_exit=False,
-                                          attributes={"pipeline.component": "gateway"}) as span:
-            client.get_boolean_value("new_ranker", False, EvaluationContext(targeting_key=str(user)))
-        span.end(end_time=start + duration * MS)
-    tp.shutdown()
-    openfeature.clear_hooks()
-    client.hooks.clear()
+
+    def duration(user):  # ms, with a little spread; a request every 2 s from `base`
+        return (300 if user % 2 == 0 else 100) + user % 7
+    send_split(exporter, service, range(40), lambda u: base + u * 2000 * MS + duration(u) * MS, duration, duration)
 
     def ready():
         s = scrape(exporter.urls["web"])
@@ -76,9 +63,10 @@ def test_evaluations_and_per_variant_latency_reach_metrics_and_experiments(expor
     assert call("GET", exporter.urls["web"] + "/api/experiments/unknown_flag")[0] == 404
 
 
-def send_split(exporter, service: str, users: range, end_ns: int, treated_ms, control_ms, failing=()):
-    """One request per user through the real SDK and TracingHook, ending at `end_ns` (even users get
-    the treatment); `failing`: the users whose request fails."""
+def send_split(exporter, service: str, users: range, end_ns, treated_ms, control_ms, failing=()):
+    """One request per user through the real SDK and TracingHook, ending at `end_ns` (a time, or a
+    function of the user); even users get the treatment; `failing`: the users whose request fails."""
+    end_of = end_ns if callable(end_ns) else (lambda user: end_ns)
     tp = provider(http_exporter(exporter.urls["http"]), service)
     tracer = tp.get_tracer("t")
     openfeature.set_provider(InMemoryProvider({"new_ranker": InMemoryFlag(
@@ -86,13 +74,13 @@ def send_split(exporter, service: str, users: range, end_ns: int, treated_ms, co
     client = openfeature.get_client()
     client.add_hooks([TracingHook()])
     for user in users:
-        duration = treated_ms(user) if user % 2 == 0 else control_ms(user)
-        with tracer.start_as_current_span("gateway", start_time=end_ns - duration * MS, end_on_exit=False,
+        duration, end = treated_ms(user) if user % 2 == 0 else control_ms(user), end_of(user)
+        with tracer.start_as_current_span("gateway", start_time=end - duration * MS, end_on_exit=False,
                                           attributes={"pipeline.component": "gateway"}) as span:
             client.get_boolean_value("new_ranker", False, EvaluationContext(targeting_key=str(user)))
             if user in failing:
                 span.set_status(Status(StatusCode.ERROR, "failed"))
-        span.end(end_time=end_ns)
+        span.end(end_time=end)
     tp.shutdown()
     openfeature.clear_hooks()
     client.hooks.clear()

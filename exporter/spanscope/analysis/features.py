@@ -191,6 +191,12 @@ def schedule_for(strategy: str, step: float | None = None, max_stages: int = 100
     raise FeatureError(400, f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
 
 
+def _still_at(name: str, state: FeatureState, stage: tuple | None) -> None:
+    """Refuse (409) a decision on `stage` (step, stage_started_at) once the rollout moved on; None: any."""
+    if stage is not None and stage != (state.step, state.stage_started_at):
+        raise FeatureError(409, f"the rollout of {name} moved since it was judged")
+
+
 def decision_record(name: str, decision: str, by: str, before: FeatureState, after: FeatureState, at: float,
                     reason: str = "", evidence: dict | None = None) -> dict:
     """One rollout decision as it is stored, logged and shown (`GET /api/features/{name}`)."""
@@ -369,8 +375,7 @@ class Features:
         def mutate(feature: Feature, state: FeatureState) -> None:
             if not state.running:
                 raise FeatureError(409, f"no rollout is running for {name}: start one first")
-            if stage is not None and stage != (state.step, state.stage_started_at):
-                raise FeatureError(409, f"the rollout of {name} moved since it was judged")
+            _still_at(name, state, stage)
             step = min(state.step + delta, len(state.schedule) - 1)
             if step < 0:
                 state.end_rollout(0.0)
@@ -392,8 +397,7 @@ class Features:
         def mutate(feature: Feature, state: FeatureState) -> None:
             if feature.required:
                 raise FeatureError(409, f"{name} is a required feature and cannot be rolled back")
-            if stage is not None and stage != (state.step, state.stage_started_at):
-                raise FeatureError(409, f"the rollout of {name} moved since it was judged")
+            _still_at(name, state, stage)
             state.end_rollout(0.0)
 
         return self._change(name, mutate, "rollback" if by == "guard" else "emergency_rollback", by, reason, evidence)
@@ -404,8 +408,7 @@ class Features:
     def record_evaluation(self, name: str, evaluation: dict, stage: tuple) -> None:
         """Keep the guard's last look at a stage (shown by the API on every replica)."""
         def mutate(feature: Feature, state: FeatureState) -> None:
-            if stage != (state.step, state.stage_started_at):
-                raise FeatureError(409, f"the rollout of {name} moved since it was judged")
+            _still_at(name, state, stage)
             state.evaluation = evaluation
 
         self._change(name, mutate)

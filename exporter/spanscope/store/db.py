@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -300,3 +301,38 @@ def is_unique_violation(exc: BaseException) -> bool:
 def connection_lost(db: Database) -> bool:
     """True when a PostgreSQL connection is closed or broken (it must be reopened)."""
     return isinstance(db, PostgresDatabase) and (db.conn.closed or db.conn.broken)
+
+
+class Session:
+    """One connection, used by one thread at a time. A session the server dropped (restart, failover)
+    is found dead only when used: it is replaced and the call run once more instead of failing it."""
+
+    def __init__(self, location: Location, role: str, db: Database | None = None):
+        self.location, self.role, self.db = location, role, db
+        self._lock = threading.Lock()
+
+    def call(self, fn, *args):
+        """`fn(db, *args)` on a live connection."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self.db is None or connection_lost(self.db):
+                    self.db = connect(self.location, self.role)
+                try:
+                    return fn(self.db, *args)
+                except Exception:
+                    if attempt == 2 or not connection_lost(self.db):
+                        raise
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        close_quietly(self.db)
+        self.db = None
+
+
+def close_quietly(db: Database | None) -> None:
+    """Close `db`, if there is one, whatever state its connection is in."""
+    try:
+        if db is not None:
+            db.close()
+    except Exception:  # pragma: no cover - closing a broken connection
+        pass

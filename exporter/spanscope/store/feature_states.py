@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .db import Database, Location, connect, connection_lost, is_transient, is_unique_violation
+from .db import Database, Location, Session, close_quietly, connect, connection_lost, is_transient, is_unique_violation
 
 log = logging.getLogger("spanscope.features")
 
@@ -43,9 +42,8 @@ class DatabaseStates:
 
     def __init__(self, location: Location):
         self.location = location
-        self._db: Database | None = None
+        self._session = Session(location, "api")
         self._leader_db: Database | None = None
-        self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="feature-state")
         self.postgres = location.dialect.name == "postgres"
 
@@ -62,17 +60,7 @@ class DatabaseStates:
                                    f"({' '.join(str(exc).split())}); retry") from exc
 
     def _call(self, fn, *args):
-        """`fn(db, *args)` on a live connection: one that the server dropped is replaced, the call run once more."""
-        with self._lock:
-            for attempt in (1, 2):
-                if self._db is None or connection_lost(self._db):
-                    self._db = connect(self.location, "api")
-                try:
-                    return fn(self._db, *args)
-                except Exception:
-                    if attempt == 2 or not connection_lost(self._db):
-                        raise
-            raise AssertionError("unreachable")
+        return self._session.call(fn, *args)
 
     # --- state and decisions -----------------------------------------------------------------
 
@@ -170,10 +158,6 @@ class DatabaseStates:
     def close(self) -> None:
         # The thread first: a connection closed under a call still running on it can crash SQLite.
         self._thread.shutdown(wait=True, cancel_futures=True)
-        for db in (self._db, self._leader_db):
-            try:
-                if db is not None:
-                    db.close()
-            except Exception:  # pragma: no cover - closing a broken connection
-                pass
-        self._db = self._leader_db = None
+        self._session.close()
+        close_quietly(self._leader_db)
+        self._leader_db = None

@@ -40,7 +40,9 @@ from . import queries as q
 from .db import (
     Database,
     Location,
+    Session,
     StoreDisabled,
+    close_quietly,
     connect,
     connection_lost,
     is_transient,
@@ -111,8 +113,7 @@ class InteractionStore:
         self.clock = clock
         self.postgres = location.dialect.name == "postgres"
         self._writer_db: Database | None = None
-        self._api_db: Database | None = None
-        self._api_lock = threading.Lock()
+        self._api: Session | None = None
         self._api_thread = ThreadPoolExecutor(1, thread_name_prefix="interaction-api")
         self._cond = threading.Condition()
         self._queue: collections.deque[tuple] = collections.deque()  # rows (interactions.row)
@@ -146,7 +147,7 @@ class InteractionStore:
                         "to keep them", self.location.path)
         self._writer_db = self._open("writer", migrate_schema=True)
         try:
-            self._api_db = self._open("api")
+            self._api = Session(self.location, "api", self._open("api"))
         except ConfigError:
             self._writer_db.close()
             raise
@@ -347,18 +348,7 @@ class InteractionStore:
         return await asyncio.get_running_loop().run_in_executor(self._api_thread, functools.partial(method, *args))
 
     def _call(self, fn, *args):
-        with self._api_lock:
-            for attempt in (1, 2):
-                if connection_lost(self._api_db):
-                    self._api_db = connect(self.location, "api")
-                try:
-                    return fn(self._api_db, *args)
-                except Exception:
-                    # A session the server dropped (restart, failover) is found dead only when used:
-                    # the call runs once more on a new one instead of failing this request.
-                    if attempt == 2 or not connection_lost(self._api_db):
-                        raise
-            raise AssertionError("unreachable")
+        return self._api.call(fn, *args)
 
     def save_feedback(self, interaction_id: str, rating: int, comment: str | None) -> q.SavedFeedback:
         try:
@@ -396,12 +386,9 @@ class InteractionStore:
             self.stop_writer()
         # The API thread first: a connection closed under a call still running on it can crash SQLite.
         self._api_thread.shutdown(wait=True, cancel_futures=True)
-        for db in (self._writer_db, self._api_db):
-            try:
-                if db is not None:
-                    db.close()
-            except Exception:  # pragma: no cover - closing a broken connection
-                pass
-        self._writer_db = self._api_db = None
+        close_quietly(self._writer_db)
+        self._writer_db = None
+        if self._api is not None:
+            self._api.close()
         if self.location.temporary and self.location.path is not None:
             shutil.rmtree(os.path.dirname(self.location.path), ignore_errors=True)

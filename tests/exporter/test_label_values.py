@@ -108,3 +108,38 @@ def test_the_interaction_store_keeps_values_as_sent_under_a_full_cap(tmp_path):
         assert set(exp.metrics.feedback_low.series) == {(OTHER, OTHER, OTHER)}  # every cap is full
     finally:
         store.close()
+
+
+def test_memoised_genai_and_flag_labels_stay_in_use_and_count_every_capped_use():
+    """The recorder memoises a call's and a flag evaluation's label values: a value used only through
+    the memo must still count as in use at each expiry pass, and each use of a capped value is counted."""
+    exp = Exporter(load(None, ["store.enabled=false", "traces.finish_delay=0", "limits.label_values=3",
+                               f"limits.series_ttl={TTL}"]))
+    ingest, m = exp.ingest, exp.metrics
+    flag = {"feature_flag.key": "rag", "feature_flag.result.variant": "on"}
+
+    def send(model, service="checkout"):
+        llm = {**LLM, "gen_ai.request.model": model}
+        root = {"_events": [("feature_flag.evaluation", flag)]}
+        ingest.process(request(tree(("gateway", 0, 10, root, [("llm_inference", 1, 9, llm)])), service), "test")
+        ingest.finish_traces(everything=True)
+
+    def calls(model):
+        return sum(s[2] for k, s in m.genai_duration.series.items() if k[2] == model)
+
+    send("gpt-4o-mini")
+    assert calls("gpt-4o-mini") == 1
+    assert sum(s[0] for k, s in m.flag_evaluations.series.items() if k[1:3] == ("rag", "on")) == 1
+    now = exp.store.clock.now
+    for step in range(1, 5):  # used in every pass, for four times the TTL: through the memo after the first use
+        ingest.expire_series(now + step * TTL / 2)
+        send("gpt-4o-mini")
+    ingest.expire_series(now + 3 * TTL)
+    labels = exp.recorder.label.seen
+    assert "gpt-4o-mini" in labels["model"] and "rag" in labels["flag"] and "on" in labels["variant"]
+    send("m1")  # the model label's three slots: gpt-4o-mini, "" (no response model) and m1
+    before = m.label_capped.value(("model",))
+    send("m2")
+    send("m2")
+    assert m.label_capped.value(("model",)) == before + 4  # each use counted (request model and model)
+    assert calls(OTHER) == 2

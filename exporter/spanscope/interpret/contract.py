@@ -17,6 +17,7 @@ from ..decode.wire import RawSpan, Reader
 from .attributes import (
     ATTRIBUTES,
     BREAKER_TRANSITION,
+    NUMBER,
     CONVENTION,
     DIALECTS,
     FIRST_CHUNK,
@@ -86,6 +87,7 @@ def _first(field: Field, a: dict):
 
 
 _TEXT = TEXT.parse
+_NUMBER = NUMBER.parse
 
 
 def _index(fields: list[Field]) -> dict:
@@ -113,7 +115,7 @@ def _read(a: dict, by_key: dict, defaults: list) -> list:
             if parse is _TEXT:
                 if not isinstance(v, str) or not v:
                     continue
-            else:
+            elif parse is not _NUMBER or v.__class__ is not int:  # an int is a number as it is
                 v = parse(v)
             if v is not None and finish is not None:
                 v = finish(v)
@@ -408,7 +410,8 @@ def read_span(raw: RawSpan, service: str, span_names, dialects: Dialects = DEFAU
         r.genai = _genai(values, dialect, first_chunk)
     else:  # a bare span is a call only where its dialect names calls so (no work for the others)
         r.genai = _named_call(name, dialect) if dialect.call_name else None
-    r.component = component_of(name, r.component, r.genai, span_names, dialect)
+    if not r.component:
+        r.component = component_of(name, None, r.genai, span_names, dialect)
     r.error = status_code == STATUS_ERROR or r.error_type is not None
     if r.error and r.error_type is None:
         r.error_type = "_OTHER"

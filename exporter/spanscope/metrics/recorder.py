@@ -20,6 +20,7 @@ from .catalogue import Metrics
 NS = 1e-9
 ZERO = Decimal(0)
 OTHER = "__other__"
+MEMO = 10_000  # entries of a LabelValues.memo
 
 
 class LabelValues:
@@ -37,6 +38,16 @@ class LabelValues:
         # `expire` stamps them with its own time (a value's last use is known to within one pass).
         self.fresh: dict[str, set] = {}
         self.pinned: dict[str, frozenset] = {}  # label -> values that never expire (configured components)
+        self.memos: list[dict] = []
+
+    def memo(self) -> dict:
+        """A dict for the caller to memoise the admitted values of several labels at once (a span's
+        GenAI labels: one lookup instead of six calls). Emptied by every expiry pass, so a value in use
+        goes through __call__ (and is marked in use) again in each pass. Hold at most MEMO entries, and
+        none with a capped value: each capped use is counted."""
+        memo: dict = {}
+        self.memos.append(memo)
+        return memo
 
     def __call__(self, label: str, value: str) -> str:
         fresh = self.fresh.get(label)
@@ -86,6 +97,8 @@ class LabelValues:
         series, in the same housekeeping pass); how many were given back."""
         cutoff = now - ttl
         released = 0
+        for memo in self.memos:
+            memo.clear()
         for label, seen in self.seen.items():
             fresh = self.fresh[label]
             seen.update(dict.fromkeys(fresh, now))
@@ -110,6 +123,8 @@ class Recorder:
         self.services: set[str] = set()
         self.breakers: dict[tuple, str] = {}
         self.miss_cost: dict[str, tuple[Decimal, int, str, str]] = {}  # service -> (total, n, provider, model)
+        self.genai_labels = self.label.memo()  # a call's values as sent -> their label values
+        self.flag_labels = self.label.memo()   # a flag evaluation as read -> its label values
 
     def _new_service(self, service: str) -> None:
         """Series of the configured components start at zero, so rate() sees their first events."""
@@ -159,19 +174,41 @@ class Recorder:
         if r.cache is not None:
             self._record_cache(r.cache, svc)
         if r.flags:
-            label = self.label
-            for f, v, why in r.flags:
-                m.flag_evaluations.inc((svc, label("flag", f), label("variant", v), label("reason", why)))
+            memo = self.flag_labels
+            for evaluation in r.flags:
+                labels = memo.get(evaluation)
+                if labels is None:
+                    labels = self._flag_labels(evaluation)
+                m.flag_evaluations.inc((svc, *labels))
         if r.resilience is not None or r.breaker_events:
             self._record_resilience(r, svc)
 
+    def _flag_labels(self, evaluation: tuple) -> tuple:
+        label = self.label
+        flag, variant, reason = evaluation
+        labels = (label("flag", flag), label("variant", variant), label("reason", reason))
+        if OTHER not in labels and len(self.flag_labels) < MEMO:
+            self.flag_labels[evaluation] = labels
+        return labels
+
+    def _genai_labels(self, g, error_type: str | None) -> tuple:
+        """(operation, provider, request model, response model, error type, model) as label values."""
+        sent = (g.operation, g.provider, g.request_model, g.response_model, error_type, g.model)
+        labels = self.genai_labels.get(sent)
+        if labels is None:
+            label = self.label
+            labels = (label("operation", g.operation or "chat"), label("provider", g.provider or "unknown"),
+                      label("model", g.request_model or ""), label("model", g.response_model or ""),
+                      label("error_type", error_type or ""), label("model", g.model or "unknown"))
+            if OTHER not in labels and len(self.genai_labels) < MEMO:
+                self.genai_labels[sent] = labels
+        return labels
+
     def _record_genai(self, r: SpanRecord, g, svc: str, duration: float) -> None:
-        m, label = self.m, self.label
-        provider = label("provider", g.provider or "unknown")
-        op = label("operation", g.operation or "chat")
-        req_model, resp_model = label("model", g.request_model or ""), label("model", g.response_model or "")
+        m = self.m
+        op, provider, req_model, resp_model, error_type, model = self._genai_labels(g, r.error_type)
         base = (op, provider, req_model, resp_model)
-        m.genai_duration.observe(base + (label("error_type", r.error_type or ""),), duration, r.trace_id)
+        m.genai_duration.observe(base + (error_type,), duration, r.trace_id)
         if g.ttfc is not None:
             m.genai_ttfc.observe((op, provider, req_model), g.ttfc, r.trace_id)
         u = g.usage
@@ -179,7 +216,6 @@ class Recorder:
             return
         m.genai_tokens.observe(base + ("input",), u.input)
         m.genai_tokens.observe(base + ("output",), u.output)
-        model = label("model", g.model or "unknown")
         for token_type, n in (("input", u.input), ("output", u.output), ("cache_read", u.cache_read),
                               ("cache_creation", u.cache_creation), ("cache_creation_1h", u.cache_creation_1h),
                               ("reasoning", u.reasoning)):
@@ -187,7 +223,7 @@ class Recorder:
                 m.tokens.inc((svc, provider, model, token_type), n)
         if not g.cache_details and g.operation in LLM_OPERATIONS and g.provider in CACHING_PROVIDERS:
             # priced at the full input rate: any cached input the provider reported is lost
-            m.calls_without_cache_details.inc((svc, provider, label("scope", r.scope or "unknown")))
+            m.calls_without_cache_details.inc((svc, provider, self.label("scope", r.scope or "unknown")))
         cost = r.cost  # priced by interpret.facts
         if cost is None:
             m.unpriced_tokens.inc((svc, model), u.input + u.output)

@@ -92,11 +92,6 @@ def main(argv=None) -> int:
         # Startup objects are frozen.
         gc.freeze()
         gc.set_threshold(500_000, 20, 100)
-        # The event loop and the ingest worker take turns on the GIL; with the default 5 ms switch
-        # interval the waiting one forces a hand-over every 5 ms. At 50 ms: +2.4 % spans per core
-        # (1.020-1.045 in three alternating bench rounds); the loop still gets the GIL whenever the
-        # worker blocks, and within 50 ms when it does not.
-        sys.setswitchinterval(0.05)
         await exporter.run()
 
     try:

@@ -103,10 +103,11 @@ class SpanFacts:
         g = r.genai
         if g is None:
             return
-        if g.operation in RAG_OPERATIONS and not g.is_provider_call():  # a retrieval
+        call = g.is_provider_call()
+        if g.operation in RAG_OPERATIONS and not call:  # a retrieval
             r.duplicate = self.calls.wraps(r)
             return
-        if g.operation == "execute_tool" or not g.is_provider_call():
+        if g.operation == "execute_tool" or not call:
             return
         if self.calls.repeated(r):
             r.duplicate = True

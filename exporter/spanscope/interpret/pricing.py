@@ -69,6 +69,10 @@ class Cost(NamedTuple):
         return self.input + self.output + self.cache_read + self.cache_write + self.reported
 
 
+ZERO = Decimal(0)
+_new = tuple.__new__  # a Cost from its values without NamedTuple's keyword __new__ (one per priced call)
+
+
 def _decimal(path: str, value) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{path}: expected a price in USD per million tokens, got {value!r}")
@@ -281,13 +285,18 @@ class Pricing:
         """Input tokens include cached ones: those are priced at the cache rates, not also at input.
         Of the cache writes, `cache_creation_1h` are 1-hour writes (priced at cache_write_1h). The
         rates are those of the call's long-context tier, if the price has tiers."""
-        price = price.for_input(input_tokens)
-        uncached = max(input_tokens - cache_read - cache_creation, 0)
-        long = min(cache_creation_1h, cache_creation)
-        return Cost(
-            input=uncached * price.input,
-            output=output_tokens * price.output,
-            cache_read=cache_read * price.cache_read,
-            cache_write=(cache_creation - long) * price.cache_write + long * price.cache_write_1h,
-            saved=cache_read * (price.input - price.cache_read),
-        )
+        if price.tiers:
+            price = price.for_input(input_tokens)
+        uncached = input_tokens - cache_read - cache_creation
+        # Most calls read or write no cache: no Decimal product for those parts (one is made per
+        # priced call, and each product converts its int first).
+        if cache_read or cache_creation:
+            long = min(cache_creation_1h, cache_creation)
+            read, write = cache_read * price.cache_read, (cache_creation - long) * price.cache_write
+            if long:
+                write += long * price.cache_write_1h
+            saved = cache_read * (price.input - price.cache_read)
+        else:
+            read = write = saved = ZERO
+        return _new(Cost, (uncached * price.input if uncached > 0 else ZERO, output_tokens * price.output,
+                           read, write, saved, ZERO))

@@ -40,9 +40,10 @@ def summarise(trace: Trace) -> RequestSummary | None:
     cost_by_model: dict[str, Decimal] = {}
     for s in spans:
         if s.cost is not None:
-            cost += s.cost.total
+            total = s.cost.total
+            cost += total
             called = s.genai.model or "unknown"
-            cost_by_model[called] = cost_by_model.get(called, ZERO) + s.cost.total
+            cost_by_model[called] = cost_by_model.get(called, ZERO) + total
             if llm is None:
                 llm = (s.genai.provider, s.genai.model)
         calls = get_component(s.component)

@@ -143,3 +143,15 @@ def test_memoised_genai_and_flag_labels_stay_in_use_and_count_every_capped_use()
     send("m2")
     assert m.label_capped.value(("model",)) == before + 4  # each use counted (request model and model)
     assert calls(OTHER) == 2
+
+
+def test_long_values_cut_to_one_label_value_are_not_memoised():
+    """Values longer than a label value are cut: a flood of distinct long names admitted as one cut
+    value must not fill the recorder's memo with their long keys."""
+    exp = Exporter(load(None, ["store.enabled=false", "traces.finish_delay=0", "limits.label_value_length=16"]))
+    for i in range(50):
+        llm = {**LLM, "gen_ai.request.model": "m" * 100 + str(i)}
+        exp.ingest.process(request(tree(("gateway", 0, 10, {}, [("llm_inference", 1, 9, llm)]))), "test")
+    exp.ingest.process(request(tree(("gateway", 0, 10, {}, [("llm_inference", 1, 9, LLM)]))), "test")
+    assert set(exp.recorder.label.seen["model"]) >= {"m" * 16, "gpt-4o-mini"}
+    assert [sent[2] for sent in exp.recorder.genai_labels] == ["gpt-4o-mini"]  # (…, request model, …)

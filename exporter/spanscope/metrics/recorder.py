@@ -44,10 +44,17 @@ class LabelValues:
         """A dict for the caller to memoise the admitted values of several labels at once (a span's
         GenAI labels: one lookup instead of six calls). Emptied by every expiry pass, so a value in use
         goes through __call__ (and is marked in use) again in each pass. Hold at most MEMO entries, and
-        none with a capped value: each capped use is counted."""
+        none with a capped value (each capped use is counted): see `memoisable`."""
         memo: dict = {}
         self.memos.append(memo)
         return memo
+
+    def memoisable(self, memo: dict, sent: tuple, labels: tuple) -> bool:
+        """Whether `sent` -> `labels` may go into `memo`: it has room, no value was capped, and no value
+        as sent is longer than a label value (a flood of long values cut to one admitted value would
+        otherwise fill the memo with long keys)."""
+        return (len(memo) < MEMO and OTHER not in labels
+                and all(v is None or len(v) <= self.length for v in sent))
 
     def __call__(self, label: str, value: str) -> str:
         fresh = self.fresh.get(label)
@@ -187,7 +194,7 @@ class Recorder:
         label = self.label
         flag, variant, reason = evaluation
         labels = (label("flag", flag), label("variant", variant), label("reason", reason))
-        if OTHER not in labels and len(self.flag_labels) < MEMO:
+        if self.label.memoisable(self.flag_labels, evaluation, labels):
             self.flag_labels[evaluation] = labels
         return labels
 
@@ -200,7 +207,7 @@ class Recorder:
             labels = (label("operation", g.operation or "chat"), label("provider", g.provider or "unknown"),
                       label("model", g.request_model or ""), label("model", g.response_model or ""),
                       label("error_type", error_type or ""), label("model", g.model or "unknown"))
-            if OTHER not in labels and len(self.genai_labels) < MEMO:
+            if self.label.memoisable(self.genai_labels, sent, labels):
                 self.genai_labels[sent] = labels
         return labels
 

@@ -204,3 +204,13 @@ def test_one_client_address_gets_only_its_share_of_grpc_calls(tmp_path):
             assert call_.exception(timeout=15).code() == grpc.StatusCode.INVALID_ARGUMENT  # no message
         assert value(scrape(proc.urls["web"]), "spanscope_requests_throttled_total", protocol="grpc",
                      reason="grpc_calls_per_peer") == 1
+
+
+def test_an_http_listener_on_every_interface_takes_ipv4_and_ipv6(tmp_path):
+    """`[::]` means every interface, IPv4 too (as for OTLP/gRPC): asyncio alone binds it to IPv6 only,
+    and IPv4 senders were refused."""
+    port = free_port()
+    with start_exporter(tmp_path, extra_args=["--otlp-http", f"[::]:{port}"]):
+        for host in ("127.0.0.1", "[::1]"):
+            status, _ = call("POST", f"http://{host}:{port}/v1/traces", raw=b"", content_type="application/x-protobuf")
+            assert status == 200, host

@@ -25,6 +25,14 @@ import socket
 UPSTREAM_HOST = "127.0.0.1"
 
 
+def every_interface(port: int) -> socket.socket:
+    """A listening socket for "[::]": every interface, IPv4 too, as gRPC and most servers mean it
+    (asyncio binds "::" to IPv6 only); IPv4 alone where the system has no dual-stack IPv6."""
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server(("0.0.0.0", port))
+
+
 def grpc_address(peername) -> str:
     """A socket's peer as gRPC writes it, without the port: ipv4:10.0.0.7, ipv6:[::1] (an IPv4 client
     of a dual-stack socket is ipv4:, as gRPC has it)."""
@@ -57,8 +65,7 @@ class GrpcFront:
         self.refusals.watch("otlp_grpc")
         loop = asyncio.get_running_loop()
         if host in ("", "::"):  # every interface, IPv4 too, as gRPC binds [::]
-            sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-            self.server = await loop.create_server(self._accept, sock=sock)
+            self.server = await loop.create_server(self._accept, sock=every_interface(port))
         else:
             self.server = await loop.create_server(self._accept, host, port, reuse_address=True)
 

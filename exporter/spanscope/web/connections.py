@@ -20,6 +20,8 @@ import time
 from aiohttp import web
 from yarl import URL
 
+from ..ingest.grpc_front import every_interface
+
 log = logging.getLogger("spanscope")
 
 FD_RESERVE = 64  # descriptors left for the store, files, DNS and the process itself
@@ -131,6 +133,10 @@ class CappedSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        self._server = await asyncio.get_running_loop().create_server(
-            self.connections.protocol_factory(self._runner.server, self.listener), self.host, self.port,
-            ssl=self._ssl_context, reuse_address=True)
+        factory = self.connections.protocol_factory(self._runner.server, self.listener)
+        loop = asyncio.get_running_loop()
+        if self.host == "::":
+            self._server = await loop.create_server(factory, sock=every_interface(self.port), ssl=self._ssl_context)
+        else:
+            self._server = await loop.create_server(factory, self.host, self.port, ssl=self._ssl_context,
+                                                    reuse_address=True)

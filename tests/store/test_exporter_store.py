@@ -23,7 +23,12 @@ def request_tree(user: str):
     return ("gateway", 0, 1000, {"pipeline.component": "gateway", "pipeline.mode": "voice", "tenant.id": "acme",
                                  "enduser.id": user,
                                  "_events": [("feature_flag.evaluation", {"feature_flag.key": "reranker",
-                                                                          "feature_flag.result.variant": "on"})]}, [
+                                                                          "feature_flag.result.variant": "on",
+                                                                          "feature_flag.result.reason": "SPLIT"}),
+                                             ("feature_flag.evaluation", {"feature_flag.key": "beta_search",
+                                                                          "feature_flag.result.variant": "on",
+                                                                          "feature_flag.result.reason":
+                                                                              "TARGETING_MATCH"})]}, [
         ("cache", 0, 10, {"pipeline.component": "cache_lookup", "pipeline.cache.name": "l1",
                           "pipeline.cache.result": "miss"}),
         ("intent", 10, 60, {"pipeline.component": "intent_classification"}),
@@ -68,7 +73,7 @@ def fed(request, tmp_path_factory):
             proc.stop()
 
 
-def test_an_interaction_carries_breakdown_tokens_cost_quality_and_variants(fed):
+def test_an_interaction_carries_breakdown_tokens_cost_quality_variants_and_their_reasons(fed):
     proc, trace_id, user, service = fed
     status, doc = get(proc, f"/api/v1/interactions/{trace_id.upper()}")
     assert status == 200
@@ -82,7 +87,12 @@ def test_an_interaction_carries_breakdown_tokens_cost_quality_and_variants(fed):
     assert doc["tokens"] == {"input": 1200, "output": 300, "cache_read": 0, "cache_creation": 0, "reasoning": 0}
     assert doc["model"] == "gpt-4o" and Decimal(doc["cost_usd"]) == COST
     assert (doc["quality"], doc["confidence"], doc["citations"]) == (0.9, 0.35, 2)
-    assert doc["cache_status"] == "miss" and doc["variants"] == {"reranker": "on"} and doc["error"] is False
+    assert doc["cache_status"] == "miss" and doc["error"] is False
+    # why each flag took its variant: a guarded rollout of beta_search would leave this request out
+    assert doc["variants"] == {"reranker": "on", "beta_search": "on"}
+    assert doc["variant_reasons"] == {"reranker": "split", "beta_search": "targeting_match"}
+    [listed] = get(proc, f"/api/v1/interactions?service={service}")[1]["interactions"]
+    assert (listed["variants"], listed["variant_reasons"]) == (doc["variants"], doc["variant_reasons"])
     assert value(scrape(proc.urls["web"]), "spanscope_interactions_written_total") == 1
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from spanscope.analysis.features import Features, load_catalogue
-from spanscope.analysis.guards import Guard, StageSample
+from spanscope.analysis.guards import Guard, StageSample, judge
 from spanscope.store.db import parse_url
 from spanscope.store.feature_states import DatabaseStates
 from test_store import opened, summary, written
@@ -122,6 +122,45 @@ def test_stage_evidence_counts_the_stages_requests_by_variant(database):
     control = sorted(r["duration"] for r in rows if r["variant"] == "off")
     assert p95 == pytest.approx(control[math.ceil(0.95 * len(control)) - 1])
     assert slower == sum(r["duration"] > p95 * 1.5 for r in rows if r["variant"] == "on")
+
+
+def test_stage_evidence_leaves_out_requests_a_cohort_or_rule_forced(database):
+    """A beta cohort forced "on" (reason targeting_match) fails and is slow; the randomly assigned
+    requests are healthy. Counted, the cohort alone would roll the rollout back: the stage's evidence
+    leaves it out, and requests whose evaluation failed, and keeps requests of no known reason."""
+    stage_start = time.time() - 100
+    counted = {"on": 0, "off": 0}
+    with opened(database, flush_interval=0.05) as store:
+        store.start()
+        for i in range(400):
+            variant = ("on", "off")[i % 2]
+            if i < 300:  # split: randomly assigned; another flag's reason is not this flag's
+                reasons = {"mlx_backend": "split", "prompt": "targeting_match"}
+            elif i < 340:  # stored before reasons were, or sent by an instrumentation without one
+                reasons = {}
+            elif i < 370:  # forced into the treatment by a cohort
+                variant, reasons = "on", {"mlx_backend": "targeting_match"}
+            else:  # the evaluation failed: the caller's default
+                variant, reasons = "off", {"mlx_backend": "error"}
+            forced = reasons.get("mlx_backend") in ("targeting_match", "error")
+            bad = variant == "on" and forced
+            store.observe(summary(i, start=stage_start + 1 + i * 0.1, error=bad, quality=0.1 if bad else 0.8,
+                                  duration=5.0 if bad else 0.2 + (i % 7) * 0.01,
+                                  variants={"mlx_backend": variant, "prompt": "v2"}, variant_reasons=reasons))
+            if not forced:
+                counted[variant] += 1
+        written(store, 400)
+    states = DatabaseStates(parse_url(database))
+    try:
+        arms, p95, slower = states.stage_sample("mlx_backend", stage_start, "off", "on", 1.25)
+    finally:
+        states.close()
+    guard = Guard(max_error_ratio_increase=0.02, max_p95_latency_increase=0.25, min_quality_score=0.6,
+                  min_requests_per_stage=100)
+    sample = StageSample.from_store(guard, arms, p95, slower)
+    assert (sample.control.requests, sample.treatment.requests) == (counted["off"], counted["on"]) == (170, 170)
+    assert (sample.treatment.errors, sample.treatment_slower) == (0, 0)
+    assert judge(guard, sample, stage_age=100, stage_seconds=60, auto_advance=True).decision == "advance"
 
 
 def test_one_postgresql_replica_decides_and_another_takes_over_when_it_goes(request, tmp_path):

@@ -99,6 +99,38 @@ def test_a_database_of_an_older_exporter_is_migrated_and_keeps_its_rows(store_ur
         assert stored_ids(store) == ["ab" * 16]
 
 
+def test_reasons_come_to_a_database_of_schema_3_with_rows_in_it(store_url):
+    """Its rows get no reasons ('{}'); an exporter of schema 3 still writing to it (its rows name the
+    earlier columns only, through a staging table LIKE interactions on PostgreSQL) keeps working."""
+    earlier = ", ".join(c for c in COLUMNS if c != "variant_reasons")
+    insert = f"INSERT INTO {{}} ({earlier}) VALUES ({', '.join('?' * (len(COLUMNS) - 1))})"
+    db = connect(parse_url(store_url), "writer")
+    try:
+        values = row(summary(1, variants={"flag": "on"}, variant_reasons={"flag": "split"}), UserIds(False, None),
+                     decimal_cost=db.dialect.name == "postgres")
+        values = tuple(v for c, v in zip(COLUMNS, values) if c != "variant_reasons")
+        assert migrate(db, MIGRATIONS[:3]) == [1, 2, 3]
+        db.execute(insert.format("interactions"), values)
+        assert migrate(db) == [4]
+        later = (f"{2:032x}", *values[1:])
+        if db.dialect.name == "postgres":
+            db.execute("CREATE TEMP TABLE incoming_of_schema_3 (LIKE interactions)")
+            db.execute(insert.format("incoming_of_schema_3"), later)
+            db.execute(f"INSERT INTO interactions ({earlier}) SELECT {earlier} FROM incoming_of_schema_3")
+        else:
+            db.execute(insert.format("interactions"), later)
+        assert db.query("SELECT trace_id, variants, variant_reasons FROM interactions ORDER BY trace_id") == [
+            (f"{1:032x}", '{"flag":"on"}', "{}"), (f"{2:032x}", '{"flag":"on"}', "{}")]
+    finally:
+        db.close()
+    with opened(store_url) as store:
+        store.observe(summary(3, variants={"flag": "on"}, variant_reasons={"flag": "targeting_match"}))
+        store.start()
+        written(store, 1)
+        assert [store.interaction(f"{n:032x}")["variant_reasons"] for n in (1, 2, 3)] == [
+            {}, {}, {"flag": "targeting_match"}]
+
+
 def start_replicas_together(store_url: str, replicas: int = 4) -> list[list[int]]:
     """Connect and migrate from `replicas` threads at once; the migrations each one applied."""
     errors, done = [], []
@@ -315,7 +347,7 @@ def test_every_column_is_stored_exactly(store_url, json_inserts, monkeypatch):
     monkeypatch.setattr(store_queries, "SQLITE_JSON_INSERTS", json_inserts)
     row = ("ab" * 16, "sérvice ✓", "t", None, "chat", 1795260467.7731082, 1e-09, 1, '{"llm":0.30000000000000004}',
            2**62, 0, 7, 0, 3, None, "0.000000123456789012345678", 0.1 + 0.2, None, 5e-324, "miss",
-           '{"flag":"on"}', 1795260468.1234567)
+           '{"flag":"on"}', '{"beta":"targeting_match","flag":"split"}', 1795260468.1234567)
     db = connect(parse_url(store_url), "writer")
     try:
         migrate(db)

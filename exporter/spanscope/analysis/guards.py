@@ -2,7 +2,9 @@
 
 A stage compares the requests that evaluated the feature's flag to its treatment variant (`on`,
 the users the stage let in) with those that evaluated it to the control (`off`), counting only
-requests started since the stage began. Each guard is a bound on the treatment, tested with the
+requests started since the stage began and randomly assigned: a request a cohort or targeting rule
+forced into its variant (reason TARGETING_MATCH), or whose evaluation failed (ERROR), is left out
+(store.feature_states counts the stage). Each guard is a bound on the treatment, tested with the
 always-valid evidence of analysis.sequential, so the guard may look after every request:
 
 - max_error_ratio_increase (absolute, 0.02 = two points): breached when the confidence sequence of

@@ -3,7 +3,8 @@ metrics reads (the recorder's request metrics, the rollups, the interaction stor
 
 Pure: it reads the trace's SpanRecords (completed by interpret.facts) and writes nothing. Values are
 as the spans carry them (mode, tenant, model, components, features, variants): whoever keys by one
-bounds it (metric labels in metrics.recorder, rollups per minute).
+bounds it (metric labels in metrics.recorder, rollups per minute). A flag's reason (`variant_reasons`)
+is that of the evaluation its variant came from, as the span contract read it (lower case).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def summarise(trace: Trace) -> RequestSummary | None:
     cost = ZERO
     model = llm = None
     variants: dict[str, str] = {}
+    variant_reasons: dict[str, str] = {}
     t_input = t_output = t_cache_read = t_cache_creation = t_reasoning = 0
     usage_seen = False
     cache_lookups = []
@@ -67,8 +69,9 @@ def summarise(trace: Trace) -> RequestSummary | None:
                 t_cache_creation += u.cache_creation
                 t_reasoning += u.reasoning
         if s.flags:
-            for flag, variant, _ in s.flags:
+            for flag, variant, reason in s.flags:
                 variants[flag] = variant
+                variant_reasons[flag] = reason
         c = s.cache
         if c is not None and c.result:
             cache_lookups.append((c.name or "default", c.result, s.feature, c.miss_reason))
@@ -98,7 +101,7 @@ def summarise(trace: Trace) -> RequestSummary | None:
         critical={c: ns * NS for c, ns in critical_ns.items()},
         self_time={c: ns * NS for c, ns in self_ns.items()},
         by_feature={f: ns * NS for f, ns in feature_ns.items()},
-        variants=variants, cache_lookups=cache_lookups,
+        variants=variants, variant_reasons=variant_reasons, cache_lookups=cache_lookups,
         tokens=tokens,
         quality=quality, confidence=confidence, citations=citations,
         components=components, degraded=1 if degradations else 0, degradations=degradations, warnings=warnings,

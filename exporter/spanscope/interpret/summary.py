@@ -27,6 +27,7 @@ class RequestSummary:
     self_time: dict = field(default_factory=dict)     # component -> seconds
     by_feature: dict = field(default_factory=dict)    # feature -> critical-path seconds
     variants: dict = field(default_factory=dict)      # flag -> variant
+    variant_reasons: dict = field(default_factory=dict)  # flag -> the reason of that evaluation ("split", ...)
     cache_lookups: list = field(default_factory=list)  # (cache name, result, feature, miss reason)
     tokens: dict = field(default_factory=dict)        # token type -> count
     components: dict = field(default_factory=dict)    # component -> (calls, errors, [durations s])

@@ -23,11 +23,16 @@ from .db import Database, Location, Session, close_quietly, connect, connection_
 log = logging.getLogger("spanscope.features")
 
 LEADER_LOCK_KEY = 0x5370616F  # one more than the migrations' key: "Spao"
-# The variant a request's flag evaluated to, from the interactions' `variants` JSON column.
-VARIANT_OF = {
-    "sqlite": "json_extract(variants, '$.\"' || ? || '\"')",
-    "postgres": "(variants::jsonb ->> ?)",
+# A flag's entry in one of the interactions' JSON columns: `variants` (the variant it evaluated to)
+# or `variant_reasons` (why: "split", "targeting_match", ...).
+FLAG_IN = {
+    "sqlite": "json_extract({column}, '$.\"' || ? || '\"')",
+    "postgres": "({column}::jsonb ->> ?)",
 }
+# Reasons of requests not randomly assigned to their variant (a cohort or rule forced it) or that
+# did not get a real evaluation: left out of a stage's evidence. No reason (rows stored before
+# reasons were, instrumentations that send none) counts, as it did before.
+NOT_RANDOM = ("targeting_match", "error")
 
 
 class StateUnavailable(Exception):
@@ -133,14 +138,16 @@ class DatabaseStates:
 
     def stage_sample(self, flag: str, since: float, control: str, treatment: str, p95_factor: float | None):
         """Per variant (count, errors, Σ latency, Σ latency², quality count, Σ quality, Σ quality²) of the
-        requests started since `since`, the control's p95 and the treatment's requests slower than
-        p95 × `p95_factor` (analysis.guards builds its StageSample from these)."""
+        requests started since `since` and randomly assigned (NOT_RANDOM left out), the control's p95
+        and the treatment's requests slower than p95 × `p95_factor` (analysis.guards builds its
+        StageSample from these)."""
         return self._call(self._stage_sample, flag, since, control, treatment, p95_factor)
 
     def _stage_sample(self, db: Database, flag, since, control, treatment, p95_factor):
-        stage = (f"(SELECT {VARIANT_OF[db.dialect.name]} AS variant, error, duration_seconds, quality "
-                 f"FROM interactions WHERE started_at >= ?) stage")
-        base = (flag, since)
+        variant, reason = (FLAG_IN[db.dialect.name].format(column=c) for c in ("variants", "variant_reasons"))
+        stage = (f"(SELECT {variant} AS variant, error, duration_seconds, quality FROM interactions "
+                 f"WHERE started_at >= ? AND COALESCE({reason}, '') NOT IN ({', '.join('?' * len(NOT_RANDOM))})) stage")
+        base = (flag, since, flag, *NOT_RANDOM)
         arms = {row[0]: row[1:] for row in db.query(
             f"SELECT variant, COUNT(*), SUM(error), SUM(duration_seconds), SUM(duration_seconds * duration_seconds), "
             f"COUNT(quality), SUM(quality), SUM(quality * quality) FROM {stage} "

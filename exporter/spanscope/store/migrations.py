@@ -83,6 +83,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         )""",
         "CREATE INDEX rollout_decisions_by_feature ON rollout_decisions (feature, id)",
     ]),
+    # Why each flag took its variant (a guard judges randomly assigned requests only). Rows stored
+    # before it get '{}': reasons unknown. Nullable, with the default, so an older exporter still
+    # writing to a shared database keeps working: its rows name the earlier columns only, and its
+    # PostgreSQL staging table (LIKE interactions) copies a NOT NULL but not a default.
+    (4, "the reasons of flag evaluations", [
+        "ALTER TABLE interactions ADD COLUMN variant_reasons TEXT DEFAULT '{{}}'",
+    ]),
 ]
 
 

@@ -26,14 +26,14 @@ except ImportError:  # pragma: no cover
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation", "reasoning")
 # Values are stored as the spans carry them (never a metric's `__other__`), cut to MAX_TEXT characters:
-# service, tenant, mode, model, cache status, the names of components, flags and variants, user ids
-# (before they are hashed).
+# service, tenant, mode, model, cache status, the names of components, flags, variants and reasons,
+# user ids (before they are hashed).
 MAX_TEXT = 256
 MAX_USER_ID = MAX_TEXT
 
 COLUMNS = ("trace_id", "service", "tenant", "user_id", "mode", "started_at", "duration_seconds", "error",
            "critical_path", *(f"tokens_{t}" for t in TOKEN_TYPES), "model", "cost", "confidence",
-           "citations", "quality", "cache_status", "variants", "recorded_at")
+           "citations", "quality", "cache_status", "variants", "variant_reasons", "recorded_at")
 
 
 class UserIds:
@@ -86,6 +86,7 @@ def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float 
         _text(s.model), s.cost if decimal_cost else decimal_text(s.cost),
         s.confidence, s.citations, s.quality, _text(s.cache_status),
         to_json({f[:MAX_TEXT]: v[:MAX_TEXT] for f, v in s.variants.items()}, sort_keys=True),
+        to_json({f[:MAX_TEXT]: r[:MAX_TEXT] for f, r in s.variant_reasons.items()}, sort_keys=True),
         time.time() if now is None else now,
     )
 
@@ -113,4 +114,5 @@ def as_json(values: tuple) -> dict:
         "model": r["model"], "cost_usd": money(r["cost"]), "confidence": r["confidence"],
         "citations": r["citations"], "quality": r["quality"], "cache_status": r["cache_status"],
         "variants": json.loads(r["variants"]),
+        "variant_reasons": json.loads(r["variant_reasons"] or "{}"),  # nullable: see migration 4
     }

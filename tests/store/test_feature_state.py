@@ -88,6 +88,15 @@ def test_a_decision_refused_by_the_change_is_not_recorded(database):
         a.states.close()
 
 
+def stage_sample(database, stage_start: float, p95_factor: float):
+    """mlx_backend's stage evidence, on / off, read by a DatabaseStates of its own."""
+    states = DatabaseStates(parse_url(database))
+    try:
+        return states.stage_sample("mlx_backend", stage_start, "off", "on", p95_factor)
+    finally:
+        states.close()
+
+
 def test_stage_evidence_counts_the_stages_requests_by_variant(database):
     """Sums, the control's p95 (nearest rank) and the treatment's slow requests, against Python's own count."""
     rng = random.Random(5)
@@ -106,11 +115,7 @@ def test_stage_evidence_counts_the_stages_requests_by_variant(database):
             if not before:
                 rows.append(r)
         written(store, 400)
-    states = DatabaseStates(parse_url(database))
-    try:
-        arms, p95, slower = states.stage_sample("mlx_backend", stage_start, "off", "on", 1.5)
-    finally:
-        states.close()
+    arms, p95, slower = stage_sample(database, stage_start, 1.5)
     sample = StageSample.from_store(Guard(), arms, p95, slower)
     for name, arm in (("off", sample.control), ("on", sample.treatment)):
         mine = [r for r in rows if r["variant"] == name]
@@ -150,11 +155,7 @@ def test_stage_evidence_leaves_out_requests_a_cohort_or_rule_forced(database):
             if not forced:
                 counted[variant] += 1
         written(store, 400)
-    states = DatabaseStates(parse_url(database))
-    try:
-        arms, p95, slower = states.stage_sample("mlx_backend", stage_start, "off", "on", 1.25)
-    finally:
-        states.close()
+    arms, p95, slower = stage_sample(database, stage_start, 1.25)
     guard = Guard(max_error_ratio_increase=0.02, max_p95_latency_increase=0.25, min_quality_score=0.6,
                   min_requests_per_stage=100)
     sample = StageSample.from_store(guard, arms, p95, slower)

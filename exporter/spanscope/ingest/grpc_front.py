@@ -25,12 +25,15 @@ import socket
 UPSTREAM_HOST = "127.0.0.1"
 
 
-def every_interface(port: int) -> socket.socket:
-    """A listening socket for "[::]": every interface, IPv4 too, as gRPC and most servers mean it
-    (asyncio binds "::" to IPv6 only); IPv4 alone where the system has no dual-stack IPv6."""
+def listening(host: str, port: int) -> dict:
+    """loop.create_server's arguments for a listen address. "[::]" is every interface, IPv4 too, as
+    gRPC and most servers mean it (asyncio alone binds "::" to IPv6 only); IPv4 alone where the
+    system has no dual-stack IPv6."""
+    if host not in ("", "::"):
+        return {"host": host, "port": port, "reuse_address": True}
     if socket.has_dualstack_ipv6():
-        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-    return socket.create_server(("0.0.0.0", port))
+        return {"sock": socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)}
+    return {"sock": socket.create_server(("0.0.0.0", port))}
 
 
 def grpc_address(peername) -> str:
@@ -63,11 +66,7 @@ class GrpcFront:
     async def start(self, host: str, port: int, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.refusals.watch("otlp_grpc")
-        loop = asyncio.get_running_loop()
-        if host in ("", "::"):  # every interface, IPv4 too, as gRPC binds [::]
-            self.server = await loop.create_server(self._accept, sock=every_interface(port))
-        else:
-            self.server = await loop.create_server(self._accept, host, port, reuse_address=True)
+        self.server = await asyncio.get_running_loop().create_server(self._accept, **listening(host, port))
 
     def stop_accepting(self) -> None:
         if self.server is not None:

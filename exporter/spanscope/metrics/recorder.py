@@ -43,18 +43,18 @@ class LabelValues:
     def memo(self) -> dict:
         """A dict for the caller to memoise the admitted values of several labels at once (a span's
         GenAI labels: one lookup instead of six calls). Emptied by every expiry pass, so a value in use
-        goes through __call__ (and is marked in use) again in each pass. Hold at most MEMO entries, and
-        none with a capped value (each capped use is counted): see `memoisable`."""
+        goes through __call__ (and is marked in use) again in each pass. Filled through `keep`."""
         memo: dict = {}
         self.memos.append(memo)
         return memo
 
-    def memoisable(self, memo: dict, sent: tuple, labels: tuple) -> bool:
-        """Whether `sent` -> `labels` may go into `memo`: it has room, no value was capped, and no value
-        as sent is longer than a label value (a flood of long values cut to one admitted value would
-        otherwise fill the memo with long keys)."""
-        return (len(memo) < MEMO and OTHER not in labels
-                and all(v is None or len(v) <= self.length for v in sent))
+    def keep(self, memo: dict, sent: tuple, labels: tuple) -> tuple:
+        """Put `sent` -> `labels` into `memo` when it has room (MEMO entries), no value was capped (each
+        capped use is counted) and no value as sent is longer than a label value (a flood of long
+        values cut to one admitted value would fill it with long keys); returns `labels`."""
+        if len(memo) < MEMO and OTHER not in labels and all(v is None or len(v) <= self.length for v in sent):
+            memo[sent] = labels
+        return labels
 
     def __call__(self, label: str, value: str) -> str:
         fresh = self.fresh.get(label)
@@ -193,10 +193,8 @@ class Recorder:
     def _flag_labels(self, evaluation: tuple) -> tuple:
         label = self.label
         flag, variant, reason = evaluation
-        labels = (label("flag", flag), label("variant", variant), label("reason", reason))
-        if self.label.memoisable(self.flag_labels, evaluation, labels):
-            self.flag_labels[evaluation] = labels
-        return labels
+        return label.keep(self.flag_labels, evaluation,
+                          (label("flag", flag), label("variant", variant), label("reason", reason)))
 
     def _genai_labels(self, g, error_type: str | None) -> tuple:
         """(operation, provider, request model, response model, error type, model) as label values."""
@@ -204,11 +202,10 @@ class Recorder:
         labels = self.genai_labels.get(sent)
         if labels is None:
             label = self.label
-            labels = (label("operation", g.operation or "chat"), label("provider", g.provider or "unknown"),
-                      label("model", g.request_model or ""), label("model", g.response_model or ""),
-                      label("error_type", error_type or ""), label("model", g.model or "unknown"))
-            if self.label.memoisable(self.genai_labels, sent, labels):
-                self.genai_labels[sent] = labels
+            labels = label.keep(self.genai_labels, sent, (
+                label("operation", g.operation or "chat"), label("provider", g.provider or "unknown"),
+                label("model", g.request_model or ""), label("model", g.response_model or ""),
+                label("error_type", error_type or ""), label("model", g.model or "unknown")))
         return labels
 
     def _record_genai(self, r: SpanRecord, g, svc: str, duration: float) -> None:

@@ -20,7 +20,7 @@ import time
 from aiohttp import web
 from yarl import URL
 
-from ..ingest.grpc_front import every_interface
+from ..ingest.grpc_front import listening
 
 log = logging.getLogger("spanscope")
 
@@ -133,10 +133,6 @@ class CappedSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        factory = self.connections.protocol_factory(self._runner.server, self.listener)
-        loop = asyncio.get_running_loop()
-        if self.host == "::":
-            self._server = await loop.create_server(factory, sock=every_interface(self.port), ssl=self._ssl_context)
-        else:
-            self._server = await loop.create_server(factory, self.host, self.port, ssl=self._ssl_context,
-                                                    reuse_address=True)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.connections.protocol_factory(self._runner.server, self.listener), ssl=self._ssl_context,
+            **listening(self.host, self.port))

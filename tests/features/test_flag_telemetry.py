@@ -63,18 +63,53 @@ def test_evaluations_and_per_variant_latency_reach_metrics_and_experiments(expor
     assert call("GET", exporter.urls["web"] + "/api/experiments/unknown_flag")[0] == 404
 
 
-def send_split(exporter, service: str, users: range, end_ns, treated_ms, control_ms, failing=()):
+def test_experiments_leave_out_forced_and_failed_evaluations(exporter):
+    """A beta cohort forced into the treatment (reason TARGETING_MATCH) and evaluations that failed
+    (ERROR) are in the per-variant metrics but not in the experiment: only the split's users are."""
+    service, web = f"flags-{uuid.uuid4().hex[:6]}", exporter.urls["web"]
+
+    def forced_beta(flag, ctx: EvaluationContext):
+        user = int(ctx.targeting_key)
+        if user >= 100:  # the beta cohort: forced on, and much slower
+            return FlagResolutionDetails(value=True, variant="treatment", reason=Reason.TARGETING_MATCH)
+        if user >= 90:  # the provider failed: the caller's default
+            return FlagResolutionDetails(value=False, variant="control", reason=Reason.ERROR)
+        return by_user(flag, ctx)
+
+    users = [*range(20), *range(90, 94), *range(100, 110)]
+    send_split(exporter, service, users, time.time_ns() - 10 ** 9, lambda u: 2000 if u >= 100 else 300,
+               lambda u: 100, evaluator=forced_beta, treated=lambda u: u % 2 == 0 if u < 90 else u >= 100)
+
+    def ready():
+        s = scrape(web)
+        return s if value(s, "pipeline_requests_total", service=service) == len(users) else None
+
+    s = wait_until(ready, what=f"{len(users)} requests")
+    flag = dict(service=service, flag="new_ranker")
+    assert value(s, "feature_flag_evaluations_total", variant="treatment", reason="targeting_match", **flag) == 10
+    assert value(s, "feature_flag_variant_request_duration_seconds_count", variant="treatment", **flag) == 20
+    status, doc = call("GET", web + "/api/experiments/new_ranker")
+    assert status == 200, doc
+    rows = {r["variant"]: r for r in doc["variants"]}
+    assert rows["treatment"]["requests"] == 10 and rows["control"]["requests"] == 10
+    assert rows["treatment"]["mean_latency_ms"] == pytest.approx(300)
+    assert rows["treatment"]["latency_vs_control"]["delta_ms"] == pytest.approx(200)
+
+
+def send_split(exporter, service: str, users, end_ns, treated_ms, control_ms, failing=(), evaluator=by_user,
+               treated=lambda user: user % 2 == 0):
     """One request per user through the real SDK and TracingHook, ending at `end_ns` (a time, or a
-    function of the user); even users get the treatment; `failing`: the users whose request fails."""
+    function of the user); `evaluator` assigns the variants, `treated` says whom it gives the treatment
+    (by_user: the even users); `failing`: the users whose request fails."""
     end_of = end_ns if callable(end_ns) else (lambda user: end_ns)
     tp = provider(http_exporter(exporter.urls["http"]), service)
     tracer = tp.get_tracer("t")
     openfeature.set_provider(InMemoryProvider({"new_ranker": InMemoryFlag(
-        "control", {"control": False, "treatment": True}, context_evaluator=by_user)}))
+        "control", {"control": False, "treatment": True}, context_evaluator=evaluator)}))
     client = openfeature.get_client()
     client.add_hooks([TracingHook()])
     for user in users:
-        duration, end = treated_ms(user) if user % 2 == 0 else control_ms(user), end_of(user)
+        duration, end = treated_ms(user) if treated(user) else control_ms(user), end_of(user)
         with tracer.start_as_current_span("gateway", start_time=end - duration * MS, end_on_exit=False,
                                           attributes={"pipeline.component": "gateway"}) as span:
             client.get_boolean_value("new_ranker", False, EvaluationContext(targeting_key=str(user)))

@@ -1,7 +1,9 @@
 """A/B comparison of flag variants: latency, errors, cost, and whether a difference is real.
 
 Per (flag, variant) the rollups keep count, sum and sum of squares of request latency, its histogram,
-errors and cost (analysis.window.Variant), merged here over every minute since the exporter started
+errors and cost (analysis.window.Variant) of the requests randomly assigned to it (a request a cohort
+or targeting rule forced, or whose evaluation failed, is left out: interpret.attributes.NOT_RANDOM),
+merged here over every minute since the exporter started
 or over the last `minutes` minutes. Each variant is compared with the control (a variant named
 control, off or false; else the most requested one) twice:
 - fixed-horizon, analysis.stats: Welch's t-test on latency, the two-proportion z-test on error rate

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from decimal import Decimal
 
+from ..interpret.attributes import NOT_RANDOM
 from ..interpret.summary import RequestSummary
 from .stats import Moments
 
@@ -105,7 +106,7 @@ class MinuteStats:
         self.feature_misses: dict[str, int] = defaultdict(int)
         self.cache_latency: dict[str, Moments] = {}                 # request cache status -> latency
         self.quality, self.confidence, self.citations, self.ratings = Moments(), Moments(), Moments(), Moments()
-        self.variants: dict[tuple, Variant] = {}                    # (flag, variant) -> its requests
+        self.variants: dict[tuple, Variant] = {}                    # (flag, variant) -> its random requests
 
     def observe(self, r: RequestSummary, bounds, cache_owners: dict) -> None:
         """Fold one request in. `bounds`: the latency histogram's upper bounds; `cache_owners`: cache
@@ -175,8 +176,10 @@ class MinuteStats:
             stat = self.cache_latency[r.cache_status] = Moments()
         stat.add(duration)
         if r.variants:
-            variants = self.variants
+            variants, reasons = self.variants, r.variant_reasons
             for key in r.variants.items():
+                if reasons.get(key[0]) in NOT_RANDOM:  # forced or failed: no evidence about the variant
+                    continue
                 key = slot(variants, key, (OTHER, OTHER))
                 v = variants.get(key)
                 if v is None:

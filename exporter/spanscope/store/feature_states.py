@@ -18,6 +18,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from ..interpret.attributes import NOT_RANDOM
 from .db import Database, Location, Session, close_quietly, connect, connection_lost, is_transient, is_unique_violation
 
 log = logging.getLogger("spanscope.features")
@@ -29,10 +30,8 @@ FLAG_IN = {
     "sqlite": "json_extract({column}, '$.\"' || ? || '\"')",
     "postgres": "({column}::jsonb ->> ?)",
 }
-# Reasons of requests not randomly assigned to their variant (a cohort or rule forced it) or that
-# did not get a real evaluation: left out of a stage's evidence. No reason (rows stored before
-# reasons were, instrumentations that send none) counts, as it did before.
-NOT_RANDOM = ("targeting_match", "error")
+# Requests whose flag reason is in NOT_RANDOM are left out of a stage's evidence. No reason (rows
+# stored before reasons were, instrumentations that send none) counts, as it did before.
 
 
 class StateUnavailable(Exception):

@@ -1,12 +1,14 @@
 """Where the exporter's CPU goes per span: an in-process microbenchmark of the ingest path.
 
-    python bench/profile_ingest.py [--batches 32] [--rounds 5] [--gc on|off|threshold] [--cprofile 25]
+    python bench/profile_ingest.py [--batches 32] [--rounds 5] [--gc on|off|threshold] [--cprofile 25] [--scrapes 20]
 
 Builds `spanscope.app.Exporter` from the embedded default config (every feature on), feeds it the
 bench payloads (bench/payloads.py) without any server, and reports CPU microseconds per span for:
 decode (protobuf into raw spans, decode.wire), read (interpret.contract.read_span alone), process (Ingest.process:
 read + record + trace assembly), finish (Ingest.finish_traces: the summary with its breakdown, then the sinks), and each
-sink of the finished requests (the recorder's request metrics among them). `--gc` compares the cyclic
+sink of the finished requests (the recorder's request metrics among them), and then the CPU of one
+scrape of what that traffic left (`/metrics` rendered as text and as OpenMetrics, the collectors
+included). `--gc` compares the cyclic
 garbage collector's share; `--cprofile N` prints the top N functions by own time. Single-threaded, so the
 numbers add up; the server adds HTTP/gRPC handling and any thread hand-off on top (compare with run.py's
 spans per core).
@@ -33,6 +35,8 @@ def measure(args) -> dict:
     from spanscope.config import load
     from spanscope.decode.otlp import read_protobuf
     from spanscope.interpret.contract import read_span
+    from spanscope.metrics.exposition import render
+    from spanscope.metrics.runtime import runtime_families
 
     batches = payloads.batches(args.batches, base_ns=time.time_ns() - 60 * 10**9)
     offsets = [trace_id_offsets(b) for b in batches]
@@ -76,6 +80,13 @@ def measure(args) -> dict:
         t = cpu()
         ingest.finish_traces(time.time() + 10)
         finish += cpu() - t
+    scrapes = {}
+    for openmetrics in (False, True):
+        t = cpu()
+        for _ in range(args.scrapes):
+            body = render(exporter.store, openmetrics=openmetrics, tail=runtime_families(openmetrics))
+        scrapes["openmetrics" if openmetrics else "text"] = round((cpu() - t) / args.scrapes * 1e3, 2)
+    scrapes["lines"] = body.count(b"\n")
     sinks: dict[str, float] = {}
 
     def timed(f):
@@ -100,6 +111,7 @@ def measure(args) -> dict:
         "process_us": round(process * us, 2), "finish_us": round(finish * us, 2),
         "total_us": round(total * us, 2), "spans_per_cpu_s": round(n / total),
         "sinks_us": {k: round(v * us, 2) for k, v in sorted(sinks.items(), key=lambda kv: -kv[1])},
+        "scrape_ms": scrapes,
         "_cycle": cycle,
     }
 
@@ -110,6 +122,7 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=5, help="passes over the payloads per phase (5)")
     p.add_argument("--gc", choices=["on", "off", "threshold"], default="on",
                    help="cyclic GC as in the server (on), disabled (off), or gc.set_threshold(500000, 20, 100)")
+    p.add_argument("--scrapes", type=int, default=20, help="renders of /metrics timed per format (20)")
     p.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N functions by own time")
     args = p.parse_args(argv)
     if args.gc == "off":
@@ -128,6 +141,9 @@ def main(argv=None) -> None:
           f"(read_span alone {result['read_span_us']} us) | finish_traces {result['finish_us']} us")
     for name, v in result["sinks_us"].items():
         print(f"  sink {name}: {v} us/span")
+    sc = result["scrape_ms"]
+    print(f"  scrape of the {sc['lines']} lines left: {sc['text']} ms CPU as text, "
+          f"{sc['openmetrics']} ms as OpenMetrics")
     if args.cprofile:
         profile = cProfile.Profile()
         profile.enable()

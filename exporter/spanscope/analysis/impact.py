@@ -59,11 +59,12 @@ class Impact:
             return 0.0
         return ratio * max(miss.mean - hit.mean, 0.0)
 
-    def what_if(self, disable=(), enable=()) -> dict:
-        """Projected mean latency for turning `disable` off and `enable` on, with its inputs."""
+    def what_if(self, disable=(), enable=(), t: MinuteStats | None = None) -> dict:
+        """Projected mean latency for turning `disable` off and `enable` on, with its inputs; `t`: the
+        window's totals when the caller has them."""
         for name in (*disable, *enable):
             self.features.get(name)  # 404 for an unknown name
-        t = self.totals()
+        t = self.totals() if t is None else t
         current = self.mean_latency(t)
         contrib = self.contributions(t)
         projected = current
@@ -122,11 +123,12 @@ class Impact:
         enable = [n for n in sorted(enable) if not self.features.enabled(n)]
         return disable, enable
 
-    def scenarios(self, specs: dict) -> dict:
+    def scenarios(self, specs: dict, t: MinuteStats | None = None) -> dict:
+        t = self.totals() if t is None else t  # the window merged once for every scenario
         out = {}
         for name, spec in specs.items():
             disable, enable = self.scenario_toggles(spec)
-            out[name] = {**self.what_if(disable, enable), "toggles": {"disable": disable, "enable": enable}}
+            out[name] = {**self.what_if(disable, enable, t), "toggles": {"disable": disable, "enable": enable}}
         return out
 
     def breakdown(self) -> dict:
@@ -165,6 +167,6 @@ class Impact:
             yield metrics.feature_hit_ratio, hit
             if t.requests:  # without traffic the last projections stay
                 yield metrics.whatif, {(name,): v["projected_latency_ms"] / 1000
-                                       for name, v in self.scenarios(scenarios).items()}
+                                       for name, v in self.scenarios(scenarios, t).items()}
 
         return collect

@@ -7,6 +7,7 @@ metrics` in the tests.
 """
 from __future__ import annotations
 
+import functools
 import math
 from decimal import Decimal
 
@@ -30,8 +31,10 @@ def format_value(v) -> str:
     return repr(float(v))
 
 
-def _bounds(buckets) -> list[str]:
-    return [format_value(b) for b in buckets] + ["+Inf"]
+@functools.lru_cache(maxsize=64)
+def _bounds(buckets: tuple) -> tuple[str, ...]:
+    """The `le` texts of a family's buckets, made once per bucket layout rather than per scrape."""
+    return (*(format_value(b) for b in buckets), "+Inf")
 
 
 def _escape_help(text: str) -> str:
@@ -65,14 +68,17 @@ def render(store: Store, openmetrics: bool = False, tail: str = "") -> bytes:
                 lbl = fam.labels[key]
                 prefix = f"{name}_bucket{{{lbl}," if lbl else f"{name}_bucket{{"
                 counts, exemplars = s[0], s[3]
+                if not openmetrics:
+                    exemplars = None  # the text format has none
                 cumulative = 0
                 for i, bound in enumerate(bounds):
                     cumulative += counts[i]
-                    line = f'{prefix}le="{bound}"}} {cumulative}'
-                    if openmetrics and exemplars is not None and exemplars[i] is not None:
+                    if exemplars is not None and exemplars[i] is not None:
                         trace_id, value, ts = exemplars[i]
-                        line += f' # {{trace_id="{trace_id}"}} {format_value(value)} {ts:.3f}'
-                    w(line + "\n")
+                        w(f'{prefix}le="{bound}"}} {cumulative} '
+                          f'# {{trace_id="{trace_id}"}} {format_value(value)} {ts:.3f}\n')
+                    else:
+                        w(f'{prefix}le="{bound}"}} {cumulative}\n')
                 suffix = f"{{{lbl}}}" if lbl else ""
                 w(f"{name}_sum{suffix} {format_value(s[1])}\n{name}_count{suffix} {cumulative}\n")
     w(tail)

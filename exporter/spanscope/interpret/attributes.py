@@ -130,13 +130,13 @@ class Event(NamedTuple):
 
 
 FLAG_EVALUATION = Event(("feature_flag.evaluation", "feature_flag"))
+BREAKER_TRANSITION = Event(("circuit_breaker.state_change",))
+# Its time minus the span's start is the time to first chunk (no attributes read).
+FIRST_CHUNK = Event(("gen_ai.content.completion.chunk", "First Token Stream Event"))
 # Flag reasons (as read, lower case) of requests not randomly assigned to their variant: a cohort or a
 # targeting rule forced it, or the evaluation failed (the caller's default). Comparisons of variants
 # (experiments, rollout guards) leave them out; the per-variant metrics count every request.
 NOT_RANDOM = ("targeting_match", "error")
-BREAKER_TRANSITION = Event(("circuit_breaker.state_change",))
-# Its time minus the span's start is the time to first chunk (no attributes read).
-FIRST_CHUNK = Event(("gen_ai.content.completion.chunk", "First Token Stream Event"))
 
 BREAKER_STATES = ("closed", "open", "half_open")
 

@@ -30,8 +30,6 @@ FLAG_IN = {
     "sqlite": "json_extract({column}, '$.\"' || ? || '\"')",
     "postgres": "({column}::jsonb ->> ?)",
 }
-# Requests whose flag reason is in NOT_RANDOM are left out of a stage's evidence. No reason (rows
-# stored before reasons were, instrumentations that send none) counts, as it did before.
 
 
 class StateUnavailable(Exception):
@@ -144,6 +142,8 @@ class DatabaseStates:
 
     def _stage_sample(self, db: Database, flag, since, control, treatment, p95_factor):
         variant, reason = (FLAG_IN[db.dialect.name].format(column=c) for c in ("variants", "variant_reasons"))
+        # A reason in NOT_RANDOM leaves the request out of the stage's evidence; no reason (rows stored
+        # before reasons were, instrumentations that send none) counts, as it did before.
         stage = (f"(SELECT {variant} AS variant, error, duration_seconds, quality FROM interactions "
                  f"WHERE started_at >= ? AND COALESCE({reason}, '') NOT IN ({', '.join('?' * len(NOT_RANDOM))})) stage")
         base = (flag, since, flag, *NOT_RANDOM)

@@ -73,6 +73,11 @@ def _nanoseconds(v: float) -> float:
     return k / 1e9 if k is not None and -0.25 < ns - k < 0.25 else round(v, 9)
 
 
+def _flag_json(by_flag: dict) -> str:
+    """flag -> text (its variant, or its reason) as a JSON column, both cut to MAX_TEXT."""
+    return to_json({f[:MAX_TEXT]: v[:MAX_TEXT] for f, v in by_flag.items()}, sort_keys=True)
+
+
 def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float | None = None) -> tuple:
     """The column values of COLUMNS. `decimal_cost`: pass cost as Decimal (PostgreSQL NUMERIC) or text."""
     s = summary
@@ -85,8 +90,7 @@ def row(summary: RequestSummary, users: UserIds, decimal_cost: bool, now: float 
         *(int(get(t, 0)) for t in TOKEN_TYPES),
         _text(s.model), s.cost if decimal_cost else decimal_text(s.cost),
         s.confidence, s.citations, s.quality, _text(s.cache_status),
-        to_json({f[:MAX_TEXT]: v[:MAX_TEXT] for f, v in s.variants.items()}, sort_keys=True),
-        to_json({f[:MAX_TEXT]: r[:MAX_TEXT] for f, r in s.variant_reasons.items()}, sort_keys=True),
+        _flag_json(s.variants), _flag_json(s.variant_reasons),
         time.time() if now is None else now,
     )
 

@@ -77,3 +77,23 @@ def test_the_ids_kept_for_duplicate_detection_are_bounded(monkeypatch):
     assert len(assembler.finished) == 5  # the newest five traces' ids fit
     assert assembler.seen(record(11, 3)) and not assembler.seen(record(11, 9))
     assert not assembler.seen(record(2, 3))  # forgotten: the oldest went first
+
+
+def test_a_span_sent_twice_in_one_request_is_counted_once():
+    # Ingest.process reads a request's spans first and assembles them after: a span's twin in the same
+    # request must still be recognised, and its trace summarised once.
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from spanscope.app import Exporter
+    from spanscope.config import load
+    exp = Exporter(load(None, ["store.enabled=false"]))
+    spans, _ = spans_of("twice")
+    result = exp.ingest.process(encode_spans(list(spans) * 2), "test")
+    with exp.ingest.lock:
+        exp.ingest.finish_traces(everything=True)
+    m = exp.metrics
+    assert (result.accepted, result.rejected) == (2 * len(spans), 0)
+    assert sum(s[0] for s in m.spans_duplicate.series.values()) == len(spans)
+    assert sum(s[0] for s in m.spans_received.series.values()) == len(spans)
+    assert sum(s[2] for s in m.component_duration.series.values()) == len(spans)
+    assert sum(s[0] for s in m.requests.series.values()) == 1

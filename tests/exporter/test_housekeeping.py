@@ -59,3 +59,26 @@ def test_drain_records_the_rest_of_an_interrupted_pass_once():
     assert completed(exp) == n
     with exp.ingest.lock:  # each request counted once
         assert sum(s[0] for s in exp.metrics.requests.series.values()) == n
+
+
+def test_a_failing_sink_loses_its_own_record_only():
+    # Finished requests go to the sinks sink by sink: one raising on a request costs that sink's
+    # record of it, not the other sinks' records nor the following requests'.
+    exp = Exporter(load(None, ["store.enabled=false", "traces.finish_delay=0"]))
+    failed, seen = [], []
+
+    def failing(summary):
+        if not failed:
+            failed.append(summary)
+            raise RuntimeError("a bug in one sink")
+
+    exp.ingest.sinks[1:1] = [failing]  # after the request metrics, before the rollups and the rest
+    exp.ingest.sinks.append(seen.append)
+    for batch in make_batches("sinks", 1):
+        exp.ingest.process(encode_spans(batch), "test")
+    with exp.ingest.lock:
+        exp.ingest.finish_traces(everything=True)
+    assert len(failed) == 1
+    assert len(seen) == TRACES_PER_BATCH  # the later sink saw the failed request too
+    assert sum(s[0] for s in exp.metrics.requests.series.values()) == TRACES_PER_BATCH
+    assert exp.rollups.merged(5).requests == TRACES_PER_BATCH

@@ -20,7 +20,7 @@ import time
 from aiohttp import web
 from yarl import URL
 
-from ..ingest.grpc_front import listening
+from ..sockets import listening
 
 log = logging.getLogger("spanscope")
 
